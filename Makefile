@@ -1,0 +1,39 @@
+# Two commands matter: `make dev` (the broker on http://127.0.0.1:3000, all embedded)
+# and `make test` (the whole suite). Both install what they need into .venv.
+SHELL := /bin/bash
+# Lambda runs python3.13; sam build needs that interpreter on PATH. pyenv carries it on our machines.
+PYTHON313 := $(shell for p in $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.13*/bin/python3.13 $$(command -v python3.13); do \
+	timeout 10 "$$p" -c 'import sys' >/dev/null 2>&1 && { echo "$$p"; break; }; done)
+PYTHON ?= $(if $(PYTHON313),$(PYTHON313),python3)
+VENV := .venv
+BIN := $(VENV)/bin
+export PATH := $(abspath $(BIN)):$(dir $(PYTHON313)):$(PATH)
+export PYTHONPATH := $(CURDIR)/layers/broker:$(CURDIR)/local
+
+.PHONY: dev test lint typecheck build cold-start clean
+
+$(BIN)/.installed: requirements-dev.txt layers/broker/requirements.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+dev: $(BIN)/.installed
+	$(BIN)/python -m broker_local
+
+test: $(BIN)/.installed
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/cfn-lint template.yaml
+
+typecheck: $(BIN)/.installed
+	$(BIN)/mypy
+
+build: $(BIN)/.installed
+	$(BIN)/sam build --parallel
+
+clean:
+	rm -rf $(VENV) .aws-sam

@@ -1,0 +1,70 @@
+"""Settings parsed once from the environment (the template's Globals set them)."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from functools import cache
+
+from pydantic import BaseModel, Field, ValidationError, field_validator
+
+from zoho_broker.data_centres import ZOHO_ACCOUNTS_SERVERS
+
+
+class Settings(BaseModel):
+    subscriptions_table: str = Field(min_length=1)
+    flows_table: str = Field(min_length=1)
+    secret_prefix: str = Field(min_length=1)
+    state_key_secret_id: str = Field(min_length=1)
+    public_base_url: str = ""
+    zoho_accounts_servers: dict[str, str] = Field(default_factory=lambda: dict(ZOHO_ACCOUNTS_SERVERS))
+    state_ttl_seconds: int = Field(default=600, ge=60, le=3600)
+    connect_link_ttl_seconds: int = Field(default=86400, ge=60, le=604800)
+    # Browsers keep Secure cookies on http://127.0.0.1 too, so this stays on even locally.
+    cookie_secure: bool = True
+    zoho_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @field_validator("zoho_accounts_servers", mode="before")
+    @classmethod
+    def _parse_servers(cls, value: object) -> object:
+        if isinstance(value, str):
+            if not value.strip():
+                return dict(ZOHO_ACCOUNTS_SERVERS)
+            return json.loads(value)
+        return value
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        raw: dict[str, object] = {
+            "subscriptions_table": env.get("BROKER_SUBSCRIPTIONS_TABLE", ""),
+            "flows_table": env.get("BROKER_FLOWS_TABLE", ""),
+            "secret_prefix": env.get("BROKER_SECRET_PREFIX", ""),
+            "state_key_secret_id": env.get("BROKER_STATE_KEY_SECRET_ID", ""),
+            "public_base_url": env.get("BROKER_PUBLIC_BASE_URL", ""),
+            "zoho_accounts_servers": env.get("BROKER_ZOHO_ACCOUNTS_SERVERS", ""),
+        }
+        optional = {
+            "state_ttl_seconds": "BROKER_STATE_TTL_SECONDS",
+            "connect_link_ttl_seconds": "BROKER_CONNECT_LINK_TTL_SECONDS",
+            "cookie_secure": "BROKER_COOKIE_SECURE",
+            "zoho_timeout_seconds": "BROKER_ZOHO_TIMEOUT_SECONDS",
+        }
+        for field, name in optional.items():
+            if env.get(name):
+                raw[field] = env[name]
+        try:
+            return cls.model_validate(raw)
+        except (ValidationError, json.JSONDecodeError) as error:
+            raise RuntimeError(f"The broker's environment is incomplete or invalid: {error}") from error
+
+
+@cache
+def get_settings() -> Settings:
+    return Settings.from_env()

@@ -1,0 +1,66 @@
+"""Domain errors, mapped to HTTP answers in one place per handler (never try/except per route)."""
+
+from __future__ import annotations
+
+
+class BrokerError(Exception):
+    """Base of every error a user may see; ``message`` must never contain a secret."""
+
+    status_code = 400
+    code = "bad_request"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class NotFound(BrokerError):
+    status_code = 404
+    code = "not_found"
+
+
+class Conflict(BrokerError):
+    status_code = 409
+    code = "conflict"
+
+
+class InvalidInput(BrokerError):
+    status_code = 400
+    code = "invalid_request"
+
+
+class ConnectLinkInvalid(BrokerError):
+    """The connect link is unknown, used or expired: the operator must issue a new one."""
+
+    status_code = 410
+    code = "connect_link_invalid"
+
+
+class StateRejected(BrokerError):
+    """The callback's state is forged, tampered, replayed, expired or from another browser."""
+
+    status_code = 400
+    code = "state_rejected"
+
+
+class UntrustedAccountsServer(BrokerError):
+    """The callback named an accounts server outside the allow-list: the code is never sent there."""
+
+    status_code = 400
+    code = "untrusted_accounts_server"
+
+
+class ZohoError(BrokerError):
+    """Zoho refused or failed a token call.
+
+    ``transient`` errors (timeouts, 5xx, rate limiting) are worth retrying later; the others
+    (``invalid_code``, ``invalid_client``, ...) are definitive.
+    """
+
+    status_code = 502
+    code = "zoho_error"
+
+    def __init__(self, message: str, *, zoho_code: str, transient: bool) -> None:
+        super().__init__(message)
+        self.zoho_code = zoho_code
+        self.transient = transient

@@ -1,0 +1,1 @@
+"""Use cases: no AWS types here, only stores, models and the Zoho client."""

@@ -1,0 +1,175 @@
+"""The consent flow: open a connect link (start), then finish at the callback (exchange and store)."""
+
+from __future__ import annotations
+
+import hmac
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+
+from aws_lambda_powertools import Logger
+
+from zoho_broker import state
+from zoho_broker.catalogue import REDIRECT_URL_FIELD, IntegrationVersion
+from zoho_broker.data_centres import label
+from zoho_broker.errors import ConnectLinkInvalid, InvalidInput, NotFound, StateRejected, ZohoError
+from zoho_broker.models import StateRecord, Subscription, utc_now
+from zoho_broker.oauth_url import render_authorization_url
+from zoho_broker.services import Services
+
+logger = Logger(child=True)
+
+LINK_TOKEN = re.compile(r"^[A-Za-z0-9_-]{32,64}$")
+CALLBACK_PATH = "/oauth/callback"
+
+
+@dataclass(frozen=True)
+class StartOutcome:
+    authorization_url: str
+    browser_binding: str
+    subscription_id: str
+
+
+@dataclass(frozen=True)
+class CallbackParams:
+    state: str
+    code: str | None = None
+    error: str | None = None
+    location: str | None = None
+    accounts_server: str | None = None
+
+
+@dataclass(frozen=True)
+class ConnectOutcome:
+    subscription_id: str
+    integration_name: str
+    data_centre: str | None
+    denied: bool = False
+
+    @property
+    def data_centre_label(self) -> str:
+        return label(self.data_centre) if self.data_centre else ""
+
+
+def redirect_uri_for(subscription: Subscription, version: IntegrationVersion, base_url: str) -> str:
+    """The subscription's RedirectUrl, else the version's default, else the broker's own callback."""
+    field = version.custom_field(REDIRECT_URL_FIELD)
+    configured = subscription.custom_fields.get(REDIRECT_URL_FIELD) or (field.default if field else None)
+    return configured or base_url + CALLBACK_PATH
+
+
+def start(services: Services, *, link_token: str, browser_binding: str | None, base_url: str) -> StartOutcome:
+    if not LINK_TOKEN.match(link_token):
+        raise ConnectLinkInvalid("This connect link is not valid.")
+    now = utc_now()
+    record = services.flows.consume_connect_link(state.hash_secret_token(link_token))
+    if record is None or record.expires_at <= int(now.timestamp()):
+        raise ConnectLinkInvalid("This connect link has expired or was already used.")
+    subscription = services.subscriptions.get(record.subscription_id)
+    if subscription is None:
+        raise ConnectLinkInvalid("The subscription of this connect link no longer exists.")
+    version = services.catalogue.get(subscription.integration).get_version(subscription.version)
+    redirect_uri = redirect_uri_for(subscription, version, base_url)
+
+    binding = browser_binding if state.is_browser_binding(browser_binding) else state.new_browser_binding()
+    signed = state.mint(services.signing_keys.get(), subscription.subscription_id)
+    expires_at = now + timedelta(seconds=services.settings.state_ttl_seconds)
+    services.flows.put_state(
+        signed.nonce,
+        StateRecord(
+            subscription_id=subscription.subscription_id,
+            binding_hash=state.hash_secret_token(binding),
+            redirect_uri=redirect_uri,
+            expires_at=int(expires_at.timestamp()),
+        ),
+    )
+    url = render_authorization_url(
+        version,
+        client_id=subscription.client_id,
+        state=signed.value,
+        custom_fields={**subscription.custom_fields, REDIRECT_URL_FIELD: redirect_uri},
+    )
+    logger.info("consent started", extra={"subscription_id": subscription.subscription_id})
+    return StartOutcome(
+        authorization_url=services.accounts_servers.rewrite_zoho_origin(url),
+        browser_binding=binding,
+        subscription_id=subscription.subscription_id,
+    )
+
+
+def complete(services: Services, params: CallbackParams, *, browser_binding: str | None) -> ConnectOutcome:
+    signed = state.verify(services.signing_keys.get(), params.state)
+    record = services.flows.consume_state(signed.nonce)
+    if record is None:
+        raise StateRejected("This sign-in was already completed or has expired.")
+    if record.subscription_id != signed.subscription_id:
+        raise StateRejected("The sign-in state belongs to another subscription.")
+    if record.expires_at <= int(utc_now().timestamp()):
+        raise StateRejected("This sign-in has expired.")
+    if not state.is_browser_binding(browser_binding) or not _same_hash(browser_binding, record.binding_hash):
+        raise StateRejected("This sign-in was started in another browser.")
+
+    subscription = services.subscriptions.get(record.subscription_id)
+    if subscription is None:
+        raise NotFound("The subscription was deleted while it was being connected.")
+    integration = services.catalogue.get(subscription.integration)
+    log = {"subscription_id": subscription.subscription_id}
+    if params.error:
+        if params.error == "access_denied":
+            logger.info("consent denied", extra=log)
+            return ConnectOutcome(subscription.subscription_id, integration.name, None, denied=True)
+        raise ZohoError("Zoho reported an error instead of a code.", zoho_code=params.error, transient=False)
+    if not params.code:
+        raise InvalidInput("The callback carries neither a code nor an error.")
+
+    data_centre, origin = services.accounts_servers.resolve(
+        location=params.location, accounts_server=params.accounts_server
+    )
+    secret = services.secrets.get(subscription.subscription_id)
+    if secret is None:
+        raise NotFound("The subscription's secret is missing; recreate the subscription.")
+    version = integration.get_version(subscription.version)
+    tokens = services.zoho.exchange_code(
+        token_url=origin + version.token_path,
+        client_id=subscription.client_id,
+        client_secret=secret.client_secret_for(data_centre),
+        code=params.code,
+        redirect_uri=record.redirect_uri,
+    )
+    refresh_token = tokens.refresh_token
+    if refresh_token is None and secret.data_centre == data_centre:
+        refresh_token = secret.refresh_token  # re-consent without prompt=consent: the old one still works
+    if refresh_token is None:
+        raise ZohoError(
+            "Zoho issued no refresh token; the OAuth URL template needs access_type=offline.",
+            zoho_code="no_refresh_token",
+            transient=False,
+        )
+    now = utc_now()
+    expires_at = now + timedelta(seconds=tokens.expires_in)
+    services.secrets.put(
+        subscription.subscription_id,
+        secret.model_copy(
+            update={
+                "refresh_token": refresh_token,
+                "access_token": tokens.access_token,
+                "access_token_expires_at": expires_at,
+                "api_domain": tokens.api_domain or secret.api_domain,
+                "data_centre": data_centre,
+                "token_type": tokens.token_type,
+            }
+        ),
+    )
+    services.subscriptions.record_connection(
+        subscription.subscription_id,
+        data_centre=data_centre,
+        api_domain=tokens.api_domain or secret.api_domain,
+        access_token_expires_at=expires_at,
+        connected_at=now,
+    )
+    logger.info("subscription connected", extra={**log, "data_centre": data_centre})
+    return ConnectOutcome(subscription.subscription_id, integration.name, data_centre)
+
+
+def _same_hash(binding: str, expected_hash: str) -> bool:
+    return hmac.compare_digest(state.hash_secret_token(binding), expected_hash)

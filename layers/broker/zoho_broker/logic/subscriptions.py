@@ -1,0 +1,186 @@
+"""Subscriptions: create, read, list, update, delete, and connect links for them."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import timedelta
+from typing import Any
+
+from aws_lambda_powertools import Logger
+
+from zoho_broker import state
+from zoho_broker.catalogue import Integration, IntegrationVersion
+from zoho_broker.errors import InvalidInput, NotFound
+from zoho_broker.models import (
+    ConnectionStatus,
+    ConnectLink,
+    ConnectLinkRecord,
+    Subscription,
+    SubscriptionCreate,
+    SubscriptionList,
+    SubscriptionSecret,
+    SubscriptionUpdate,
+    SubscriptionView,
+    utc_now,
+)
+from zoho_broker.services import Services
+
+logger = Logger(child=True)
+
+LINK_TOKEN_BYTES = 32
+
+
+def _integration(services: Services, integration_id: str) -> Integration:
+    try:
+        return services.catalogue.get(integration_id)
+    except NotFound as error:
+        raise InvalidInput(error.message) from error
+
+
+def _check_custom_fields(version: IntegrationVersion, values: dict[str, str]) -> None:
+    known = {field.name for field in version.custom_fields}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        allowed = ", ".join(sorted(known)) or "none"
+        raise InvalidInput(f"Unknown custom field(s) {', '.join(unknown)}; this version knows {allowed}.")
+    missing = [
+        f.name for f in version.custom_fields if f.required and not values.get(f.name) and not f.default
+    ]
+    if missing:
+        raise InvalidInput(f"Missing required custom field(s): {', '.join(missing)}.")
+
+
+def _check_data_centres(services: Services, secrets_by_dc: dict[str, Any]) -> None:
+    known = services.accounts_servers.by_data_centre
+    unknown = sorted(set(secrets_by_dc) - set(known))
+    if unknown:
+        raise InvalidInput(f"Unknown data centre(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}.")
+
+
+def _view(
+    services: Services, subscription: Subscription, secret: SubscriptionSecret | None
+) -> SubscriptionView:
+    name = services.secrets.name_for(subscription.subscription_id)
+    return SubscriptionView.build(subscription, secret_name=name, secret=secret)
+
+
+def create(services: Services, body: SubscriptionCreate) -> SubscriptionView:
+    integration = _integration(services, body.integration)
+    version = integration.get_version(body.version) if body.version else integration.latest
+    _check_custom_fields(version, body.custom_fields)
+    _check_data_centres(services, body.client_secrets_by_data_centre)
+    now = utc_now()
+    subscription = Subscription(
+        subscription_id="sub_" + secrets.token_hex(8),
+        name=body.name,
+        integration=integration.id,
+        version=version.version,
+        client_id=body.client_id,
+        api_url=body.api_url or version.default_api_url,
+        throttling=body.throttling or version.default_throttling,
+        custom_fields=body.custom_fields,
+        created_at=now,
+        updated_at=now,
+    )
+    secret = SubscriptionSecret(
+        client_id=body.client_id,
+        client_secret=body.client_secret.get_secret_value(),
+        client_secrets_by_data_centre={
+            dc: value.get_secret_value() for dc, value in body.client_secrets_by_data_centre.items()
+        },
+    )
+    # The name check lives in DynamoDB's transaction, so test it first and only then create the secret.
+    services.subscriptions.create(subscription)
+    try:
+        services.secrets.create(subscription.subscription_id, secret)
+    except Exception:
+        services.subscriptions.delete(subscription)
+        raise
+    logger.info("subscription created", extra={"subscription_id": subscription.subscription_id})
+    return _view(services, subscription, secret)
+
+
+def get(services: Services, subscription_id: str) -> SubscriptionView:
+    subscription = services.subscriptions.require(subscription_id)
+    return _view(services, subscription, services.secrets.get(subscription_id))
+
+
+def list_page(services: Services, *, limit: int, cursor: str | None) -> SubscriptionList:
+    found, next_cursor = services.subscriptions.list_page(limit=limit, cursor=cursor)
+    return SubscriptionList(subscriptions=[_view(services, s, None) for s in found], next_cursor=next_cursor)
+
+
+def update(services: Services, subscription_id: str, body: SubscriptionUpdate) -> SubscriptionView:
+    current = services.subscriptions.require(subscription_id)
+    integration = _integration(services, current.integration)
+    version = integration.get_version(body.version or current.version)
+    changes: dict[str, Any] = body.model_dump(
+        exclude_unset=True, exclude={"client_secret", "client_secrets_by_data_centre"}
+    )
+    changes = {key: value for key, value in changes.items() if value is not None}
+    if body.throttling is not None:
+        changes["throttling"] = body.throttling
+    updated = current.model_copy(update={**changes, "updated_at": utc_now()})
+    _check_custom_fields(version, updated.custom_fields)
+    if body.client_secrets_by_data_centre is not None:
+        _check_data_centres(services, body.client_secrets_by_data_centre)
+
+    secret = services.secrets.get(subscription_id)
+    if secret is None:
+        raise NotFound("The subscription's secret is missing; recreate the subscription.")
+    new_secret = secret
+    if body.client_id is not None and body.client_id != current.client_id:
+        # Tokens belong to the old client: the subscription must be connected again.
+        new_secret = new_secret.model_copy(
+            update={
+                "client_id": body.client_id,
+                "refresh_token": None,
+                "access_token": None,
+                "access_token_expires_at": None,
+            }
+        )
+        updated = updated.model_copy(
+            update={
+                "status": ConnectionStatus.NOT_CONNECTED,
+                "access_token_expires_at": None,
+                "connected_at": None,
+            }
+        )
+    if body.client_secret is not None:
+        new_secret = new_secret.model_copy(update={"client_secret": body.client_secret.get_secret_value()})
+    if body.client_secrets_by_data_centre is not None:
+        new_secret = new_secret.model_copy(
+            update={
+                "client_secrets_by_data_centre": {
+                    dc: value.get_secret_value() for dc, value in body.client_secrets_by_data_centre.items()
+                }
+            }
+        )
+    services.subscriptions.replace(updated, previous_name=current.name)
+    if new_secret is not secret:
+        services.secrets.put(subscription_id, new_secret)
+    logger.info("subscription updated", extra={"subscription_id": subscription_id})
+    return _view(services, updated, new_secret)
+
+
+def delete(services: Services, subscription_id: str) -> None:
+    subscription = services.subscriptions.require(subscription_id)
+    services.subscriptions.delete(subscription)
+    services.secrets.delete(subscription_id)
+    logger.info("subscription deleted", extra={"subscription_id": subscription_id})
+
+
+def create_connect_link(services: Services, subscription_id: str, *, base_url: str) -> ConnectLink:
+    subscription = services.subscriptions.require(subscription_id)
+    token = secrets.token_urlsafe(LINK_TOKEN_BYTES)
+    expires_at = utc_now() + timedelta(seconds=services.settings.connect_link_ttl_seconds)
+    services.flows.put_connect_link(
+        state.hash_secret_token(token),
+        ConnectLinkRecord(
+            subscription_id=subscription.subscription_id, expires_at=int(expires_at.timestamp())
+        ),
+    )
+    logger.info("connect link created", extra={"subscription_id": subscription_id})
+    return ConnectLink(
+        url=f"{base_url}/connect/{token}", expires_at=expires_at, subscription_id=subscription.subscription_id
+    )

@@ -1,0 +1,196 @@
+"""Pydantic models at every boundary: the admin API's bodies and answers, stored items, secrets."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr
+
+from zoho_broker.catalogue import Throttling
+from zoho_broker.masking import mask
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def _check_http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("https", "http") or not parts.netloc:
+        raise ValueError("must be an absolute http(s) URL")
+    return value.rstrip("/")
+
+
+HttpUrlText = Annotated[str, Field(max_length=2048), AfterValidator(_check_http_url)]
+Name = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f]+$")]
+ClientId = Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[A-Za-z0-9._-]+$")]
+ClientSecretValue = Annotated[SecretStr, Field(min_length=1, max_length=512)]
+CustomFieldValues = Annotated[
+    dict[Annotated[str, Field(max_length=64)], Annotated[str, Field(max_length=2048)]], Field(max_length=50)
+]
+
+
+class ConnectionStatus(StrEnum):
+    NOT_CONNECTED = "not_connected"
+    CONNECTED = "connected"
+    NEEDS_REAUTHENTICATION = "needs_reauthentication"
+
+
+class SubscriptionCreate(BaseModel):
+    """Body of POST /admin/subscriptions (the seed's Subscription Settings)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    name: Name
+    integration: str = Field(min_length=1, max_length=64)
+    version: str | None = Field(default=None, max_length=32, description="Defaults to the latest version.")
+    client_id: ClientId
+    client_secret: ClientSecretValue
+    client_secrets_by_data_centre: dict[str, ClientSecretValue] = Field(
+        default_factory=dict,
+        description="Only when the Zoho API Console gives a different secret per data centre.",
+    )
+    api_url: HttpUrlText | None = Field(default=None, description="Defaults to the version's API URL.")
+    throttling: Throttling | None = Field(default=None, description="Defaults to the version's settings.")
+    custom_fields: CustomFieldValues = Field(default_factory=dict)
+
+
+class SubscriptionUpdate(BaseModel):
+    """Body of PATCH /admin/subscriptions/{id}: only the fields given change."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    name: Name | None = None
+    version: str | None = Field(default=None, max_length=32)
+    client_id: ClientId | None = None
+    client_secret: ClientSecretValue | None = None
+    client_secrets_by_data_centre: dict[str, ClientSecretValue] | None = None
+    api_url: HttpUrlText | None = None
+    throttling: Throttling | None = None
+    custom_fields: CustomFieldValues | None = None
+
+
+class Subscription(BaseModel):
+    """A subscription as stored in DynamoDB: no secret ever lives here."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    subscription_id: str
+    name: str
+    integration: str
+    version: str
+    client_id: str
+    api_url: str
+    throttling: Throttling
+    custom_fields: dict[str, str] = Field(default_factory=dict)
+    status: ConnectionStatus = ConnectionStatus.NOT_CONNECTED
+    data_centre: str | None = None
+    api_domain: str | None = None
+    access_token_expires_at: datetime | None = None
+    connected_at: datetime | None = None
+    last_error: str | None = None
+    created_at: datetime
+    updated_at: datetime
+
+
+class SubscriptionSecret(BaseModel):
+    """The JSON held in a subscription's secret: what consumers read straight from Secrets Manager."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    client_id: str
+    client_secret: str
+    client_secrets_by_data_centre: dict[str, str] = Field(default_factory=dict)
+    refresh_token: str | None = None
+    access_token: str | None = None
+    access_token_expires_at: datetime | None = None
+    api_domain: str | None = None
+    data_centre: str | None = None
+    token_type: str | None = None
+
+    def client_secret_for(self, data_centre: str) -> str:
+        return self.client_secrets_by_data_centre.get(data_centre, self.client_secret)
+
+    def __repr__(self) -> str:  # keep secrets out of tracebacks and debug logs
+        return f"SubscriptionSecret(client_id={self.client_id!r}, ...)"
+
+    __str__ = __repr__
+
+
+class MaskedTokens(BaseModel):
+    access_token: str | None
+    refresh_token: str | None
+
+
+class SubscriptionView(BaseModel):
+    """A subscription as the admin API shows it: status and masked secrets."""
+
+    subscription_id: str
+    name: str
+    integration: str
+    version: str
+    client_id: str
+    client_secret: str | None = Field(description="Masked: first characters and length.")
+    api_url: str
+    throttling: Throttling
+    custom_fields: dict[str, str]
+    status: ConnectionStatus
+    data_centre: str | None
+    api_domain: str | None
+    access_token_expires_at: datetime | None
+    connected_at: datetime | None
+    last_error: str | None
+    tokens: MaskedTokens | None = Field(description="Masked; only on single reads.")
+    secret_name: str = Field(description="Secrets Manager secret holding the tokens.")
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def build(
+        cls, subscription: Subscription, *, secret_name: str, secret: SubscriptionSecret | None
+    ) -> SubscriptionView:
+        data: dict[str, Any] = subscription.model_dump()
+        data["secret_name"] = secret_name
+        data["client_secret"] = mask(secret.client_secret) if secret else None
+        data["tokens"] = (
+            MaskedTokens(access_token=mask(secret.access_token), refresh_token=mask(secret.refresh_token))
+            if secret
+            else None
+        )
+        return cls.model_validate(data)
+
+
+class SubscriptionList(BaseModel):
+    subscriptions: list[SubscriptionView]
+    next_cursor: str | None = None
+
+
+class ConnectLink(BaseModel):
+    url: str
+    expires_at: datetime
+    subscription_id: str
+
+
+class ErrorBody(BaseModel):
+    error: str
+    message: str
+    details: list[dict[str, str]] | None = None
+
+
+class ConnectLinkRecord(BaseModel):
+    """A connect link as stored (keyed by the hash of its token, so a table reader cannot use it)."""
+
+    subscription_id: str
+    expires_at: int = Field(description="Epoch seconds; also the table's TTL attribute.")
+
+
+class StateRecord(BaseModel):
+    """One consent attempt, stored under its nonce until the callback consumes it."""
+
+    subscription_id: str
+    binding_hash: str = Field(description="SHA-256 of the browser-binding cookie, never the cookie.")
+    redirect_uri: str
+    expires_at: int = Field(description="Epoch seconds; also the table's TTL attribute.")

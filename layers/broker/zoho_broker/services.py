@@ -1,0 +1,62 @@
+"""Everything a use case needs, made once per process (a Lambda container) from the settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cache, cached_property
+from typing import TYPE_CHECKING
+
+from zoho_broker.catalogue import Catalogue, load_catalogue
+from zoho_broker.config import Settings
+from zoho_broker.data_centres import AccountsServers
+from zoho_broker.store import aws
+from zoho_broker.store.flows import FlowStore
+from zoho_broker.store.secrets import SecretStore, SigningKeyStore
+from zoho_broker.store.subscriptions import SubscriptionStore
+
+if TYPE_CHECKING:
+    from zoho_broker.zoho_client import ZohoClient
+
+
+@dataclass
+class Services:
+    settings: Settings
+    catalogue: Catalogue = field(default_factory=load_catalogue)
+
+    @cached_property
+    def subscriptions(self) -> SubscriptionStore:
+        return SubscriptionStore(self.settings.subscriptions_table)
+
+    @cached_property
+    def secrets(self) -> SecretStore:
+        return SecretStore(self.settings.secret_prefix)
+
+    @cached_property
+    def flows(self) -> FlowStore:
+        return FlowStore(self.settings.flows_table)
+
+    @cached_property
+    def signing_keys(self) -> SigningKeyStore:
+        return SigningKeyStore(self.settings.state_key_secret_id)
+
+    @cached_property
+    def accounts_servers(self) -> AccountsServers:
+        return AccountsServers(self.settings.zoho_accounts_servers)
+
+    @cached_property
+    def zoho(self) -> ZohoClient:
+        # Imported here: only the functions that call Zoho pay for httpx at cold start.
+        from zoho_broker.zoho_client import ZohoClient
+
+        return ZohoClient(timeout_seconds=self.settings.zoho_timeout_seconds)
+
+
+@cache
+def get_services() -> Services:
+    return Services(settings=Settings.from_env())
+
+
+def reset_services() -> None:
+    """Forget everything made from the environment (tests and the local runner change it)."""
+    get_services.cache_clear()
+    aws.reset()

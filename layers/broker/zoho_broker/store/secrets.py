@@ -1,0 +1,69 @@
+"""Subscription secrets (client secret and tokens) and the state-signing key in Secrets Manager."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aws_lambda_powertools.utilities.parameters import SecretsProvider
+from botocore.exceptions import ClientError
+
+from zoho_broker.models import SubscriptionSecret
+from zoho_broker.store import aws
+
+if TYPE_CHECKING:
+    from mypy_boto3_secretsmanager import SecretsManagerClient
+
+# The signing key changes only when an operator rotates it; five minutes of caching saves a call per request.
+SIGNING_KEY_MAX_AGE_SECONDS = 300
+
+
+class SecretStore:
+    def __init__(self, prefix: str, client: SecretsManagerClient | None = None) -> None:
+        self._prefix = prefix
+        self._client = client or aws.secretsmanager()
+
+    def name_for(self, subscription_id: str) -> str:
+        return self._prefix + subscription_id
+
+    def create(self, subscription_id: str, secret: SubscriptionSecret) -> None:
+        self._client.create_secret(
+            Name=self.name_for(subscription_id),
+            Description="Zoho OAuth client secret and tokens of one broker subscription.",
+            SecretString=secret.model_dump_json(),
+            Tags=[{"Key": "zoho-broker:subscription-id", "Value": subscription_id}],
+        )
+
+    def get(self, subscription_id: str) -> SubscriptionSecret | None:
+        try:
+            answer = self._client.get_secret_value(SecretId=self.name_for(subscription_id))
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ResourceNotFoundException":
+                return None
+            raise
+        return SubscriptionSecret.model_validate_json(answer["SecretString"])
+
+    def put(self, subscription_id: str, secret: SubscriptionSecret) -> None:
+        self._client.put_secret_value(
+            SecretId=self.name_for(subscription_id), SecretString=secret.model_dump_json()
+        )
+
+    def delete(self, subscription_id: str) -> None:
+        try:
+            self._client.delete_secret(SecretId=self.name_for(subscription_id), RecoveryWindowInDays=7)
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "ResourceNotFoundException":
+                raise
+
+
+class SigningKeyStore:
+    """Reads the HMAC key with Powertools' parameters utility, cached per process."""
+
+    def __init__(self, secret_id: str, client: SecretsManagerClient | None = None) -> None:
+        self._secret_id = secret_id
+        self._provider = SecretsProvider(boto3_client=client or aws.secretsmanager())
+
+    def get(self) -> bytes:
+        value = self._provider.get(self._secret_id, max_age=SIGNING_KEY_MAX_AGE_SECONDS)
+        if not isinstance(value, str) or len(value) < 32:
+            raise RuntimeError("The state-signing key is missing or shorter than 32 characters.")
+        return value.encode()

@@ -1,0 +1,110 @@
+"""Zoho's token endpoint, with timeouts and Zoho's HTTP-200 errors turned into ZohoError."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from pydantic import BaseModel, Field, ValidationError
+
+from zoho_broker.errors import ZohoError
+
+# Zoho's answer when a client calls the token endpoint too often (an access_denied, oddly).
+RATE_LIMIT_HINT = "too many requests"
+
+
+class TokenResponse(BaseModel):
+    access_token: str = Field(min_length=1)
+    refresh_token: str | None = None
+    api_domain: str | None = None
+    token_type: str = "Bearer"
+    expires_in: int = Field(default=3600, gt=0)
+
+    def __repr__(self) -> str:
+        return f"TokenResponse(api_domain={self.api_domain!r}, expires_in={self.expires_in})"
+
+    __str__ = __repr__
+
+
+class ZohoClient:
+    """Owns one httpx.Client (connection reuse across warm invocations)."""
+
+    def __init__(
+        self, *, timeout_seconds: float = 10.0, transport: httpx.BaseTransport | None = None
+    ) -> None:
+        self._http = httpx.Client(
+            timeout=httpx.Timeout(timeout_seconds, connect=min(3.0, timeout_seconds)),
+            follow_redirects=False,
+            transport=transport,
+            headers={"User-Agent": "zoho-oauth-broker"},
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def exchange_code(
+        self, *, token_url: str, client_id: str, client_secret: str, code: str, redirect_uri: str
+    ) -> TokenResponse:
+        return self._token_call(
+            token_url,
+            {
+                "grant_type": "authorization_code",
+                "client_id": client_id,
+                "client_secret": client_secret,
+                "code": code,
+                "redirect_uri": redirect_uri,
+            },
+        )
+
+    def refresh(
+        self, *, token_url: str, client_id: str, client_secret: str, refresh_token: str
+    ) -> TokenResponse:
+        return self._token_call(
+            token_url,
+            {
+                "grant_type": "refresh_token",
+                "client_id": client_id,
+                "client_secret": client_secret,
+                "refresh_token": refresh_token,
+            },
+        )
+
+    def _token_call(self, url: str, form: dict[str, str]) -> TokenResponse:
+        try:
+            response = self._http.post(url, data=form)
+        except httpx.TimeoutException as error:
+            raise ZohoError("Zoho did not answer in time.", zoho_code="timeout", transient=True) from error
+        except httpx.HTTPError as error:
+            raise ZohoError("Zoho could not be reached.", zoho_code="unreachable", transient=True) from error
+        if response.status_code >= 500 or response.status_code == 429:
+            raise ZohoError(
+                f"Zoho answered HTTP {response.status_code}.",
+                zoho_code=f"http_{response.status_code}",
+                transient=True,
+            )
+        try:
+            body: Any = response.json()
+        except ValueError as error:
+            raise ZohoError(
+                "Zoho answered something that is not JSON.", zoho_code="bad_response", transient=True
+            ) from error
+        if not isinstance(body, dict):
+            raise ZohoError("Zoho answered an unexpected document.", zoho_code="bad_response", transient=True)
+        if "access_token" not in body:
+            raise _error_from(body, response.status_code)
+        try:
+            return TokenResponse.model_validate(body)
+        except ValidationError as error:
+            raise ZohoError(
+                "Zoho's token answer was incomplete.", zoho_code="bad_response", transient=True
+            ) from error
+
+
+def _error_from(body: dict[str, Any], status_code: int) -> ZohoError:
+    code = str(body.get("error") or f"http_{status_code}")[:64]
+    description = str(body.get("error_description") or "")
+    if code == "access_denied" and RATE_LIMIT_HINT in description.lower():
+        return ZohoError(
+            "Zoho asks us to slow down (too many requests).", zoho_code="rate_limited", transient=True
+        )
+    return ZohoError(f"Zoho refused the request ({code}).", zoho_code=code, transient=False)
