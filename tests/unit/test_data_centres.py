@@ -1,0 +1,62 @@
+"""The accounts-server allow-list decides where a grant code may be sent."""
+
+import pytest
+
+from zoho_broker.data_centres import ZOHO_ACCOUNTS_SERVERS, AccountsServers
+from zoho_broker.errors import UntrustedAccountsServer
+
+servers = AccountsServers(ZOHO_ACCOUNTS_SERVERS)
+
+
+@pytest.mark.parametrize(
+    ("location", "accounts_server", "expected"),
+    [
+        ("eu", "https://accounts.zoho.eu", ("eu", "https://accounts.zoho.eu")),
+        (None, "HTTPS://Accounts.Zoho.EU/", ("eu", "https://accounts.zoho.eu")),
+        ("ca", "https://accounts.zohocloud.ca", ("ca", "https://accounts.zohocloud.ca")),
+        ("in", None, ("in", "https://accounts.zoho.in")),
+        (None, None, ("us", "https://accounts.zoho.com")),
+    ],
+)
+def test_known_zoho_accounts_servers_are_accepted(
+    location: str | None, accounts_server: str | None, expected: tuple[str, str]
+) -> None:
+    assert servers.resolve(location=location, accounts_server=accounts_server) == expected
+
+
+@pytest.mark.parametrize(
+    "accounts_server",
+    [
+        "https://accounts.zoho.eu.evil.example",
+        "https://evil.example",
+        "https://accounts.zoho.ca",  # Canada is zohocloud.ca
+        "http://accounts.zoho.eu",
+        "https://user@accounts.zoho.eu",
+        "javascript:alert(1)",
+        "//accounts.zoho.eu",
+    ],
+)
+def test_anything_else_is_refused(accounts_server: str) -> None:
+    with pytest.raises(UntrustedAccountsServer):
+        servers.resolve(location=None, accounts_server=accounts_server)
+
+
+def test_a_location_that_disagrees_with_the_accounts_server_is_refused() -> None:
+    with pytest.raises(UntrustedAccountsServer, match="disagree"):
+        servers.resolve(location="us", accounts_server="https://accounts.zoho.eu")
+
+
+def test_an_unknown_location_is_refused() -> None:
+    with pytest.raises(UntrustedAccountsServer):
+        servers.resolve(location="mars", accounts_server=None)
+
+
+def test_a_configured_stand_in_replaces_zohos_host_in_rendered_urls() -> None:
+    local = AccountsServers({"us": "http://127.0.0.1:9001", "eu": "http://127.0.0.1:9002"})
+
+    rewritten = local.rewrite_zoho_origin("https://accounts.zoho.com/oauth/v2/auth?client_id=c")
+
+    assert rewritten == "http://127.0.0.1:9001/oauth/v2/auth?client_id=c"
+    assert local.rewrite_zoho_origin("https://other.example/x") == "https://other.example/x"
+    with pytest.raises(UntrustedAccountsServer):
+        local.resolve(location=None, accounts_server="https://accounts.zoho.com")
