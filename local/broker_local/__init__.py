@@ -1,0 +1,1 @@
+"""Run the broker on one machine: template-driven AWS stand-ins and a local HTTP API gateway."""

@@ -1,0 +1,521 @@
+"""A local stand-in for API Gateway's HTTP API, serving template.yaml's routes with the real handlers.
+
+Each request becomes the exact payload format 2.0 event API Gateway would send, goes to the very Lambda
+handler that SAM deploys, and the handler's answer is turned back into HTTP the way API Gateway does it.
+No authorizer runs: routes marked AWS_IAM need no signature locally (the caller is a fixed local IAM
+identity in the event), which is what makes the admin API easy to poke at from a browser or curl.
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib.util
+import json
+import logging
+import os
+import sys
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import ModuleType, TracebackType
+from typing import Any
+from urllib.parse import parse_qsl, unquote
+
+from broker_local.template import ACCOUNT_ID, Route
+
+logger = logging.getLogger(__name__)
+
+Event = dict[str, Any]
+Response = dict[str, Any]
+ExtraRoute = Callable[[Event], Response]
+Handler = Callable[[Event, Any], Any]
+
+_NOT_FOUND = (404, {"message": "Not Found"})
+_INTERNAL_ERROR = (500, {"message": "Internal Server Error"})
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_HOP_BY_HOP = {"content-length", "transfer-encoding", "connection", "keep-alive"}
+_LAMBDA_TIMEOUT_MS = 15_000  # the template's Globals.Function.Timeout; only reported, not enforced
+
+
+# --------------------------------------------------------------------------------------------------
+# Routing, with API Gateway's precedence: exact segments beat {param}, {param} beats {proxy+}, a method
+# beats ANY, and $default catches whatever is left.
+
+
+@dataclass(frozen=True)
+class _CompiledRoute:
+    route: Route
+    segments: tuple[str, ...]
+
+    @property
+    def precedence(self) -> tuple[int, int, int, int]:
+        greedy = bool(self.segments) and self.segments[-1].endswith("+}")
+        static = sum(1 for segment in self.segments if not segment.startswith("{"))
+        return (
+            self.route.path != "$default",
+            not greedy,
+            static,
+            self.route.method != "ANY",
+        )
+
+    def match(self, method: str, raw_segments: list[str]) -> dict[str, str] | None:
+        if self.route.method not in ("ANY", method):
+            return None
+        if self.route.path == "$default":
+            return {}
+        parameters: dict[str, str] = {}
+        for index, pattern in enumerate(self.segments):
+            if pattern.startswith("{") and pattern.endswith("+}"):
+                rest = raw_segments[index:]
+                if not rest or not any(rest):
+                    return None
+                parameters[pattern[1:-2]] = unquote("/".join(rest))
+                return parameters
+            if index >= len(raw_segments):
+                return None
+            value = unquote(raw_segments[index])
+            if pattern.startswith("{") and pattern.endswith("}"):
+                if not value:
+                    return None
+                parameters[pattern[1:-1]] = value
+            elif pattern != value:
+                return None
+        return parameters if len(raw_segments) == len(self.segments) else None
+
+
+def _compile(route: Route) -> _CompiledRoute:
+    segments = () if route.path == "$default" else tuple(route.path.split("/")[1:])
+    return _CompiledRoute(route, segments)
+
+
+# --------------------------------------------------------------------------------------------------
+# Handlers: loaded from the function's folder like the Lambda runtime does, one instance per function.
+
+
+@dataclass
+class LambdaContext:
+    """What the Python Lambda runtime passes as `context`, with the fields Powertools reads."""
+
+    function_name: str
+    invoked_function_arn: str
+    log_group_name: str
+    log_stream_name: str
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    function_version: str = "$LATEST"
+    memory_limit_in_mb: int = 512
+    identity: Any = None
+    client_context: Any = None
+    tenant_id: str | None = None
+    _deadline: float = field(default_factory=lambda: time.monotonic() + _LAMBDA_TIMEOUT_MS / 1000)
+
+    @classmethod
+    def for_function(cls, function_id: str) -> LambdaContext:
+        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+        today = datetime.now(UTC).strftime("%Y/%m/%d")
+        return cls(
+            function_name=function_id,
+            invoked_function_arn=f"arn:aws:lambda:{region}:{ACCOUNT_ID}:function:{function_id}",
+            log_group_name=f"/aws/lambda/{function_id}",
+            log_stream_name=f"{today}/[$LATEST]{uuid.uuid4().hex}",
+        )
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+@dataclass
+class _Function:
+    handler: Handler
+    # Lambda never runs two events at once in one instance; module-level state (Powertools' resolver
+    # keeps current_event on the app) relies on that, so each function serves one request at a time.
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+# sys.path and sys.modules are process-wide: imports of function code happen one at a time.
+_IMPORT_LOCK = threading.Lock()
+
+
+def _import_handler(route: Route, project_root: Path) -> Handler:
+    """Import <CodeUri>/<module>.py under a name unique to the function, with its folder importable."""
+    module_path, _, attribute = route.handler.rpartition(".")
+    if not module_path or not attribute:
+        raise ValueError(f"{route.function_id}: Handler {route.handler!r} is not 'module.function'")
+    folder = (project_root / route.code_uri).resolve()
+    source = folder / (module_path.replace(".", "/") + ".py")
+    unique = f"lambda_{route.function_id}_{module_path.replace('.', '_')}"
+    spec = importlib.util.spec_from_file_location(unique, source)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"{route.function_id}: cannot load {source}")
+    with _IMPORT_LOCK:
+        before = set(sys.modules)
+        sys.path.insert(0, str(folder))
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[unique] = module
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            del sys.modules[unique]
+            raise
+        finally:
+            sys.path.remove(str(folder))
+            _rename_siblings(set(sys.modules) - before - {unique}, folder, route.function_id)
+    handler = getattr(module, attribute, None)
+    if not callable(handler):
+        raise ImportError(f"{route.function_id}: {source} has no callable {attribute!r}")
+    return handler  # type: ignore[no-any-return]
+
+
+def _rename_siblings(names: set[str], folder: Path, function_id: str) -> None:
+    """Move the function's own helper modules out of the shared namespace.
+
+    Two functions may each ship a helpers.py; in Lambda they never meet, here they would share one
+    sys.modules entry. The loaded module objects stay referenced by the function's code.
+    """
+    for name in names:
+        module: ModuleType | None = sys.modules.get(name)
+        location = getattr(module, "__file__", None)
+        if location and Path(location).resolve().is_relative_to(folder):
+            sys.modules[f"lambda_{function_id}_{name}"] = sys.modules.pop(name)
+
+
+# --------------------------------------------------------------------------------------------------
+# Events and responses, payload format 2.0.
+
+
+def _request_time(now: datetime) -> str:
+    return f"{now:%d}/{_MONTHS[now.month - 1]}/{now:%Y:%H:%M:%S} +0000"
+
+
+def _comma_joined(pairs: Sequence[tuple[str, str]]) -> dict[str, str]:
+    joined: dict[str, str] = {}
+    for name, value in pairs:
+        joined[name] = f"{joined[name]},{value}" if name in joined else value
+    return joined
+
+
+@dataclass(frozen=True)
+class IncomingRequest:
+    """One HTTP request as the gateway received it, before routing."""
+
+    method: str
+    raw_path: str
+    raw_query: str
+    headers: list[tuple[str, str]]  # as received, in order
+    body: bytes
+    source_ip: str
+    server_host: str
+    server_port: int
+
+
+def build_event(
+    request: IncomingRequest, route_key: str, path_parameters: Mapping[str, str], auth: str | None
+) -> Event:
+    """The payload format 2.0 event API Gateway sends for this request."""
+    now = datetime.now(UTC)
+    request_id = str(uuid.uuid4())
+    received = [(name.lower(), value) for name, value in request.headers]
+    cookies = [
+        part.strip()
+        for name, value in received
+        if name == "cookie"
+        for part in value.split(";")
+        if part.strip()
+    ]
+    headers = _comma_joined([(name, value) for name, value in received if name != "cookie"])
+    headers.setdefault("host", f"{request.server_host}:{request.server_port}")
+    forwarded_for = headers.get("x-forwarded-for")
+    headers["x-forwarded-for"] = (
+        f"{forwarded_for}, {request.source_ip}" if forwarded_for else request.source_ip
+    )
+    headers.setdefault("x-forwarded-port", str(request.server_port))
+    headers.setdefault("x-forwarded-proto", "http")
+    headers.setdefault("x-amzn-trace-id", f"Root=1-{int(now.timestamp()):08x}-{uuid.uuid4().hex[:24]}")
+    domain = headers["host"]
+    context: dict[str, Any] = {
+        "accountId": ACCOUNT_ID,
+        "apiId": "local",
+        "domainName": domain,
+        "domainPrefix": domain.split(":", 1)[0].split(".", 1)[0],
+        "http": {
+            "method": request.method,
+            "path": request.raw_path,
+            "protocol": "HTTP/1.1",
+            "sourceIp": request.source_ip,
+            "userAgent": headers.get("user-agent", ""),
+        },
+        "requestId": request_id,
+        "routeKey": route_key,
+        "stage": "$default",
+        "time": _request_time(now),
+        "timeEpoch": int(now.timestamp() * 1000),
+    }
+    if auth == "AWS_IAM":
+        context["authorizer"] = {
+            "iam": {
+                "accessKey": "AKIALOCALGATEWAY0000",
+                "accountId": ACCOUNT_ID,
+                "callerId": "AIDALOCALGATEWAY0000",
+                "cognitoIdentity": None,
+                "principalOrgId": None,
+                "userArn": f"arn:aws:iam::{ACCOUNT_ID}:user/local",
+                "userId": "AIDALOCALGATEWAY0000",
+            }
+        }
+    event: Event = {
+        "version": "2.0",
+        "routeKey": route_key,
+        "rawPath": request.raw_path,
+        "rawQueryString": request.raw_query,
+    }
+    if cookies:
+        event["cookies"] = cookies
+    event["headers"] = headers
+    if request.raw_query:
+        event["queryStringParameters"] = _comma_joined(parse_qsl(request.raw_query, keep_blank_values=True))
+    if path_parameters:
+        event["pathParameters"] = dict(path_parameters)
+    event["requestContext"] = context
+    if request.body:
+        try:
+            event["body"] = request.body.decode("utf-8")
+            event["isBase64Encoded"] = False
+        except UnicodeDecodeError:
+            event["body"] = base64.b64encode(request.body).decode("ascii")
+            event["isBase64Encoded"] = True
+    else:
+        event["isBase64Encoded"] = False
+    return event
+
+
+def _json(status: int, document: Any) -> tuple[int, list[tuple[str, str]], bytes]:
+    return status, [("Content-Type", "application/json")], json.dumps(document).encode()
+
+
+def to_http(result: Any) -> tuple[int, list[tuple[str, str]], bytes]:
+    """Status, headers and body from a handler's answer, as API Gateway reads format 2.0 responses."""
+    if not (isinstance(result, dict) and "statusCode" in result):
+        # No statusCode: API Gateway assumes 200 with the answer as a JSON body (a string as it is).
+        inferred = result if isinstance(result, str) else json.dumps(result)
+        return 200, [("Content-Type", "application/json")], inferred.encode()
+    status = int(result["statusCode"])
+    if not 100 <= status <= 599:
+        raise ValueError(f"statusCode {status} is not an HTTP status")
+    headers: list[tuple[str, str]] = []
+    for name, value in (result.get("headers") or {}).items():
+        headers.append((str(name), str(value)))
+    for name, values in (result.get("multiValueHeaders") or {}).items():
+        single = {existing.lower() for existing, _ in headers}
+        if str(name).lower() not in single:
+            headers.extend((str(name), str(value)) for value in values)
+    headers.extend(("Set-Cookie", str(cookie)) for cookie in result.get("cookies") or [])
+    body: object = result.get("body")
+    if body is None:
+        payload = b""
+    elif not isinstance(body, str):
+        raise TypeError(f"body must be a string, got {type(body).__name__}")
+    elif result.get("isBase64Encoded"):
+        payload = base64.b64decode(body)
+    else:
+        payload = body.encode()
+    return status, headers, payload
+
+
+# --------------------------------------------------------------------------------------------------
+# The server.
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    gateway: LocalApiGateway
+
+
+class _RequestHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as API Gateway offers
+    server_version = "LocalApiGateway"
+    sys_version = ""
+    server: _Server
+
+    def _dispatch(self) -> None:
+        started = time.perf_counter()
+        raw_path, _, raw_query = self.path.partition("?")
+        request = IncomingRequest(
+            method=self.command,
+            raw_path=raw_path,
+            raw_query=raw_query,
+            headers=list(self.headers.items()),
+            body=self._read_body(),
+            source_ip=self.client_address[0],
+            server_host=self.server.gateway.host,
+            server_port=self.server.gateway.port,
+        )
+        status, headers, body = self.server.gateway.handle(request)
+        self.send_response(status)
+        for name, value in headers:
+            if name.lower() not in _HOP_BY_HOP:
+                self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        # Logged before the body goes out, so the line exists by the time the client has the answer.
+        logger.info("%s %s %d %.0fms", self.command, raw_path, status, (time.perf_counter() - started) * 1000)
+        self.end_headers()
+        if self.command != "HEAD" and status not in (204, 304):
+            self.wfile.write(body)
+
+    def _read_body(self) -> bytes:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            chunks: list[bytes] = []
+            while True:
+                size = int(self.rfile.readline().split(b";", 1)[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass  # trailers
+                    return b"".join(chunks)
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    def do_GET(self) -> None:
+        self._dispatch()
+
+    def do_HEAD(self) -> None:
+        self._dispatch()
+
+    def do_POST(self) -> None:
+        self._dispatch()
+
+    def do_PUT(self) -> None:
+        self._dispatch()
+
+    def do_PATCH(self) -> None:
+        self._dispatch()
+
+    def do_DELETE(self) -> None:
+        self._dispatch()
+
+    def do_OPTIONS(self) -> None:
+        self._dispatch()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Per-request lines come from _dispatch, through logging; this drops http.server's own."""
+
+    def log_error(self, format: str, *args: Any) -> None:
+        logger.warning("%s: " + format, self.address_string(), *args)
+
+
+class LocalApiGateway:
+    """API Gateway (HTTP API, $default stage) on a local port, in a daemon thread.
+
+    Routes come from template.yaml (see template.http_routes); extra_routes add local-only pages, keyed
+    by (method, exact path), that take the same event and answer the same way as a handler.
+    """
+
+    def __init__(
+        self,
+        routes: Sequence[Route],
+        project_root: Path,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 3000,
+        extra_routes: Mapping[tuple[str, str], ExtraRoute] | None = None,
+    ) -> None:
+        self.routes = list(routes)
+        self.project_root = Path(project_root)
+        self.host = host
+        self.port = port
+        self.extra_routes = {
+            (method.upper(), path): call for (method, path), call in (extra_routes or {}).items()
+        }
+        self._compiled = sorted(
+            (_compile(route) for route in self.routes), key=lambda c: c.precedence, reverse=True
+        )
+        self._functions: dict[str, _Function] = {}
+        self._functions_lock = threading.Lock()
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> LocalApiGateway:
+        if self._server is not None:
+            return self
+        server = _Server((self.host, self.port), _RequestHandler)
+        server.gateway = self
+        self.port = int(server.server_address[1])
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever, name=f"local-apigw-{self.port}", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        server, thread = self._server, self._thread
+        self._server, self._thread = None, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+        if thread is not None:
+            thread.join(timeout=5)
+
+    def __enter__(self) -> LocalApiGateway:
+        return self.start()
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def handle(self, request: IncomingRequest) -> tuple[int, list[tuple[str, str]], bytes]:
+        """Route one request and answer it; never raises (failures become API Gateway's 500)."""
+        extra = self.extra_routes.get((request.method, request.raw_path))
+        if extra is not None:
+            event = build_event(request, f"{request.method} {request.raw_path}", {}, None)
+            return self._answer("extra route " + request.raw_path, lambda: extra(event))
+        found = self._match(request)
+        if found is None:
+            return _json(*_NOT_FOUND)
+        route, parameters = found
+        route_key = "$default" if route.path == "$default" else f"{route.method} {route.path}"
+        event = build_event(request, route_key, parameters, route.auth)
+        return self._answer(route.function_id, lambda: self._invoke(route, event))
+
+    def _match(self, request: IncomingRequest) -> tuple[Route, dict[str, str]] | None:
+        raw_segments = request.raw_path.split("/")[1:]
+        for compiled in self._compiled:
+            parameters = compiled.match(request.method, raw_segments)
+            if parameters is not None:
+                return compiled.route, parameters
+        return None
+
+    def _invoke(self, route: Route, event: Event) -> Any:
+        function = self._function(route)
+        with function.lock:
+            return function.handler(event, LambdaContext.for_function(route.function_id))
+
+    def _function(self, route: Route) -> _Function:
+        with self._functions_lock:
+            loaded = self._functions.get(route.function_id)
+            if loaded is None:
+                loaded = _Function(_import_handler(route, self.project_root))
+                self._functions[route.function_id] = loaded
+            return loaded
+
+    @staticmethod
+    def _answer(name: str, call: Callable[[], Any]) -> tuple[int, list[tuple[str, str]], bytes]:
+        try:
+            return to_http(call())
+        except Exception as error:
+            # Where Lambda would write to CloudWatch; the caller only learns that it failed.
+            lines = traceback.format_exception(error)
+            print(
+                f"[ERROR] {name}: {type(error).__name__}: {error}\n{''.join(lines)}", file=sys.stderr, end=""
+            )
+            return _json(*_INTERNAL_ERROR)

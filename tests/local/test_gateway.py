@@ -1,0 +1,305 @@
+"""broker_local.gateway: real HTTP in, API Gateway payload format 2.0 events to handlers, HTTP back out."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
+from aws_lambda_powertools.utilities.parser.models import APIGatewayProxyEventV2Model
+from broker_local.gateway import LocalApiGateway
+from broker_local.template import http_routes
+
+ECHO = """
+import json
+
+import helpers
+
+
+def handler(event, context):
+    return {
+        "statusCode": 200,
+        "headers": {"content-type": "application/json", "x-helper": helpers.NAME},
+        "cookies": ["seen=1; Path=/; HttpOnly", "other=2"],
+        "body": json.dumps({"event": event, "function_name": context.function_name,
+                            "remaining": context.get_remaining_time_in_millis()}),
+    }
+"""
+
+PLAIN = """
+import helpers
+
+
+def handler(event, context):
+    return {"helper": helpers.NAME}
+"""
+
+BOOM = """
+def handler(event, context):
+    raise RuntimeError("the handler broke")
+"""
+
+BINARY = """
+import base64
+
+
+def handler(event, context):
+    return {
+        "statusCode": 201,
+        "headers": {"content-type": "application/octet-stream"},
+        "body": base64.b64encode(bytes(range(256))).decode(),
+        "isBase64Encoded": True,
+    }
+"""
+
+
+def _function(events: dict[str, Any], code_uri: str) -> dict[str, Any]:
+    return {
+        "Type": "AWS::Serverless::Function",
+        "Properties": {
+            "CodeUri": code_uri,
+            "Events": {
+                name: {"Type": "HttpApi", "Properties": {"ApiId": {"Ref": "Api"}, **properties}}
+                for name, properties in events.items()
+            },
+        },
+    }
+
+
+TEMPLATE: dict[str, Any] = {
+    "Globals": {"Function": {"Handler": "app.handler"}},
+    "Resources": {
+        "Api": {"Type": "AWS::Serverless::HttpApi", "Properties": {"Auth": {"EnableIamAuthorizer": True}}},
+        "EchoFunction": _function(
+            {
+                "GetItem": {"Method": "GET", "Path": "/items/{item_id}"},
+                "PostItem": {"Method": "POST", "Path": "/items", "Auth": {"Authorizer": "AWS_IAM"}},
+                "Files": {"Method": "ANY", "Path": "/files/{proxy+}"},
+            },
+            "functions/echo",
+        ),
+        "PlainFunction": _function(
+            {
+                "Plain": {"Method": "GET", "Path": "/plain"},
+                "Special": {"Method": "GET", "Path": "/items/special"},
+            },
+            "functions/plain",
+        ),
+        "BoomFunction": _function({"Boom": {"Method": "GET", "Path": "/boom"}}, "functions/boom"),
+        "BinaryFunction": _function({"Binary": {"Method": "GET", "Path": "/binary"}}, "functions/binary"),
+    },
+}
+
+
+def _console(event: dict[str, Any]) -> dict[str, Any]:
+    return {"statusCode": 200, "headers": {"content-type": "text/html"}, "body": f"<p>{event['rawPath']}</p>"}
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("project")
+    for folder, files in {
+        "echo": {"app.py": ECHO, "helpers.py": 'NAME = "echo"\n'},
+        "plain": {"app.py": PLAIN, "helpers.py": 'NAME = "plain"\n'},
+        "boom": {"app.py": BOOM},
+        "binary": {"app.py": BINARY},
+    }.items():
+        (root / "functions" / folder).mkdir(parents=True)
+        for name, text in files.items():
+            (root / "functions" / folder / name).write_text(text)
+    return root
+
+
+@pytest.fixture(scope="module")
+def gateway(project: Path) -> Iterator[LocalApiGateway]:
+    with LocalApiGateway(
+        http_routes(TEMPLATE), project, port=0, extra_routes={("GET", "/console"): _console}
+    ) as running:
+        yield running
+
+
+@pytest.fixture
+def client(gateway: LocalApiGateway) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=gateway.base_url, timeout=10) as http:
+        yield http
+
+
+def _event(answer: httpx.Response) -> dict[str, Any]:
+    assert answer.status_code == 200, answer.text
+    event: dict[str, Any] = answer.json()["event"]
+    return event
+
+
+def test_given_port_zero_when_started_then_the_base_url_names_the_free_port(gateway: LocalApiGateway) -> None:
+    assert gateway.port != 0
+    assert gateway.base_url == f"http://127.0.0.1:{gateway.port}"
+
+
+def test_given_a_path_parameter_and_repeated_query_parameters_when_calling_then_the_event_is_format_2(
+    client: httpx.Client, gateway: LocalApiGateway
+) -> None:
+    answer = client.get(
+        "/items/a%20b?tag=x&tag=y&q=hello%20world&plus=a+b&empty=",
+        headers={"X-Custom": "1", "User-Agent": "t/1"},
+    )
+
+    event = _event(answer)
+    APIGatewayProxyEventV2Model.model_validate(event)
+    assert event["version"] == "2.0"
+    assert event["routeKey"] == "GET /items/{item_id}"
+    assert event["rawPath"] == "/items/a%20b"
+    assert event["rawQueryString"] == "tag=x&tag=y&q=hello%20world&plus=a+b&empty="
+    assert event["pathParameters"] == {"item_id": "a b"}
+    assert event["queryStringParameters"] == {"tag": "x,y", "q": "hello world", "plus": "a b", "empty": ""}
+    assert event["headers"]["x-custom"] == "1"
+    assert event["headers"]["host"] == f"127.0.0.1:{gateway.port}"
+    assert event["headers"]["x-forwarded-proto"] == "http"
+    assert "cookies" not in event
+    assert "body" not in event
+    assert event["isBase64Encoded"] is False
+    context = event["requestContext"]
+    assert context["http"] == {
+        "method": "GET",
+        "path": "/items/a%20b",
+        "protocol": "HTTP/1.1",
+        "sourceIp": "127.0.0.1",
+        "userAgent": "t/1",
+    }
+    assert context["stage"] == "$default"
+    assert context["routeKey"] == "GET /items/{item_id}"
+    assert context["domainName"] == f"127.0.0.1:{gateway.port}"
+    assert context["accountId"] == "123456789012"
+    assert isinstance(context["timeEpoch"], int)
+    assert "authorizer" not in context
+    assert answer.json()["function_name"] == "EchoFunction"
+    assert 0 < answer.json()["remaining"] <= 15_000
+
+
+def test_given_the_event_when_read_by_powertools_then_its_accessors_see_the_request(
+    client: httpx.Client,
+) -> None:
+    event = APIGatewayProxyEventV2(_event(client.get("/items/42?a=1", headers={"Cookie": "sid=abc"})))
+
+    assert event.path == "/items/42"
+    assert event.http_method == "GET"
+    assert event.path_parameters == {"item_id": "42"}
+    assert event.get_query_string_value("a") == "1"
+    assert event.resolved_cookies_field == {"sid": "abc"}
+
+
+def test_given_cookies_when_calling_then_they_arrive_as_a_list_and_set_cookie_comes_back_once_each(
+    client: httpx.Client,
+) -> None:
+    answer = client.get("/items/1", headers={"Cookie": "a=1; b=2"})
+
+    event = _event(answer)
+    assert event["cookies"] == ["a=1", "b=2"]
+    assert "cookie" not in event["headers"]
+    assert answer.headers.get_list("set-cookie") == ["seen=1; Path=/; HttpOnly", "other=2"]
+    assert answer.headers["content-type"] == "application/json"
+
+
+def test_given_a_post_body_on_an_iam_route_when_calling_then_the_body_and_a_local_iam_caller_arrive(
+    client: httpx.Client,
+) -> None:
+    event = _event(client.post("/items", json={"name": "Acme"}))
+
+    assert event["routeKey"] == "POST /items"
+    assert json.loads(event["body"]) == {"name": "Acme"}
+    assert event["isBase64Encoded"] is False
+    assert event["headers"]["content-type"] == "application/json"
+    assert event["requestContext"]["authorizer"]["iam"]["accountId"] == "123456789012"
+
+
+def test_given_a_binary_body_when_calling_then_it_arrives_base64_encoded(client: httpx.Client) -> None:
+    payload = b"\xff\xfe\x00binary"
+
+    event = _event(client.put("/files/a/b/c.bin", content=payload))
+
+    assert event["routeKey"] == "ANY /files/{proxy+}"
+    assert event["pathParameters"] == {"proxy": "a/b/c.bin"}
+    assert event["isBase64Encoded"] is True
+    assert base64.b64decode(event["body"]) == payload
+
+
+def test_given_a_base64_response_when_calling_then_the_bytes_come_back(client: httpx.Client) -> None:
+    answer = client.get("/binary")
+
+    assert answer.status_code == 201
+    assert answer.content == bytes(range(256))
+
+
+def test_given_an_exact_and_a_parameter_route_when_calling_the_exact_path_then_the_exact_one_wins(
+    client: httpx.Client,
+) -> None:
+    answer = client.get("/items/special")
+
+    assert answer.json() == {"helper": "plain"}
+
+
+def test_given_two_functions_with_same_named_helpers_when_calling_both_then_each_gets_its_own(
+    client: httpx.Client,
+) -> None:
+    assert client.get("/items/1").headers["x-helper"] == "echo"
+    assert client.get("/plain").json() == {"helper": "plain"}
+    assert client.get("/items/2").headers["x-helper"] == "echo"
+
+
+def test_given_a_dict_without_status_code_when_calling_then_it_is_a_200_json_answer(
+    client: httpx.Client,
+) -> None:
+    answer = client.get("/plain")
+
+    assert answer.status_code == 200
+    assert answer.headers["content-type"] == "application/json"
+    assert answer.json() == {"helper": "plain"}
+
+
+@pytest.mark.parametrize(("method", "path"), [("GET", "/nowhere"), ("DELETE", "/items/1"), ("GET", "/items")])
+def test_given_no_matching_route_when_calling_then_it_is_api_gateways_404(
+    client: httpx.Client, method: str, path: str
+) -> None:
+    answer = client.request(method, path)
+
+    assert answer.status_code == 404
+    assert answer.json() == {"message": "Not Found"}
+
+
+def test_given_a_handler_that_raises_when_calling_then_500_and_the_traceback_goes_to_stderr(
+    client: httpx.Client, capsys: pytest.CaptureFixture[str]
+) -> None:
+    answer = client.get("/boom")
+
+    assert answer.status_code == 500
+    assert answer.json() == {"message": "Internal Server Error"}
+    error = capsys.readouterr().err
+    assert "BoomFunction" in error
+    assert "Traceback" in error
+    assert "RuntimeError: the handler broke" in error
+
+
+def test_given_an_extra_route_when_calling_then_the_callable_answers(client: httpx.Client) -> None:
+    answer = client.get("/console")
+
+    assert answer.status_code == 200
+    assert answer.headers["content-type"] == "text/html"
+    assert answer.text == "<p>/console</p>"
+
+
+def test_given_a_request_when_served_then_one_concise_line_is_logged(
+    client: httpx.Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="broker_local.gateway"):
+        client.get("/plain")
+
+    lines = [record.getMessage() for record in caplog.records if record.name == "broker_local.gateway"]
+    assert len(lines) == 1
+    method, path, status, elapsed = lines[0].split()
+    assert (method, path, status) == ("GET", "/plain", "200")
+    assert elapsed.endswith("ms")
