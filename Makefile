@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(dir $(PYTHON313)):$(PATH)
 export PYTHONPATH := $(CURDIR)/layers/broker:$(CURDIR)/local
 
-.PHONY: dev test lint typecheck build cold-start clean
+.PHONY: dev test lint typecheck build clean
 
 $(BIN)/.installed: requirements-dev.txt layers/broker/requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,7 +19,7 @@ $(BIN)/.installed: requirements-dev.txt layers/broker/requirements.txt
 	touch $@
 
 dev: $(BIN)/.installed
-	$(BIN)/python -m broker_local
+	$(BIN)/python -m broker_local $(ARGS)
 
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -34,6 +34,12 @@ typecheck: $(BIN)/.installed
 
 build: $(BIN)/.installed
 	$(BIN)/sam build --parallel
+
+# Cold start of the start and callback functions against a bare boto3 handler, and the built sizes.
+# Run `make build` first: it reads .aws-sam/build.
+.PHONY: bench-cold-start
+bench-cold-start: $(BIN)/.installed
+	$(BIN)/python benchmarks/cold_start.py --build-dir .aws-sam/build
 
 clean:
 	rm -rf $(VENV) .aws-sam
