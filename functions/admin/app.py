@@ -12,15 +12,17 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from zoho_broker import web
 from zoho_broker.catalogue import Catalogue
-from zoho_broker.logic import subscriptions
+from zoho_broker.logic import refresh, subscriptions
 from zoho_broker.models import (
+    AccessToken,
     ConnectLink,
+    RefreshOutcome,
     SubscriptionCreate,
     SubscriptionList,
     SubscriptionUpdate,
     SubscriptionView,
 )
-from zoho_broker.observability import logger
+from zoho_broker.observability import logger, metrics
 from zoho_broker.services import get_services
 
 app = APIGatewayHttpResolver(enable_validation=True)
@@ -86,12 +88,36 @@ def create_connect_link(subscription_id: SubscriptionId) -> Response[Any]:
     return _created(link)
 
 
+@app.get(
+    "/admin/subscriptions/<subscription_id>/token",
+    summary="A valid access token for a consumer (refreshed first when it expires within five minutes)",
+)
+def get_access_token(subscription_id: SubscriptionId) -> AccessToken:
+    return refresh.vend_token(get_services(), subscription_id)
+
+
+@app.post("/admin/subscriptions/<subscription_id>/refresh", summary="Refresh the access token now")
+def refresh_now(subscription_id: SubscriptionId) -> RefreshOutcome:
+    return refresh.refresh_now(get_services(), subscription_id)
+
+
+@app.post(
+    "/admin/subscriptions/<subscription_id>/revoke",
+    summary="Disconnect: revoke the refresh token at Zoho and clear the tokens; the subscription stays",
+)
+def revoke(subscription_id: SubscriptionId) -> SubscriptionView:
+    services = get_services()
+    refresh.disconnect(services, subscription_id)
+    return subscriptions.get(services, subscription_id)
+
+
 @app.get("/admin/openapi.json", summary="This API's OpenAPI document", include_in_schema=False)
 def openapi_document() -> Response[str]:
     document = app.get_openapi_json_schema(title="Zoho OAuth broker admin API", version="1")
     return Response(status_code=HTTPStatus.OK, content_type=content_types.APPLICATION_JSON, body=document)
 
 
+@metrics.log_metrics
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return app.resolve(event, context)

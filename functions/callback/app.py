@@ -11,7 +11,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from zoho_broker import pages, web
 from zoho_broker.logic import connect
-from zoho_broker.observability import logger
+from zoho_broker.observability import logger, metrics
 from zoho_broker.services import get_services
 
 app = APIGatewayHttpResolver(enable_validation=True)
@@ -38,6 +38,7 @@ def oauth_callback(
     return web.html(pages.connected(outcome.integration_name, outcome.data_centre_label))
 
 
+@metrics.log_metrics
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return app.resolve(event, context)

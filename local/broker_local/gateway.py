@@ -141,7 +141,7 @@ class _Function:
 _IMPORT_LOCK = threading.Lock()
 
 
-def _import_handler(route: Route, project_root: Path) -> Handler:
+def import_handler(route: Route, project_root: Path) -> Handler:
     """Import <CodeUri>/<module>.py under a name unique to the function, with its folder importable."""
     module_path, _, attribute = route.handler.rpartition(".")
     if not module_path or not attribute:
@@ -504,7 +504,7 @@ class LocalApiGateway:
         with self._functions_lock:
             loaded = self._functions.get(route.function_id)
             if loaded is None:
-                loaded = _Function(_import_handler(route, self.project_root))
+                loaded = _Function(import_handler(route, self.project_root))
                 self._functions[route.function_id] = loaded
             return loaded
 

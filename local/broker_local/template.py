@@ -766,3 +766,39 @@ def schedules(template: dict[str, Any], stack: Stack | None = None) -> list[Sche
                 )
             )
     return found
+
+
+def function_entry(template: dict[str, Any], function_id: str) -> Route:
+    """The function's code as a Route with no HTTP side, for invoking it from a schedule or a queue."""
+    properties = (template.get("Resources") or {})[function_id].get("Properties") or {}
+    code_uri, handler = _function_code(template, function_id, properties)
+    return Route("INVOKE", "", function_id, code_uri, handler, None)
+
+
+@dataclass(frozen=True)
+class QueueSource:
+    """One SQS event source: the function, the queue it reads and how many messages a batch holds."""
+
+    function_id: str
+    queue_url: str
+    batch_size: int
+
+
+def queue_sources(template: dict[str, Any], stack: Stack) -> list[QueueSource]:
+    """Every SQS event whose queue was provisioned locally (its Queue is a GetAtt of a queue's Arn)."""
+    found: list[QueueSource] = []
+    for function_id, resource in (template.get("Resources") or {}).items():
+        if resource.get("Type") != "AWS::Serverless::Function":
+            continue
+        for event in ((resource.get("Properties") or {}).get("Events") or {}).values():
+            if event.get("Type") != "SQS":
+                continue
+            properties = event.get("Properties") or {}
+            queue = properties.get("Queue")
+            if not (isinstance(queue, dict) and "Fn::GetAtt" in queue):
+                continue
+            logical_id = queue["Fn::GetAtt"][0]
+            found.append(
+                QueueSource(function_id, stack.physical_ids[logical_id], int(properties.get("BatchSize", 10)))
+            )
+    return found

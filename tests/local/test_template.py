@@ -11,6 +11,8 @@ from typing import Any
 import boto3
 import pytest
 import yaml
+from moto import mock_aws
+
 from broker_local.template import (
     Route,
     Stack,
@@ -22,7 +24,6 @@ from broker_local.template import (
     resolve,
     schedules,
 )
-from moto import mock_aws
 
 ROOT = Path(__file__).resolve().parents[2]
 

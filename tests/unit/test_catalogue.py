@@ -79,7 +79,9 @@ def test_substituted_values_are_encoded_so_they_cannot_add_parameters() -> None:
 def test_scopes_placeholder_renders_the_default_scopes() -> None:
     crm = load_catalogue().get("zoho-crm").latest
 
-    url = render_authorization_url(crm, client_id="c", state="s", custom_fields={"RedirectUrl": "https://b/cb"})
+    url = render_authorization_url(
+        crm, client_id="c", state="s", custom_fields={"RedirectUrl": "https://b/cb"}
+    )
 
     assert parse_qs(urlsplit(url).query)["scope"] == [",".join(crm.default_scopes)]
 
@@ -90,10 +92,15 @@ def test_scopes_placeholder_renders_the_default_scopes() -> None:
         ("https://accounts.zoho.com/oauth/v2/auth?client_id={Client_Id}", "state"),
         ("https://accounts.zoho.com/oauth/v2/auth?state={iPaaSState}", "Client_Id"),
         ("https://a/?client_id={Client_Id}&state={State}&x={Nope}", "unknown template placeholder"),
-        ("https://a/?client_id={Client_Id}&state={State}&x={SystemTypeVersion:Missing}", "names no custom field"),
+        (
+            "https://a/?client_id={Client_Id}&state={State}&x={SystemTypeVersion:Missing}",
+            "names no custom field",
+        ),
     ],
 )
-def test_a_template_with_a_wrong_placeholder_is_refused_when_the_catalogue_loads(template: str, problem: str) -> None:
+def test_a_template_with_a_wrong_placeholder_is_refused_when_the_catalogue_loads(
+    template: str, problem: str
+) -> None:
     with pytest.raises(ValidationError, match=problem):
         _version(template)
 

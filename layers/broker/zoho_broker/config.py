@@ -24,6 +24,16 @@ class Settings(BaseModel):
     # Browsers keep Secure cookies on http://127.0.0.1 too, so this stays on even locally.
     cookie_secure: bool = True
     zoho_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    # The refresher: refresh when the access token expires within this margin.
+    refresh_margin_seconds: int = Field(default=900, ge=60, le=3000)
+    # At most this many due subscriptions are refreshed inside the scheduled run; more go to the queue.
+    refresh_inline_limit: int = Field(default=10, ge=0, le=1000)
+    refresh_queue_url: str = ""
+    # Days with failed refreshes (transient ones) before a subscription needs re-authentication.
+    max_failing_days: int = Field(default=3, ge=1, le=30)
+    retry_base_seconds: int = Field(default=60, ge=1, le=3600)
+    retry_cap_seconds: int = Field(default=3600, ge=60, le=86400)
+    event_bus_name: str = "default"
 
     @field_validator("public_base_url")
     @classmethod
@@ -55,6 +65,13 @@ class Settings(BaseModel):
             "connect_link_ttl_seconds": "BROKER_CONNECT_LINK_TTL_SECONDS",
             "cookie_secure": "BROKER_COOKIE_SECURE",
             "zoho_timeout_seconds": "BROKER_ZOHO_TIMEOUT_SECONDS",
+            "refresh_margin_seconds": "BROKER_REFRESH_MARGIN_SECONDS",
+            "refresh_inline_limit": "BROKER_REFRESH_INLINE_LIMIT",
+            "refresh_queue_url": "BROKER_REFRESH_QUEUE_URL",
+            "max_failing_days": "BROKER_MAX_FAILING_DAYS",
+            "retry_base_seconds": "BROKER_RETRY_BASE_SECONDS",
+            "retry_cap_seconds": "BROKER_RETRY_CAP_SECONDS",
+            "event_bus_name": "BROKER_EVENT_BUS_NAME",
         }
         for field, name in optional.items():
             if env.get(name):

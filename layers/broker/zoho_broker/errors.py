@@ -64,3 +64,17 @@ class ZohoError(BrokerError):
         super().__init__(message)
         self.zoho_code = zoho_code
         self.transient = transient
+
+
+class Busy(BrokerError):
+    """Another refresh or connection holds the subscription's lease; retrying shortly will work."""
+
+    status_code = 503
+    code = "busy"
+
+
+class NotConnected(BrokerError):
+    """The subscription has no usable tokens: it needs a person to connect it (again)."""
+
+    status_code = 409
+    code = "not_connected"

@@ -92,6 +92,11 @@ class Subscription(BaseModel):
     access_token_expires_at: datetime | None = None
     connected_at: datetime | None = None
     last_error: str | None = None
+    last_refreshed_at: datetime | None = None
+    refresh_due_at: int | None = Field(default=None, description="Epoch seconds; in the RefreshDue index.")
+    consecutive_failures: int = 0
+    failing_days: int = 0
+    last_failure_day: str | None = None
     created_at: datetime
     updated_at: datetime
 
@@ -143,6 +148,9 @@ class SubscriptionView(BaseModel):
     access_token_expires_at: datetime | None
     connected_at: datetime | None
     last_error: str | None
+    last_refreshed_at: datetime | None
+    next_refresh_at: datetime | None
+    failing_days: int
     tokens: MaskedTokens | None = Field(description="Masked; only on single reads.")
     secret_name: str = Field(description="Secrets Manager secret holding the tokens.")
     created_at: datetime
@@ -154,6 +162,8 @@ class SubscriptionView(BaseModel):
     ) -> SubscriptionView:
         data: dict[str, Any] = subscription.model_dump()
         data["secret_name"] = secret_name
+        due = subscription.refresh_due_at
+        data["next_refresh_at"] = datetime.fromtimestamp(due, UTC) if due is not None else None
         data["client_secret"] = mask(secret.client_secret) if secret else None
         data["tokens"] = (
             MaskedTokens(access_token=mask(secret.access_token), refresh_token=mask(secret.refresh_token))
@@ -194,3 +204,31 @@ class StateRecord(BaseModel):
     binding_hash: str = Field(description="SHA-256 of the browser-binding cookie, never the cookie.")
     redirect_uri: str
     expires_at: int = Field(description="Epoch seconds; also the table's TTL attribute.")
+
+
+class AccessToken(BaseModel):
+    """What a consumer gets from the token route: a token valid for at least a few minutes."""
+
+    subscription_id: str
+    access_token: str
+    token_type: str
+    api_domain: str | None
+    data_centre: str | None
+    expires_at: datetime
+
+
+class RefreshResult(StrEnum):
+    REFRESHED = "refreshed"
+    ALREADY_FRESH = "already_fresh"
+    BUSY = "busy"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+    NEEDS_REAUTHENTICATION = "needs_reauthentication"
+
+
+class RefreshOutcome(BaseModel):
+    subscription_id: str
+    result: RefreshResult
+    access_token_expires_at: datetime | None = None
+    error: str | None = None
+    next_attempt_at: datetime | None = None

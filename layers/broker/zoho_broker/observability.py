@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from aws_lambda_powertools import Logger
+from aws_lambda_powertools import Logger, Metrics
 
-# Service name and level come from POWERTOOLS_SERVICE_NAME / POWERTOOLS_LOG_LEVEL (template Globals).
+# Service name, level and namespace come from POWERTOOLS_* variables (template Globals).
 logger = Logger()
+metrics = Metrics()

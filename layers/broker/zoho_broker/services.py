@@ -10,7 +10,9 @@ from zoho_broker.catalogue import Catalogue, load_catalogue
 from zoho_broker.config import Settings
 from zoho_broker.data_centres import AccountsServers
 from zoho_broker.store import aws
+from zoho_broker.store.announcements import Announcer
 from zoho_broker.store.flows import FlowStore
+from zoho_broker.store.refresh_queue import RefreshQueue
 from zoho_broker.store.secrets import SecretStore, SigningKeyStore
 from zoho_broker.store.subscriptions import SubscriptionStore
 
@@ -42,6 +44,14 @@ class Services:
     @cached_property
     def accounts_servers(self) -> AccountsServers:
         return AccountsServers(self.settings.zoho_accounts_servers)
+
+    @cached_property
+    def announcer(self) -> Announcer:
+        return Announcer(self.settings.event_bus_name)
+
+    @cached_property
+    def refresh_queue(self) -> RefreshQueue:
+        return RefreshQueue(self.settings.refresh_queue_url)
 
     @cached_property
     def zoho(self) -> ZohoClient:

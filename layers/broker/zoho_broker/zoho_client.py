@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import httpx
 from pydantic import BaseModel, Field, ValidationError
 
 from zoho_broker.errors import ZohoError
+
+# httpx logs every request's URL at INFO, and Zoho's revoke endpoint takes the refresh token in the URL.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 # Zoho's answer when a client calls the token endpoint too often (an access_denied, oddly).
 RATE_LIMIT_HINT = "too many requests"
@@ -69,9 +73,19 @@ class ZohoClient:
             },
         )
 
-    def _token_call(self, url: str, form: dict[str, str]) -> TokenResponse:
+    def revoke(self, *, revoke_url: str, refresh_token: str) -> None:
+        """Revoke a refresh token (and its access tokens); Zoho takes it as a query parameter."""
+        response = self._post(revoke_url, params={"token": refresh_token})
         try:
-            response = self._http.post(url, data=form)
+            body: Any = response.json()
+        except ValueError:
+            body = {}
+        if isinstance(body, dict) and body.get("error"):
+            raise _error_from(body, response.status_code)
+
+    def _post(self, url: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = self._http.post(url, **kwargs)
         except httpx.TimeoutException as error:
             raise ZohoError("Zoho did not answer in time.", zoho_code="timeout", transient=True) from error
         except httpx.HTTPError as error:
@@ -82,6 +96,10 @@ class ZohoClient:
                 zoho_code=f"http_{response.status_code}",
                 transient=True,
             )
+        return response
+
+    def _token_call(self, url: str, form: dict[str, str]) -> TokenResponse:
+        response = self._post(url, data=form)
         try:
             body: Any = response.json()
         except ValueError as error:

@@ -13,6 +13,7 @@ from zoho_broker import state
 from zoho_broker.catalogue import REDIRECT_URL_FIELD, IntegrationVersion
 from zoho_broker.data_centres import label
 from zoho_broker.errors import ConnectLinkInvalid, InvalidInput, NotFound, StateRejected, ZohoError
+from zoho_broker.logic import lease, refresh
 from zoho_broker.models import StateRecord, Subscription, utc_now
 from zoho_broker.oauth_url import render_authorization_url
 from zoho_broker.services import Services
@@ -125,51 +126,72 @@ def complete(services: Services, params: CallbackParams, *, browser_binding: str
     data_centre, origin = services.accounts_servers.resolve(
         location=params.location, accounts_server=params.accounts_server
     )
-    secret = services.secrets.get(subscription.subscription_id)
-    if secret is None:
-        raise NotFound("The subscription's secret is missing; recreate the subscription.")
     version = integration.get_version(subscription.version)
-    tokens = services.zoho.exchange_code(
-        token_url=origin + version.token_path,
-        client_id=subscription.client_id,
-        client_secret=secret.client_secret_for(data_centre),
-        code=params.code,
-        redirect_uri=record.redirect_uri,
-    )
-    refresh_token = tokens.refresh_token
-    if refresh_token is None and secret.data_centre == data_centre:
-        refresh_token = secret.refresh_token  # re-consent without prompt=consent: the old one still works
-    if refresh_token is None:
-        raise ZohoError(
-            "Zoho issued no refresh token; the OAuth URL template needs access_type=offline.",
-            zoho_code="no_refresh_token",
-            transient=False,
+    # Under the lease, so a scheduled refresh cannot overwrite the new tokens with refreshed old ones.
+    with lease.held(services, subscription.subscription_id, purpose="connect", wait_seconds=5.0) as held:
+        secret = services.secrets.get(subscription.subscription_id)
+        if secret is None:
+            raise NotFound("The subscription's secret is missing; recreate the subscription.")
+        tokens = services.zoho.exchange_code(
+            token_url=origin + version.token_path,
+            client_id=subscription.client_id,
+            client_secret=secret.client_secret_for(data_centre),
+            code=params.code,
+            redirect_uri=record.redirect_uri,
         )
-    now = utc_now()
-    expires_at = now + timedelta(seconds=tokens.expires_in)
-    services.secrets.put(
-        subscription.subscription_id,
-        secret.model_copy(
-            update={
-                "refresh_token": refresh_token,
-                "access_token": tokens.access_token,
-                "access_token_expires_at": expires_at,
-                "api_domain": tokens.api_domain or secret.api_domain,
-                "data_centre": data_centre,
-                "token_type": tokens.token_type,
-            }
-        ),
-    )
-    services.subscriptions.record_connection(
-        subscription.subscription_id,
-        data_centre=data_centre,
-        api_domain=tokens.api_domain or secret.api_domain,
-        access_token_expires_at=expires_at,
-        connected_at=now,
-    )
+        refresh_token = tokens.refresh_token
+        if refresh_token is None and secret.data_centre == data_centre:
+            refresh_token = secret.refresh_token  # re-consent without prompt=consent: the old one still works
+        if refresh_token is None:
+            raise ZohoError(
+                "Zoho issued no refresh token; the OAuth URL template needs access_type=offline.",
+                zoho_code="no_refresh_token",
+                transient=False,
+            )
+        now = utc_now()
+        expires_at = now + timedelta(seconds=tokens.expires_in)
+        api_domain = tokens.api_domain or secret.api_domain
+        services.secrets.put(
+            subscription.subscription_id,
+            secret.model_copy(
+                update={
+                    "refresh_token": refresh_token,
+                    "access_token": tokens.access_token,
+                    "access_token_expires_at": expires_at,
+                    "api_domain": api_domain,
+                    "data_centre": data_centre,
+                    "token_type": tokens.token_type,
+                }
+            ),
+        )
+        previous = services.subscriptions.record_connection(
+            subscription.subscription_id,
+            data_centre=data_centre,
+            api_domain=api_domain,
+            access_token_expires_at=expires_at,
+            connected_at=now,
+            refresh_due_at=refresh.next_due(expires_at, now, services.settings.refresh_margin_seconds),
+            lease_owner=held.owner,
+        )
+        held.released = True
+    old_token = secret.refresh_token
+    if old_token and old_token != refresh_token and secret.data_centre:
+        _revoke_replaced(services, subscription, old_token, secret.data_centre)
+    refresh.announce_if_recovered(services, subscription, previous)
     logger.info("subscription connected", extra={**log, "data_centre": data_centre})
     return ConnectOutcome(subscription.subscription_id, integration.name, data_centre)
 
 
 def _same_hash(binding: str, expected_hash: str) -> bool:
     return hmac.compare_digest(state.hash_secret_token(binding), expected_hash)
+
+
+def _revoke_replaced(services: Services, subscription: Subscription, token: str, data_centre: str) -> None:
+    """A user may hold only so many refresh tokens per client: give the replaced one back (best effort)."""
+    try:
+        refresh.revoke_at_zoho(services, subscription, token, data_centre)
+    except ZohoError as error:
+        logger.warning(
+            "could not revoke the replaced refresh token",
+            extra={"subscription_id": subscription.subscription_id, "error": error.zoho_code},
+        )

@@ -12,7 +12,6 @@ from zoho_broker import state
 from zoho_broker.catalogue import Integration, IntegrationVersion
 from zoho_broker.errors import InvalidInput, NotFound
 from zoho_broker.models import (
-    ConnectionStatus,
     ConnectLink,
     ConnectLinkRecord,
     Subscription,
@@ -129,7 +128,8 @@ def update(services: Services, subscription_id: str, body: SubscriptionUpdate) -
     if secret is None:
         raise NotFound("The subscription's secret is missing; recreate the subscription.")
     new_secret = secret
-    if body.client_id is not None and body.client_id != current.client_id:
+    client_changed = body.client_id is not None and body.client_id != current.client_id
+    if client_changed:
         # Tokens belong to the old client: the subscription must be connected again.
         new_secret = new_secret.model_copy(
             update={
@@ -137,13 +137,8 @@ def update(services: Services, subscription_id: str, body: SubscriptionUpdate) -
                 "refresh_token": None,
                 "access_token": None,
                 "access_token_expires_at": None,
-            }
-        )
-        updated = updated.model_copy(
-            update={
-                "status": ConnectionStatus.NOT_CONNECTED,
-                "access_token_expires_at": None,
-                "connected_at": None,
+                "api_domain": None,
+                "data_centre": None,
             }
         )
     if body.client_secret is not None:
@@ -156,9 +151,10 @@ def update(services: Services, subscription_id: str, body: SubscriptionUpdate) -
                 }
             }
         )
-    services.subscriptions.replace(updated, previous_name=current.name)
+    services.subscriptions.update_settings(updated, previous_name=current.name, disconnect=client_changed)
     if new_secret is not secret:
         services.secrets.put(subscription_id, new_secret)
+    updated = services.subscriptions.require(subscription_id)
     logger.info("subscription updated", extra={"subscription_id": subscription_id})
     return _view(services, updated, new_secret)
 

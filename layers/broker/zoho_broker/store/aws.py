@@ -10,7 +10,9 @@ from botocore.config import Config
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_events import EventBridgeClient
     from mypy_boto3_secretsmanager import SecretsManagerClient
+    from mypy_boto3_sqs import SQSClient
 
 _CONFIG = Config(connect_timeout=3, read_timeout=5, retries={"mode": "standard", "max_attempts": 3})
 
@@ -25,7 +27,17 @@ def secretsmanager() -> SecretsManagerClient:
     return boto3.client("secretsmanager", config=_CONFIG)
 
 
+@cache
+def sqs() -> SQSClient:
+    return boto3.client("sqs", config=_CONFIG)
+
+
+@cache
+def events() -> EventBridgeClient:
+    return boto3.client("events", config=_CONFIG)
+
+
 def reset() -> None:
     """Forget the clients (tests switch between moto backends)."""
-    dynamodb.cache_clear()
-    secretsmanager.cache_clear()
+    for factory in (dynamodb, secretsmanager, sqs, events):
+        factory.cache_clear()

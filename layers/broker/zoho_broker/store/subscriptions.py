@@ -1,9 +1,11 @@
-"""Subscriptions in DynamoDB, with a guard item per name so names stay unique."""
+"""Subscriptions in DynamoDB: a guard item per name keeps names unique, a sparse index finds the
+subscriptions due for a refresh, and a lease attribute lets one refresher at a time work on one."""
 
 from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +21,11 @@ if TYPE_CHECKING:
 
 SUBSCRIPTION_PREFIX = "sub#"
 NAME_PREFIX = "name#"
+REFRESH_INDEX = "RefreshDue"
+# One partition of the sparse index holds every subscription that has tokens to keep fresh.
+REFRESH_PARTITION = "due"
+# Fields an operator may change; the refresher's fields are never overwritten by an edit.
+SETTINGS_FIELDS = ("name", "version", "client_id", "api_url", "throttling", "custom_fields", "updated_at")
 
 
 def _key(subscription_id: str) -> dict[str, Any]:
@@ -30,10 +37,17 @@ def _name_key(name: str) -> dict[str, Any]:
     return {"pk": {"S": NAME_PREFIX + name.casefold()}}
 
 
+def _is_condition_failure(error: ClientError) -> bool:
+    return error.response["Error"]["Code"] == "ConditionalCheckFailedException"
+
+
 class SubscriptionStore:
     def __init__(self, table_name: str, client: DynamoDBClient | None = None) -> None:
         self._table = table_name
         self._client = client or aws.dynamodb()
+
+    # ----------------------------------------------------------------------------------------------
+    # Operator's side: create, read, list, edit, delete.
 
     def _item(self, subscription: Subscription) -> dict[str, Any]:
         data = subscription.model_dump(mode="json")
@@ -92,25 +106,47 @@ class SubscriptionStore:
             for item in answer.get("Items", []):
                 found.append(Subscription.model_validate(from_item(item)))
                 if len(found) == limit:
-                    last = {"pk": item["pk"]}
-                    return found, _encode_cursor(last)
+                    return found, _encode_cursor({"pk": item["pk"]})
             start_key = answer.get("LastEvaluatedKey")
             if not start_key:
                 return found, None
 
-    def replace(self, subscription: Subscription, *, previous_name: str) -> None:
-        put: dict[str, Any] = {
-            "Put": {
+    def update_settings(self, subscription: Subscription, *, previous_name: str, disconnect: bool) -> None:
+        """Write the operator's fields only; ``disconnect`` also drops the connection (new client id)."""
+        data = to_item({f":{name}": value for name, value in subscription.model_dump(mode="json").items()})
+        sets = [f"#{name} = :{name}" for name in SETTINGS_FIELDS]
+        removes: list[str] = []
+        values = {f":{name}": data[f":{name}"] for name in SETTINGS_FIELDS}
+        if disconnect:
+            sets.append("#status = :not_connected")
+            values[":not_connected"] = {"S": ConnectionStatus.NOT_CONNECTED.value}
+            removes = [
+                "access_token_expires_at",
+                "connected_at",
+                "refresh_partition",
+                "refresh_due_at",
+                "data_centre",
+                "api_domain",
+            ]
+        names = {f"#{name}": name for name in SETTINGS_FIELDS}
+        if disconnect:
+            names["#status"] = "status"
+        expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
+        update: dict[str, Any] = {
+            "Update": {
                 "TableName": self._table,
-                "Item": self._item(subscription),
+                "Key": _key(subscription.subscription_id),
+                "UpdateExpression": expression,
                 "ConditionExpression": "attribute_exists(pk)",
+                "ExpressionAttributeNames": names,
+                "ExpressionAttributeValues": values,
             }
         }
         if previous_name.casefold() == subscription.name.casefold():
-            actions = [put]
+            actions = [update]
         else:
             actions = [
-                put,
+                update,
                 {"Delete": {"TableName": self._table, "Key": _name_key(previous_name)}},
                 {
                     "Put": {
@@ -131,6 +167,9 @@ class SubscriptionStore:
             name=subscription.name,
         )
 
+    # ----------------------------------------------------------------------------------------------
+    # Connection state, written by the callback, the refresher and the revoke route.
+
     def record_connection(
         self,
         subscription_id: str,
@@ -139,34 +178,185 @@ class SubscriptionStore:
         api_domain: str | None,
         access_token_expires_at: datetime,
         connected_at: datetime,
-    ) -> None:
-        """Mark the subscription connected; fails with NotFound if it was deleted meanwhile."""
-        values = to_item(
+        refresh_due_at: int,
+        lease_owner: str,
+    ) -> ConnectionStatus:
+        """Mark the subscription connected and release the lease; returns the status it had before."""
+        return self._finish(
+            subscription_id,
+            lease_owner,
+            "SET #status = :status, data_centre = :dc, api_domain = :domain, access_token_expires_at = :expires, "
+            "connected_at = :now, last_refreshed_at = :now, updated_at = :now, refresh_partition = :partition, "
+            "refresh_due_at = :due, consecutive_failures = :zero, failing_days = :zero "
+            "REMOVE last_error, last_failure_day",
             {
                 ":status": ConnectionStatus.CONNECTED.value,
                 ":dc": data_centre,
                 ":domain": api_domain or "",
                 ":expires": access_token_expires_at.isoformat(),
-                ":connected": connected_at.isoformat(),
-            }
+                ":now": connected_at.isoformat(),
+                ":partition": REFRESH_PARTITION,
+                ":due": refresh_due_at,
+                ":zero": 0,
+            },
         )
+
+    def record_refresh(
+        self,
+        subscription_id: str,
+        *,
+        api_domain: str | None,
+        access_token_expires_at: datetime,
+        refreshed_at: datetime,
+        refresh_due_at: int,
+        lease_owner: str,
+    ) -> ConnectionStatus:
+        return self._finish(
+            subscription_id,
+            lease_owner,
+            "SET #status = :status, api_domain = :domain, access_token_expires_at = :expires, "
+            "last_refreshed_at = :now, refresh_partition = :partition, refresh_due_at = :due, "
+            "consecutive_failures = :zero, failing_days = :zero REMOVE last_error, last_failure_day",
+            {
+                ":status": ConnectionStatus.CONNECTED.value,
+                ":domain": api_domain or "",
+                ":expires": access_token_expires_at.isoformat(),
+                ":now": refreshed_at.isoformat(),
+                ":partition": REFRESH_PARTITION,
+                ":due": refresh_due_at,
+                ":zero": 0,
+            },
+        )
+
+    def record_failure(
+        self,
+        subscription_id: str,
+        *,
+        error: str,
+        refresh_due_at: int,
+        consecutive_failures: int,
+        failing_days: int,
+        failure_day: str,
+        lease_owner: str,
+    ) -> ConnectionStatus:
+        return self._finish(
+            subscription_id,
+            lease_owner,
+            "SET last_error = :error, refresh_partition = :partition, refresh_due_at = :due, "
+            "consecutive_failures = :failures, failing_days = :days, last_failure_day = :day",
+            {
+                ":error": error,
+                ":partition": REFRESH_PARTITION,
+                ":due": refresh_due_at,
+                ":failures": consecutive_failures,
+                ":days": failing_days,
+                ":day": failure_day,
+            },
+        )
+
+    def record_needs_reauthentication(
+        self, subscription_id: str, *, error: str, lease_owner: str
+    ) -> ConnectionStatus:
+        """Out of the refresh index: nothing more to try until a person connects it again."""
+        return self._finish(
+            subscription_id,
+            lease_owner,
+            "SET #status = :status, last_error = :error REMOVE refresh_partition, refresh_due_at",
+            {":status": ConnectionStatus.NEEDS_REAUTHENTICATION.value, ":error": error},
+        )
+
+    def record_disconnection(
+        self, subscription_id: str, *, at: datetime, lease_owner: str
+    ) -> ConnectionStatus:
+        return self._finish(
+            subscription_id,
+            lease_owner,
+            "SET #status = :status, updated_at = :now REMOVE refresh_partition, refresh_due_at, "
+            "access_token_expires_at, connected_at, last_error, data_centre, api_domain",
+            {":status": ConnectionStatus.NOT_CONNECTED.value, ":now": at.isoformat()},
+        )
+
+    def _finish(
+        self, subscription_id: str, lease_owner: str, expression: str, values: dict[str, Any]
+    ) -> ConnectionStatus:
+        """Apply an update and release the lease in the same write, only while we still hold it."""
+        kwargs: dict[str, Any] = {}
+        if "#status" in expression:
+            kwargs["ExpressionAttributeNames"] = {"#status": "status"}
+        try:
+            answer = self._client.update_item(
+                TableName=self._table,
+                Key=_key(subscription_id),
+                UpdateExpression=_with_lease_release(expression),
+                ConditionExpression="lease_owner = :owner",
+                ExpressionAttributeValues=to_item({**values, ":owner": lease_owner}),
+                ReturnValues="ALL_OLD",
+                **kwargs,
+            )
+        except ClientError as error:
+            if _is_condition_failure(error):
+                raise NotFound(
+                    "The subscription was deleted, or its lease expired, during the update."
+                ) from error
+            raise
+        previous = answer.get("Attributes", {}).get("status", {}).get("S")
+        return ConnectionStatus(previous) if previous else ConnectionStatus.NOT_CONNECTED
+
+    # ----------------------------------------------------------------------------------------------
+    # The lease: one refresh (or connection, or revoke) at a time per subscription.
+
+    def acquire_lease(
+        self, subscription_id: str, *, owner: str, now: int, seconds: int
+    ) -> Subscription | None:
+        """Take the lease if it is free or expired; returns the subscription as it is now, or None."""
+        try:
+            answer = self._client.update_item(
+                TableName=self._table,
+                Key=_key(subscription_id),
+                UpdateExpression="SET lease_owner = :owner, lease_expires_at = :until",
+                ConditionExpression="attribute_exists(pk) AND "
+                "(attribute_not_exists(lease_owner) OR lease_expires_at < :now)",
+                ExpressionAttributeValues=to_item({":owner": owner, ":until": now + seconds, ":now": now}),
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as error:
+            if _is_condition_failure(error):
+                return None
+            raise
+        return Subscription.model_validate(from_item(answer["Attributes"]))
+
+    def release_lease(self, subscription_id: str, *, owner: str) -> None:
         try:
             self._client.update_item(
                 TableName=self._table,
                 Key=_key(subscription_id),
-                UpdateExpression=(
-                    "SET #status = :status, data_centre = :dc, api_domain = :domain, "
-                    "access_token_expires_at = :expires, connected_at = :connected, "
-                    "updated_at = :connected REMOVE last_error"
-                ),
-                ConditionExpression="attribute_exists(pk)",
-                ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues=values,
+                UpdateExpression="REMOVE lease_owner, lease_expires_at",
+                ConditionExpression="lease_owner = :owner",
+                ExpressionAttributeValues={":owner": {"S": owner}},
             )
         except ClientError as error:
-            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                raise NotFound("The subscription was deleted while it was being connected.") from error
-            raise
+            if not _is_condition_failure(error):  # someone else's now: not ours to release
+                raise
+
+    # ----------------------------------------------------------------------------------------------
+    # The refresher's query.
+
+    def due_for_refresh(self, *, due_before: int, page_size: int = 1000) -> Iterator[str]:
+        """Ids of subscriptions whose refresh is due, oldest first, from the sparse index (no scan)."""
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": REFRESH_INDEX,
+            "KeyConditionExpression": "refresh_partition = :partition AND refresh_due_at <= :due",
+            "ExpressionAttributeValues": to_item({":partition": REFRESH_PARTITION, ":due": due_before}),
+            "Limit": page_size,
+        }
+        while True:
+            answer = self._client.query(**kwargs)
+            for item in answer.get("Items", []):
+                yield item["pk"]["S"].removeprefix(SUBSCRIPTION_PREFIX)
+            if "LastEvaluatedKey" not in answer:
+                return
+            kwargs["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
 
     def _transact(self, actions: list[dict[str, Any]], *, name: str) -> None:
         try:
@@ -180,6 +370,12 @@ class SubscriptionStore:
             if reasons and reasons[0] == "ConditionalCheckFailed":
                 raise NotFound("The subscription does not exist (it may have been deleted).") from error
             raise
+
+
+def _with_lease_release(expression: str) -> str:
+    if " REMOVE " in expression:
+        return expression.replace(" REMOVE ", " REMOVE lease_owner, lease_expires_at, ", 1)
+    return expression + " REMOVE lease_owner, lease_expires_at"
 
 
 def _encode_cursor(key: dict[str, Any]) -> str:

@@ -1,0 +1,318 @@
+"""Keeping access tokens fresh: one subscription's refresh, the scheduled sweep, token vending and
+revoke. Every path that writes tokens holds the subscription's lease."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.metrics import MetricUnit
+
+from zoho_broker.errors import Busy, NotConnected, NotFound, ZohoError
+from zoho_broker.logic import lease
+from zoho_broker.models import (
+    AccessToken,
+    ConnectionStatus,
+    RefreshOutcome,
+    RefreshResult,
+    Subscription,
+    SubscriptionSecret,
+    utc_now,
+)
+from zoho_broker.observability import metrics
+from zoho_broker.services import Services
+from zoho_broker.store import announcements
+
+logger = Logger(child=True)
+
+# Answers that mean the refresh token will never work again (revoked, or the client is gone).
+DEFINITIVE_ERRORS = frozenset(
+    {"invalid_code", "invalid_grant", "invalid_client", "invalid_client_secret", "unauthorized_client"}
+)
+# A consumer asking for a token gets one valid for at least this long.
+VENDING_MARGIN = timedelta(minutes=5)
+# Subscriptions are refreshed at least daily even when nothing else asks for it.
+MAX_REFRESH_INTERVAL = timedelta(days=1)
+
+
+def next_due(expires_at: datetime, now: datetime, margin_seconds: int) -> int:
+    due = min(expires_at - timedelta(seconds=margin_seconds), now + MAX_REFRESH_INTERVAL)
+    return int(max(due, now).timestamp())
+
+
+def backoff_seconds(failures: int, *, base: int, cap: int) -> int:
+    """Exponential backoff with full jitter, so many failing subscriptions do not retry in step."""
+    ceiling = min(cap, base * 2 ** max(0, failures - 1))
+    return random.randint(base, max(base, ceiling))  # noqa: S311 (jitter, not a secret)
+
+
+def _announce(
+    services: Services, detail_type: str, subscription: Subscription, *, reason: str | None, failing_days: int
+) -> None:
+    detail: dict[str, Any] = {
+        "subscription_id": subscription.subscription_id,
+        "name": subscription.name,
+        "integration": subscription.integration,
+        "data_centre": subscription.data_centre,
+        "reason": reason,
+        "failing_days": failing_days,
+        "occurred_at": utc_now().isoformat(),
+    }
+    services.announcer.announce(detail_type, detail)
+    metrics.add_metric(name=detail_type, unit=MetricUnit.Count, value=1)
+    logger.warning(detail_type, extra=detail)
+
+
+def announce_if_recovered(services: Services, subscription: Subscription, previous: ConnectionStatus) -> None:
+    if previous == ConnectionStatus.NEEDS_REAUTHENTICATION:
+        _announce(services, announcements.RECOVERED, subscription, reason=None, failing_days=0)
+
+
+def refresh(
+    services: Services,
+    subscription_id: str,
+    *,
+    force: bool = False,
+    margin: timedelta | None = None,
+    wait_seconds: float = 0.0,
+) -> RefreshOutcome:
+    """Refresh one subscription's access token unless it is still fresh; never loses a refresh token."""
+    margin = margin if margin is not None else timedelta(seconds=services.settings.refresh_margin_seconds)
+    try:
+        with lease.held(services, subscription_id, purpose="refresh", wait_seconds=wait_seconds) as held:
+            return _refresh_held(services, held, force=force, margin=margin)
+    except Busy:
+        return RefreshOutcome(subscription_id=subscription_id, result=RefreshResult.BUSY)
+
+
+def _refresh_held(services: Services, held: lease.Lease, *, force: bool, margin: timedelta) -> RefreshOutcome:
+    subscription = held.subscription
+    sid = subscription.subscription_id
+    secret = services.secrets.get(sid)
+    if secret is None or not secret.refresh_token or subscription.data_centre is None:
+        return RefreshOutcome(subscription_id=sid, result=RefreshResult.SKIPPED, error="not connected")
+    if subscription.status == ConnectionStatus.NEEDS_REAUTHENTICATION and not force:
+        return RefreshOutcome(
+            subscription_id=sid, result=RefreshResult.SKIPPED, error="needs re-authentication"
+        )
+    now = utc_now()
+    expires_at = secret.access_token_expires_at
+    # Re-read under the lease: if someone refreshed meanwhile, their token serves.
+    if not force and expires_at is not None and expires_at > now + margin:
+        return RefreshOutcome(
+            subscription_id=sid, result=RefreshResult.ALREADY_FRESH, access_token_expires_at=expires_at
+        )
+
+    version = services.catalogue.get(subscription.integration).get_version(subscription.version)
+    try:
+        tokens = services.zoho.refresh(
+            token_url=services.accounts_servers.url_for(subscription.data_centre) + version.token_path,
+            client_id=secret.client_id,
+            client_secret=secret.client_secret_for(subscription.data_centre),
+            refresh_token=secret.refresh_token,
+        )
+    except ZohoError as error:
+        return _record_failure(
+            services, held, error.zoho_code, definitive=error.zoho_code in DEFINITIVE_ERRORS
+        )
+
+    new_expiry = now + timedelta(seconds=tokens.expires_in)
+    updated = secret.model_copy(
+        update={
+            "access_token": tokens.access_token,
+            "access_token_expires_at": new_expiry,
+            # Zoho's refresh answer has no refresh_token and may lack api_domain: keep ours.
+            "refresh_token": tokens.refresh_token or secret.refresh_token,
+            "api_domain": tokens.api_domain or secret.api_domain,
+            "token_type": tokens.token_type,
+        }
+    )
+    try:
+        services.secrets.put(sid, updated)
+    except Exception:
+        logger.exception("secret write failed; the previous tokens stay", extra={"subscription_id": sid})
+        return _record_failure(services, held, "secret_write_failed", definitive=False)
+
+    previous = services.subscriptions.record_refresh(
+        sid,
+        api_domain=updated.api_domain,
+        access_token_expires_at=new_expiry,
+        refreshed_at=now,
+        refresh_due_at=next_due(new_expiry, now, services.settings.refresh_margin_seconds),
+        lease_owner=held.owner,
+    )
+    held.released = True
+    metrics.add_metric(name="RefreshSucceeded", unit=MetricUnit.Count, value=1)
+    announce_if_recovered(services, subscription, previous)
+    logger.info("access token refreshed", extra={"subscription_id": sid})
+    return RefreshOutcome(
+        subscription_id=sid, result=RefreshResult.REFRESHED, access_token_expires_at=new_expiry
+    )
+
+
+def _record_failure(services: Services, held: lease.Lease, code: str, *, definitive: bool) -> RefreshOutcome:
+    """Back off on transient failures, counting failing days; give up at once on a definitive answer."""
+    subscription = held.subscription
+    sid = subscription.subscription_id
+    now = utc_now()
+    today = now.date().isoformat()
+    failing_days = subscription.failing_days + (0 if subscription.last_failure_day == today else 1)
+    metrics.add_metric(name="RefreshFailed", unit=MetricUnit.Count, value=1)
+    if definitive or failing_days >= services.settings.max_failing_days:
+        previous = services.subscriptions.record_needs_reauthentication(
+            sid, error=code, lease_owner=held.owner
+        )
+        held.released = True
+        if previous != ConnectionStatus.NEEDS_REAUTHENTICATION:
+            _announce(
+                services,
+                announcements.NEEDS_REAUTHENTICATION,
+                subscription,
+                reason=code,
+                failing_days=failing_days,
+            )
+        return RefreshOutcome(subscription_id=sid, result=RefreshResult.NEEDS_REAUTHENTICATION, error=code)
+    failures = subscription.consecutive_failures + 1
+    delay = backoff_seconds(
+        failures, base=services.settings.retry_base_seconds, cap=services.settings.retry_cap_seconds
+    )
+    retry_at = now + timedelta(seconds=delay)
+    services.subscriptions.record_failure(
+        sid,
+        error=code,
+        refresh_due_at=int(retry_at.timestamp()),
+        consecutive_failures=failures,
+        failing_days=failing_days,
+        failure_day=today,
+        lease_owner=held.owner,
+    )
+    held.released = True
+    logger.warning(
+        "refresh failed; will retry", extra={"subscription_id": sid, "error": code, "retry_in": delay}
+    )
+    return RefreshOutcome(
+        subscription_id=sid, result=RefreshResult.FAILED, error=code, next_attempt_at=retry_at
+    )
+
+
+@dataclass(frozen=True)
+class SweepSummary:
+    due: int
+    refreshed_inline: int
+    queued: int
+
+
+def sweep(services: Services) -> SweepSummary:
+    """The scheduled run: find what is due by the index; refresh a few here, queue the rest."""
+    now = utc_now()
+    due = list(services.subscriptions.due_for_refresh(due_before=int(now.timestamp())))
+    inline_limit = services.settings.refresh_inline_limit
+    if len(due) <= inline_limit:
+        for subscription_id in due:
+            refresh(services, subscription_id)
+        summary = SweepSummary(due=len(due), refreshed_inline=len(due), queued=0)
+    else:
+        summary = SweepSummary(due=len(due), refreshed_inline=0, queued=services.refresh_queue.send(due))
+    metrics.add_metric(name="RefreshesDue", unit=MetricUnit.Count, value=len(due))
+    logger.info("refresh sweep", extra={"due": summary.due, "queued": summary.queued})
+    return summary
+
+
+def vend_token(services: Services, subscription_id: str) -> AccessToken:
+    """A token valid for at least five minutes, refreshed first (under the lease) when needed."""
+    subscription = services.subscriptions.require(subscription_id)
+    _require_connected(subscription)
+    secret = services.secrets.get(subscription_id)
+    if not _fresh(secret, VENDING_MARGIN):
+        outcome = refresh(services, subscription_id, margin=VENDING_MARGIN, wait_seconds=5.0)
+        if outcome.result == RefreshResult.NEEDS_REAUTHENTICATION:
+            raise NotConnected("Zoho refused the refresh token: the subscription needs re-authentication.")
+        secret = services.secrets.get(subscription_id)
+        if not _fresh(secret, VENDING_MARGIN):
+            reason = outcome.error or outcome.result.value
+            raise ZohoError(
+                f"No fresh access token could be obtained ({reason}).", zoho_code=reason, transient=True
+            )
+    assert secret is not None and secret.access_token and secret.access_token_expires_at
+    return AccessToken(
+        subscription_id=subscription_id,
+        access_token=secret.access_token,
+        token_type=secret.token_type or "Bearer",
+        api_domain=secret.api_domain,
+        data_centre=secret.data_centre,
+        expires_at=secret.access_token_expires_at,
+    )
+
+
+def _fresh(secret: SubscriptionSecret | None, margin: timedelta) -> bool:
+    return bool(
+        secret
+        and secret.access_token
+        and secret.access_token_expires_at
+        and secret.access_token_expires_at > utc_now() + margin
+    )
+
+
+def _require_connected(subscription: Subscription) -> None:
+    if subscription.status == ConnectionStatus.NEEDS_REAUTHENTICATION:
+        raise NotConnected("The subscription needs re-authentication: send a new connect link.")
+    if subscription.status != ConnectionStatus.CONNECTED:
+        raise NotConnected("The subscription is not connected yet: send a connect link.")
+
+
+def refresh_now(services: Services, subscription_id: str) -> RefreshOutcome:
+    """An operator's forced refresh (also the way to test a subscription flagged for re-authentication)."""
+    services.subscriptions.require(subscription_id)
+    outcome = refresh(services, subscription_id, force=True, wait_seconds=5.0)
+    if outcome.result == RefreshResult.BUSY:
+        raise Busy("Another refresh of this subscription is under way; try again in a few seconds.")
+    if outcome.result == RefreshResult.SKIPPED:
+        raise NotConnected("The subscription has no refresh token: send a connect link.")
+    return outcome
+
+
+def disconnect(services: Services, subscription_id: str) -> None:
+    """Revoke the refresh token at Zoho, clear the tokens, keep the subscription for reconnecting."""
+    with lease.held(services, subscription_id, purpose="revoke", wait_seconds=5.0) as held:
+        subscription = held.subscription
+        secret = services.secrets.get(subscription_id)
+        if secret is None:
+            raise NotFound("The subscription's secret is missing; recreate the subscription.")
+        if secret.refresh_token and subscription.data_centre:
+            revoke_at_zoho(services, subscription, secret.refresh_token, subscription.data_centre)
+        services.secrets.put(
+            subscription_id,
+            secret.model_copy(
+                update={
+                    "refresh_token": None,
+                    "access_token": None,
+                    "access_token_expires_at": None,
+                    "api_domain": None,
+                    "data_centre": None,
+                }
+            ),
+        )
+        services.subscriptions.record_disconnection(subscription_id, at=utc_now(), lease_owner=held.owner)
+        held.released = True
+    logger.info("subscription disconnected", extra={"subscription_id": subscription_id})
+
+
+def revoke_at_zoho(
+    services: Services, subscription: Subscription, refresh_token: str, data_centre: str
+) -> None:
+    """Transient failures propagate (nothing changes); a token Zoho no longer knows is already gone."""
+    version = services.catalogue.get(subscription.integration).get_version(subscription.version)
+    try:
+        services.zoho.revoke(
+            revoke_url=services.accounts_servers.url_for(data_centre) + version.revoke_path,
+            refresh_token=refresh_token,
+        )
+    except ZohoError as error:
+        if error.transient:
+            raise
+        logger.info(
+            "Zoho did not know the refresh token", extra={"subscription_id": subscription.subscription_id}
+        )

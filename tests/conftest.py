@@ -1,0 +1,85 @@
+"""Shared fixtures: AWS from template.yaml in moto, the Zoho stand-in over real HTTP, and the routes
+served by the Lambda handlers through the local gateway."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from moto import mock_aws
+
+from broker_local.gateway import LocalApiGateway
+from broker_local.template import Stack, function_environment, http_routes, load_template, provision
+from broker_local.zoho_standin import ZohoStandIn
+from zoho_broker.services import reset_services
+
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATE = load_template(ROOT / "template.yaml")
+
+
+@pytest.fixture
+def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+
+
+@pytest.fixture
+def stack(aws_credentials: None) -> Iterator[Stack]:
+    """Every table and secret of template.yaml, created in moto."""
+    with mock_aws():
+        reset_services()
+        yield provision(TEMPLATE)
+        reset_services()
+
+
+@pytest.fixture
+def zoho() -> Iterator[ZohoStandIn]:
+    with ZohoStandIn({"us": 0, "eu": 0}) as standin:
+        yield standin
+
+
+@pytest.fixture
+def broker_env(stack: Stack, zoho: ZohoStandIn, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The functions' environment as template.yaml resolves it, pointed at the Zoho stand-in."""
+    env = function_environment(TEMPLATE, stack, "CallbackFunction")
+    env["BROKER_ZOHO_ACCOUNTS_SERVERS"] = json.dumps(zoho.accounts_servers)
+    # httpx, like any client, sends no Secure cookie over plain http; the attribute is tested on its own.
+    env["BROKER_COOKIE_SECURE"] = "false"
+    env["BROKER_ZOHO_TIMEOUT_SECONDS"] = "2"
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    reset_services()
+    return env
+
+
+@pytest.fixture
+def gateway(broker_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalApiGateway]:
+    with LocalApiGateway(http_routes(TEMPLATE), ROOT, port=0) as running:
+        monkeypatch.setenv("BROKER_PUBLIC_BASE_URL", running.base_url)
+        reset_services()
+        yield running
+
+
+@pytest.fixture
+def browser(gateway: LocalApiGateway) -> Iterator[httpx.Client]:
+    """One browser: a cookie jar shared by the broker and the Zoho stand-in."""
+    with httpx.Client(base_url=gateway.base_url, follow_redirects=False, timeout=10) as client:
+        yield client
+
+
+@pytest.fixture
+def admin(gateway: LocalApiGateway) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=gateway.base_url, timeout=10) as client:
+        yield client
+
+
+def load_event(name: str) -> dict[str, Any]:
+    event: dict[str, Any] = json.loads((ROOT / "events" / name).read_text())
+    return event

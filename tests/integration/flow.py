@@ -1,0 +1,82 @@
+"""Steps of the consent journey as a person's browser takes them, over real HTTP."""
+
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+from typing import Any
+
+import httpx
+
+CLIENT_SECRET = "zoho-client-secret-0123456789abcdef"
+
+
+def create_subscription(admin: httpx.Client, **overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "name": "Acme CRM",
+        "integration": "zoho-crm",
+        "client_id": "1000.CLIENTID0123456789",
+        "client_secret": CLIENT_SECRET,
+    }
+    body.update(overrides)
+    answer = admin.post("/admin/subscriptions", json=body)
+    assert answer.status_code == 201, answer.text
+    created: dict[str, Any] = answer.json()
+    return created
+
+
+def connect_link(admin: httpx.Client, subscription_id: str) -> str:
+    answer = admin.post(f"/admin/subscriptions/{subscription_id}/connect-links")
+    assert answer.status_code == 201, answer.text
+    url: str = answer.json()["url"]
+    return url
+
+
+class _FormReader(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.action = ""
+        self.fields: dict[str, str] = {}
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = {k: v or "" for k, v in attrs}
+        if tag == "form":
+            self.action = values.get("action", "")
+        if tag == "input" and values.get("type") == "hidden":
+            self.fields[values["name"]] = values.get("value", "")
+
+
+def open_link(browser: httpx.Client, link: str) -> httpx.Response:
+    """The person opens the connect link: the broker answers with a redirect to Zoho."""
+    return browser.get(link)
+
+
+def decide_at_zoho(
+    browser: httpx.Client, authorization_url: str, *, decision: str = "accept", data_centre: str = "us"
+) -> str:
+    """On Zoho's consent page, pick the data centre and click Accept or Deny; returns the callback URL."""
+    page = browser.get(authorization_url)
+    assert page.status_code == 200, page.text
+    form = _FormReader()
+    form.feed(page.text)
+    answer = browser.post(
+        str(page.url.join(form.action)),
+        data={**form.fields, "data_centre": data_centre, "decision": decision},
+    )
+    assert answer.status_code == 302, answer.text
+    return answer.headers["location"]
+
+
+def connect(
+    admin: httpx.Client, browser: httpx.Client, subscription_id: str, *, data_centre: str = "us"
+) -> httpx.Response:
+    """The whole journey: link, Zoho's consent page, back to the broker's callback."""
+    started = open_link(browser, connect_link(admin, subscription_id))
+    assert started.status_code == 302, started.text
+    callback_url = decide_at_zoho(browser, started.headers["location"], data_centre=data_centre)
+    return browser.get(callback_url)
+
+
+def page_title(response: httpx.Response) -> str:
+    match = re.search(r"<h1>(.*?)</h1>", response.text)
+    return match.group(1) if match else ""

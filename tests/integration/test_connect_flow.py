@@ -1,0 +1,370 @@
+"""The consent journey end to end: broker routes through the Lambda handlers, AWS in moto, and the
+Zoho stand-in over real HTTP, for both integrations and two data centres."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
+
+import boto3
+import httpx
+import pytest
+from flow import (
+    connect,
+    connect_link,
+    create_subscription,
+    decide_at_zoho,
+    open_link,
+    page_title,
+)
+
+from broker_local.template import Stack
+from broker_local.zoho_standin import ZohoStandIn
+from zoho_broker.state import verify
+
+
+def _secret(stack: Stack, broker_env: dict[str, str], subscription_id: str) -> dict[str, Any]:
+    client = boto3.client("secretsmanager")
+    value = client.get_secret_value(SecretId=broker_env["BROKER_SECRET_PREFIX"] + subscription_id)
+    return dict(json.loads(value["SecretString"]))
+
+
+def _with_query(url: str, **changes: str) -> str:
+    parts = urlsplit(url)
+    query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+    query.update(changes)
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def _callback_url(
+    admin: httpx.Client, browser: httpx.Client, subscription_id: str, data_centre: str = "us"
+) -> str:
+    started = open_link(browser, connect_link(admin, subscription_id))
+    return decide_at_zoho(browser, started.headers["location"], data_centre=data_centre)
+
+
+@pytest.mark.parametrize(
+    ("integration", "custom_fields", "data_centre", "title", "api_domain"),
+    [
+        ("zoho-crm", {}, "us", "Connected to Zoho CRM (US)", "https://www.zohoapis.com"),
+        ("zoho-crm", {}, "eu", "Connected to Zoho CRM (EU)", "https://www.zohoapis.eu"),
+        (
+            "zoho-commerce",
+            {"OrganizationId": "700000001"},
+            "eu",
+            "Connected to Zoho Commerce (EU)",
+            "https://www.zohoapis.eu",
+        ),
+        (
+            "zoho-commerce",
+            {"OrganizationId": "700000001"},
+            "us",
+            "Connected to Zoho Commerce (US)",
+            "https://www.zohoapis.com",
+        ),
+    ],
+)
+def test_a_person_connects_a_subscription_and_the_broker_holds_working_tokens(
+    admin: httpx.Client,
+    browser: httpx.Client,
+    zoho: ZohoStandIn,
+    stack: Stack,
+    broker_env: dict[str, str],
+    integration: str,
+    custom_fields: dict[str, str],
+    data_centre: str,
+    title: str,
+    api_domain: str,
+) -> None:
+    subscription = create_subscription(admin, integration=integration, custom_fields=custom_fields)
+    assert subscription["status"] == "not_connected"
+
+    page = connect(admin, browser, subscription["subscription_id"], data_centre=data_centre)
+
+    assert page.status_code == 200
+    assert page_title(page) == title
+    assert "You may close this page." in page.text
+    view = admin.get(f"/admin/subscriptions/{subscription['subscription_id']}").json()
+    assert view["status"] == "connected"
+    assert view["data_centre"] == data_centre
+    assert view["api_domain"] == api_domain
+    assert view["access_token_expires_at"] is not None
+    secret = _secret(stack, broker_env, subscription["subscription_id"])
+    assert secret["refresh_token"].startswith("1000.")
+    assert view["tokens"]["refresh_token"] == f"1000…({len(secret['refresh_token'])} chars)"
+    # The tokens work at the data centre that issued them, and only there.
+    issuing, other = (
+        zoho.accounts_servers[data_centre],
+        zoho.accounts_servers["eu" if data_centre == "us" else "us"],
+    )
+    auth = {"Authorization": f"Zoho-oauthtoken {secret['access_token']}"}
+    assert httpx.get(f"{issuing}/standin/whoami", headers=auth).status_code == 200
+    assert httpx.get(f"{other}/standin/whoami", headers=auth).status_code == 401
+
+
+def test_the_connect_link_redirects_to_the_rendered_authorization_url_with_a_bound_state(
+    admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn, gateway: Any
+) -> None:
+    subscription = create_subscription(admin)
+
+    started = open_link(browser, connect_link(admin, subscription["subscription_id"]))
+
+    assert started.status_code == 302
+    location = urlsplit(started.headers["location"])
+    query = parse_qs(location.query)
+    assert f"{location.scheme}://{location.netloc}" == zoho.accounts_servers["us"]
+    assert location.path == "/oauth/v2/auth"
+    assert query["client_id"] == ["1000.CLIENTID0123456789"]
+    assert query["redirect_uri"] == [f"{gateway.base_url}/oauth/callback"]
+    assert query["access_type"] == ["offline"]
+    assert query["state"][0].split(".")[1] == subscription["subscription_id"]
+    cookie = started.headers["set-cookie"]
+    assert "zoho_broker_binding=" in cookie and "HttpOnly" in cookie and "SameSite=Lax" in cookie
+
+
+def test_a_tampered_state_is_refused_before_anything_is_consumed_or_sent(
+    admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn
+) -> None:
+    subscription = create_subscription(admin)
+    callback = _callback_url(admin, browser, subscription["subscription_id"])
+    state = parse_qs(urlsplit(callback).query)["state"][0]
+
+    refused = browser.get(
+        _with_query(callback, state=state[:-2] + ("AA" if not state.endswith("AA") else "BB"))
+    )
+
+    assert refused.status_code == 400
+    assert "invalid signature" in refused.text
+    assert zoho.token_call_count == 0
+    assert browser.get(callback).status_code == 200  # the genuine state still works
+
+
+def test_a_replayed_callback_never_exchanges_twice(
+    admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn
+) -> None:
+    subscription = create_subscription(admin)
+    callback = _callback_url(admin, browser, subscription["subscription_id"])
+    assert browser.get(callback).status_code == 200
+
+    replay = browser.get(callback)
+
+    assert replay.status_code == 400
+    assert "already completed or has expired" in replay.text
+    assert "Traceback" not in replay.text
+    assert zoho.token_call_count == 1
+
+
+def test_an_expired_state_is_refused_even_if_ttl_has_not_deleted_it(
+    admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn, broker_env: dict[str, str]
+) -> None:
+    subscription = create_subscription(admin)
+    callback = _callback_url(admin, browser, subscription["subscription_id"])
+    nonce = parse_qs(urlsplit(callback).query)["state"][0].split(".")[0]
+    boto3.client("dynamodb").update_item(
+        TableName=broker_env["BROKER_FLOWS_TABLE"],
+        Key={"pk": {"S": f"state#{nonce}"}},
+        UpdateExpression="SET expires_at = :past",
+        ExpressionAttributeValues={":past": {"N": str(int(time.time()) - 1)}},
+    )
+
+    refused = browser.get(callback)
+
+    assert refused.status_code == 400
+    assert "expired" in refused.text
+    assert zoho.token_call_count == 0
+
+
+def test_a_callback_from_another_browser_is_refused(
+    admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn, gateway: Any
+) -> None:
+    subscription = create_subscription(admin)
+    callback = _callback_url(admin, browser, subscription["subscription_id"])
+
+    with httpx.Client() as other_browser:
+        refused = other_browser.get(callback)
+
+    assert refused.status_code == 400
+    assert "started in another browser" in refused.text
+    assert zoho.token_call_count == 0
+
+
+def test_a_state_bound_to_another_subscription_is_refused(
+    admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn, broker_env: dict[str, str]
+) -> None:
+    first = create_subscription(admin, name="First")
+    second = create_subscription(admin, name="Second")
+    callback = _callback_url(admin, browser, first["subscription_id"])
+    state = parse_qs(urlsplit(callback).query)["state"][0]
+    nonce, _, signature = state.split(".")
+
+    # The signed subscription cannot be swapped...
+    moved = browser.get(_with_query(callback, state=f"{nonce}.{second['subscription_id']}.{signature}"))
+    assert moved.status_code == 400
+    # ...and a stored state that points elsewhere is not trusted either.
+    boto3.client("dynamodb").update_item(
+        TableName=broker_env["BROKER_FLOWS_TABLE"],
+        Key={"pk": {"S": f"state#{nonce}"}},
+        UpdateExpression="SET subscription_id = :other",
+        ExpressionAttributeValues={":other": {"S": second["subscription_id"]}},
+    )
+    redirected = browser.get(callback)
+
+    assert redirected.status_code == 400
+    assert "belongs to another subscription" in redirected.text
+    assert zoho.token_call_count == 0
+    for subscription in (first, second):
+        view = admin.get(f"/admin/subscriptions/{subscription['subscription_id']}").json()
+        assert view["status"] == "not_connected"
+
+
+def test_an_accounts_server_off_the_allow_list_never_receives_the_code(
+    admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn
+) -> None:
+    subscription = create_subscription(admin)
+    callback = _callback_url(admin, browser, subscription["subscription_id"])
+
+    with ZohoStandIn({"us": 0}) as attacker:
+        refused = browser.get(
+            _with_query(callback, **{"accounts-server": attacker.accounts_servers["us"], "location": "us"})
+        )
+        assert attacker.requests == []
+
+    assert refused.status_code == 400
+    assert "is not one of Zoho" in refused.text
+    assert zoho.token_call_count == 0
+
+
+@pytest.mark.parametrize(
+    ("fault", "status", "message"),
+    [
+        ("invalid_code", 502, "Zoho rejected the authorization code"),
+        ("server_error", 503, "Zoho answered HTTP 500"),
+        ("unavailable", 503, "Zoho answered HTTP 503"),
+        ("timeout", 503, "Zoho did not answer in time"),
+        ("rate_limited", 503, "too many requests"),
+    ],
+)
+def test_a_failing_token_exchange_shows_a_clear_page_and_changes_nothing(
+    admin: httpx.Client,
+    browser: httpx.Client,
+    zoho: ZohoStandIn,
+    stack: Stack,
+    broker_env: dict[str, str],
+    fault: str,
+    status: int,
+    message: str,
+) -> None:
+    subscription = create_subscription(admin)
+    callback = _callback_url(admin, browser, subscription["subscription_id"])
+    zoho.inject_fault(fault)
+
+    page = browser.get(callback)
+
+    assert page.status_code == status
+    assert message in page.text
+    assert "Traceback" not in page.text
+    view = admin.get(f"/admin/subscriptions/{subscription['subscription_id']}").json()
+    assert view["status"] == "not_connected"
+    assert _secret(stack, broker_env, subscription["subscription_id"]).get("refresh_token") is None
+
+
+def test_a_person_who_denies_access_sees_a_friendly_page(
+    admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn
+) -> None:
+    subscription = create_subscription(admin)
+    started = open_link(browser, connect_link(admin, subscription["subscription_id"]))
+
+    callback = decide_at_zoho(browser, started.headers["location"], decision="deny")
+    page = browser.get(callback)
+
+    assert page.status_code == 200
+    assert page_title(page) == "Access was not granted"
+    assert zoho.token_call_count == 0
+    assert (
+        admin.get(f"/admin/subscriptions/{subscription['subscription_id']}").json()["status"]
+        == "not_connected"
+    )
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("", "state"),
+        ("code=abc", "state"),
+        ("state=" + "x" * 300, "state"),
+        ("state=a.b.c&error=%3Cscript%3E", "error"),
+        ("state=a.b.c&location=e%20u", "location"),
+    ],
+)
+def test_a_malformed_callback_gets_a_clear_page_not_an_error(
+    browser: httpx.Client, query: str, field: str
+) -> None:
+    page = browser.get(f"/oauth/callback?{query}")
+
+    assert page.status_code == 400
+    assert page_title(page) == "This link is incomplete"
+    assert field in page.text
+    assert "<script>" not in page.text
+
+
+def test_a_callback_without_code_or_error_is_refused(admin: httpx.Client, browser: httpx.Client) -> None:
+    subscription = create_subscription(admin)
+    callback = _callback_url(admin, browser, subscription["subscription_id"])
+    parts = urlsplit(callback)
+    state = parse_qs(parts.query)["state"][0]
+
+    page = browser.get(urlunsplit(parts._replace(query=urlencode({"state": state}))))
+
+    assert page.status_code == 400
+    assert "neither a code nor an error" in page.text
+
+
+@pytest.mark.parametrize("link", ["nope", "x" * 40, "%00%01", "a" * 129])
+def test_an_unknown_or_malformed_connect_link_is_refused(browser: httpx.Client, link: str) -> None:
+    page = browser.get(f"/connect/{link}")
+
+    assert page.status_code in (400, 410)
+    assert "connect link" in page.text.lower() or "link is incomplete" in page.text
+
+
+def test_a_connect_link_works_once(admin: httpx.Client, browser: httpx.Client) -> None:
+    subscription = create_subscription(admin)
+    link = connect_link(admin, subscription["subscription_id"])
+
+    assert open_link(browser, link).status_code == 302
+    again = open_link(browser, link)
+
+    assert again.status_code == 410
+    assert "expired or was already used" in again.text
+
+
+def test_an_expired_connect_link_is_refused(
+    admin: httpx.Client, browser: httpx.Client, broker_env: dict[str, str]
+) -> None:
+    subscription = create_subscription(admin)
+    link = connect_link(admin, subscription["subscription_id"])
+    table = boto3.client("dynamodb")
+    for item in table.scan(TableName=broker_env["BROKER_FLOWS_TABLE"])["Items"]:
+        table.update_item(
+            TableName=broker_env["BROKER_FLOWS_TABLE"],
+            Key={"pk": item["pk"]},
+            UpdateExpression="SET expires_at = :past",
+            ExpressionAttributeValues={":past": {"N": str(int(time.time()) - 1)}},
+        )
+
+    page = open_link(browser, link)
+
+    assert page.status_code == 410
+
+
+def test_the_state_in_the_authorization_url_verifies_with_the_stacks_signing_key(
+    admin: httpx.Client, browser: httpx.Client, broker_env: dict[str, str]
+) -> None:
+    subscription = create_subscription(admin)
+    started = open_link(browser, connect_link(admin, subscription["subscription_id"]))
+    state = parse_qs(urlsplit(started.headers["location"]).query)["state"][0]
+    key = boto3.client("secretsmanager").get_secret_value(SecretId=broker_env["BROKER_STATE_KEY_SECRET_ID"])
+
+    assert verify(key["SecretString"].encode(), state).subscription_id == subscription["subscription_id"]

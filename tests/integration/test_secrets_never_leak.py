@@ -1,0 +1,70 @@
+"""Secrets (client secret, grant code, tokens) never reach logs, DynamoDB items, pages or API answers."""
+
+from __future__ import annotations
+
+import json
+import logging
+from urllib.parse import parse_qs, urlsplit
+
+import boto3
+import httpx
+import pytest
+from flow import CLIENT_SECRET, connect_link, create_subscription, decide_at_zoho, open_link
+
+from broker_local.zoho_standin import ZohoStandIn
+
+
+def test_a_full_connect_journey_leaves_no_secret_anywhere_a_person_or_log_reader_looks(
+    admin: httpx.Client,
+    browser: httpx.Client,
+    zoho: ZohoStandIn,
+    broker_env: dict[str, str],
+    capfd: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # All of the broker's own logging; libraries at INFO, as deployed (botocore's DEBUG dumps request bodies).
+    caplog.set_level(logging.INFO)
+    caplog.set_level(logging.DEBUG, logger="zoho-broker")
+    seen: list[str] = []
+    created = create_subscription(admin, client_secrets_by_data_centre={"eu": "eu-only-client-secret-987654"})
+    seen.append(json.dumps(created))
+    started = open_link(browser, connect_link(admin, created["subscription_id"]))
+    seen.append(started.text + json.dumps(dict(started.headers)))
+    callback = decide_at_zoho(browser, started.headers["location"], data_centre="eu")
+    code = parse_qs(urlsplit(callback).query)["code"][0]
+    page = browser.get(callback)
+    assert page.status_code == 200
+    seen.append(page.text)
+    seen.append(browser.get(callback).text)  # the replay's error page
+    seen.append(admin.get(f"/admin/subscriptions/{created['subscription_id']}").text)
+    seen.append(admin.get("/admin/subscriptions").text)
+    seen.append(admin.patch(f"/admin/subscriptions/{created['subscription_id']}", json={"name": 5}).text)
+
+    stored = json.loads(
+        boto3.client("secretsmanager").get_secret_value(SecretId=created["secret_name"])["SecretString"]
+    )
+    dynamodb = boto3.client("dynamodb")
+    for table in ("BROKER_SUBSCRIPTIONS_TABLE", "BROKER_FLOWS_TABLE"):
+        seen.append(json.dumps(dynamodb.scan(TableName=broker_env[table])["Items"]))
+    printed = capfd.readouterr()
+    seen.append(printed.out + printed.err)
+    # Every attribute of every log record: what the JSON formatter would write, extras included.
+    seen += [json.dumps(vars(record), default=str) for record in caplog.records]
+
+    secrets = {
+        "client secret": CLIENT_SECRET,
+        "per-DC client secret": "eu-only-client-secret-987654",
+        "access token": stored["access_token"],
+        "refresh token": stored["refresh_token"],
+        "grant code": code,
+    }
+    assert stored["client_secrets_by_data_centre"] == {"eu": "eu-only-client-secret-987654"}
+    # The logs were captured, and they say what happened.
+    assert "subscription connected" in [record.getMessage() for record in caplog.records]
+    everything = "\n".join(seen)
+    for what, value in secrets.items():
+        at = everything.find(value)
+        assert at < 0, f"the {what} leaked: ...{everything[max(0, at - 300) : at + 50]}"
+    # The token exchange used the EU secret at the EU accounts server.
+    exchange = [r for r in zoho.requests if r.path == "/oauth/v2/token"][-1]
+    assert exchange.data_centre == "eu" and exchange.params["client_secret"] == "eu-only-client-secret-987654"
