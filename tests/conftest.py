@@ -4,6 +4,7 @@ served by the Lambda handlers through the local gateway."""
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,10 +16,16 @@ from moto import mock_aws
 from broker_local.gateway import LocalApiGateway
 from broker_local.template import Stack, function_environment, http_routes, load_template, provision
 from broker_local.zoho_standin import ZohoStandIn
-from zoho_broker.services import reset_services
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = load_template(ROOT / "template.yaml")
+
+# Powertools reads its service name and metrics namespace when the broker's modules are imported, which
+# in a Lambda happens after the template's Globals are in the environment: do the same here.
+for _name in ("POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE"):
+    os.environ.setdefault(_name, TEMPLATE["Globals"]["Function"]["Environment"]["Variables"][_name])
+
+from zoho_broker.services import reset_services  # noqa: E402
 
 
 @pytest.fixture

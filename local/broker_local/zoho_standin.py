@@ -27,7 +27,9 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 __all__ = ["FAULTS", "RecordedRequest", "ZohoStandIn", "api_domain_for", "main"]
 
-FAULTS = frozenset({"server_error", "unavailable", "timeout", "invalid_code", "rate_limited"})
+FAULTS = frozenset(
+    {"server_error", "unavailable", "timeout", "invalid_code", "rate_limited", "no_api_domain"}
+)
 """What inject_fault accepts: the ways Zoho's token endpoint has been seen to fail."""
 
 ACCESS_TOKEN_SECONDS = 3600
@@ -240,6 +242,21 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.write(answer.body)
         except (ConnectionError, TimeoutError):
             pass  # the client gave up (e.g. its timeout during a "timeout" fault)
+
+
+def _unavailable() -> _Answer:
+    answer = _page("Service Unavailable", "<p>Please try again later.</p>", 503)
+    answer.headers["Retry-After"] = "1"
+    return answer
+
+
+# Faults answered at once, without touching the world (codes and tokens stay as they were).
+_FAILURES: dict[str, Callable[[], _Answer]] = {
+    "server_error": lambda: _page("Internal Server Error", "<p>Something went wrong.</p>", 500),
+    "unavailable": _unavailable,
+    "invalid_code": lambda: _json({"error": "invalid_code"}),
+    "rate_limited": lambda: _json({"error": "access_denied", "error_description": RATE_LIMITED_DESCRIPTION}),
+}
 
 
 class ZohoStandIn:
@@ -565,26 +582,22 @@ Zoho account with these permissions:</p>
             return None
         with self._lock:
             fault = self._take_fault(dc)
-        if fault == "server_error":
-            return _page("Internal Server Error", "<p>Something went wrong.</p>", 500)
-        if fault == "unavailable":
-            answer = _page("Service Unavailable", "<p>Please try again later.</p>", 503)
-            answer.headers["Retry-After"] = "1"
-            return answer
-        if fault == "invalid_code":
-            return _json({"error": "invalid_code"})
-        if fault == "rate_limited":
-            return _json({"error": "access_denied", "error_description": RATE_LIMITED_DESCRIPTION})
+        if fault in _FAILURES:
+            return _FAILURES[fault]()
         # "timeout": hang, then (if the client still listens) answer for real, as a slow Zoho would.
         if fault == "timeout" and self._wait(TIMEOUT_FAULT_SECONDS):
             return None
         grant_type = params.get("grant_type")
         with self._lock:
             if grant_type == "authorization_code":
-                return _json(self._exchange_code(dc, params))
-            if grant_type == "refresh_token":
-                return _json(self._refresh(dc, params))
-        return _json({"error": "unsupported_grant_type"})
+                answer = self._exchange_code(dc, params)
+            elif grant_type == "refresh_token":
+                answer = self._refresh(dc, params)
+            else:
+                answer = {"error": "unsupported_grant_type"}
+        if fault == "no_api_domain":  # a real answer that leaves api_domain out, as Zoho sometimes does
+            answer.pop("api_domain", None)
+        return _json(answer)
 
     def _exchange_code(self, dc: str, params: dict[str, str]) -> dict[str, Any]:
         if not all(params.get(name) for name in ("code", "client_id", "client_secret", "redirect_uri")):
@@ -635,6 +648,12 @@ Zoho account with these permissions:</p>
         with self._lock:
             latency = self._latency
         if self._wait(latency):
+            return None
+        with self._lock:
+            fault = self._take_fault(dc)
+        if fault in _FAILURES:  # revoke lives beside the token endpoint and fails with it
+            return _FAILURES[fault]()
+        if fault == "timeout" and self._wait(TIMEOUT_FAULT_SECONDS):
             return None
         with self._lock:
             record = self._refresh_tokens.get(params.get("token", ""))

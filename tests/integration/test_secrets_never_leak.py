@@ -40,9 +40,15 @@ def test_a_full_connect_journey_leaves_no_secret_anywhere_a_person_or_log_reader
     seen.append(admin.get("/admin/subscriptions").text)
     seen.append(admin.patch(f"/admin/subscriptions/{created['subscription_id']}", json={"name": 5}).text)
 
-    stored = json.loads(
-        boto3.client("secretsmanager").get_secret_value(SecretId=created["secret_name"])["SecretString"]
-    )
+    def stored() -> dict[str, str]:
+        value = boto3.client("secretsmanager").get_secret_value(SecretId=created["secret_name"])
+        return dict(json.loads(value["SecretString"]))
+
+    connected = stored()
+    path = f"/admin/subscriptions/{created['subscription_id']}"
+    seen.append(admin.post(f"{path}/refresh").text)  # the refresher's path, through the API
+    refreshed = stored()
+    seen.append(admin.post(f"{path}/revoke").text)
     dynamodb = boto3.client("dynamodb")
     for table in ("BROKER_SUBSCRIPTIONS_TABLE", "BROKER_FLOWS_TABLE"):
         seen.append(json.dumps(dynamodb.scan(TableName=broker_env[table])["Items"]))
@@ -54,17 +60,21 @@ def test_a_full_connect_journey_leaves_no_secret_anywhere_a_person_or_log_reader
     secrets = {
         "client secret": CLIENT_SECRET,
         "per-DC client secret": "eu-only-client-secret-987654",
-        "access token": stored["access_token"],
-        "refresh token": stored["refresh_token"],
+        "access token": connected["access_token"],
+        "refreshed access token": refreshed["access_token"],
+        "refresh token": connected["refresh_token"],
         "grant code": code,
     }
-    assert stored["client_secrets_by_data_centre"] == {"eu": "eu-only-client-secret-987654"}
+    assert refreshed["access_token"] != connected["access_token"]
+    assert connected["client_secrets_by_data_centre"] == {"eu": "eu-only-client-secret-987654"}
     # The logs were captured, and they say what happened.
-    assert "subscription connected" in [record.getMessage() for record in caplog.records]
+    messages = [record.getMessage() for record in caplog.records]
+    assert "subscription connected" in messages
+    assert "subscription disconnected" in messages
     everything = "\n".join(seen)
     for what, value in secrets.items():
         at = everything.find(value)
         assert at < 0, f"the {what} leaked: ...{everything[max(0, at - 300) : at + 50]}"
     # The token exchange used the EU secret at the EU accounts server.
-    exchange = [r for r in zoho.requests if r.path == "/oauth/v2/token"][-1]
+    exchange = next(r for r in zoho.requests if r.path == "/oauth/v2/token")
     assert exchange.data_centre == "eu" and exchange.params["client_secret"] == "eu-only-client-secret-987654"

@@ -63,7 +63,7 @@ def _announce(
     }
     services.announcer.announce(detail_type, detail)
     metrics.add_metric(name=detail_type, unit=MetricUnit.Count, value=1)
-    logger.warning(detail_type, extra=detail)
+    logger.warning(detail_type, extra={"announcement": detail})
 
 
 def announce_if_recovered(services: Services, subscription: Subscription, previous: ConnectionStatus) -> None:

@@ -1,0 +1,486 @@
+"""Keeping tokens fresh: the lease, the failure policy, the announcements, the scheduled sweep and its
+SQS fan-out, token vending, refresh now and revoke. AWS in moto, Zoho's stand-in over real HTTP."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import boto3
+import httpx
+import pytest
+from botocore.exceptions import ClientError
+from flow import connect, create_subscription
+
+from broker_local.gateway import LambdaContext, import_handler
+from broker_local.scheduler import LocalScheduler, sqs_event
+from broker_local.template import Stack, function_entry
+from broker_local.zoho_standin import ZohoStandIn
+from tests.conftest import ROOT, TEMPLATE
+from zoho_broker.logic import refresh
+from zoho_broker.models import RefreshResult
+from zoho_broker.services import Services, get_services
+from zoho_broker.store import aws
+
+
+@pytest.fixture
+def services(gateway: Any) -> Services:
+    return get_services()
+
+
+class Announcements:
+    """Every event the broker puts on the default bus, delivered by an EventBridge rule to a queue."""
+
+    def __init__(self) -> None:
+        self._sqs = boto3.client("sqs")
+        self._url = self._sqs.create_queue(QueueName="announcements")["QueueUrl"]
+        arn = self._sqs.get_queue_attributes(QueueUrl=self._url, AttributeNames=["QueueArn"])["Attributes"]
+        events = boto3.client("events")
+        events.put_rule(Name="broker-announcements", EventPattern=json.dumps({"source": ["zoho-broker"]}))
+        events.put_targets(Rule="broker-announcements", Targets=[{"Id": "queue", "Arn": arn["QueueArn"]}])
+        self.received: list[dict[str, Any]] = []
+
+    def read(self) -> list[dict[str, Any]]:
+        """All events so far (in order of arrival)."""
+        answer = self._sqs.receive_message(QueueUrl=self._url, MaxNumberOfMessages=10)
+        for message in answer.get("Messages", []):
+            self.received.append(json.loads(message["Body"]))
+            self._sqs.delete_message(QueueUrl=self._url, ReceiptHandle=message["ReceiptHandle"])
+        return self.received
+
+
+@pytest.fixture
+def announcements(stack: Stack) -> Announcements:
+    return Announcements()
+
+
+def _connected(admin: httpx.Client, browser: httpx.Client, data_centre: str = "eu", **fields: Any) -> str:
+    subscription = create_subscription(admin, **fields)
+    assert (
+        connect(admin, browser, subscription["subscription_id"], data_centre=data_centre).status_code == 200
+    )
+    return str(subscription["subscription_id"])
+
+
+def _secret(services: Services, subscription_id: str) -> dict[str, Any]:
+    secret = services.secrets.get(subscription_id)
+    assert secret is not None
+    return secret.model_dump(mode="json")
+
+
+def _expire(services: Services, subscription_id: str, *, seconds_left: int) -> None:
+    """Age the stored token: it expires in ``seconds_left`` and its refresh is due now."""
+    secret = services.secrets.get(subscription_id)
+    assert secret is not None
+    expires = datetime.now(UTC) + timedelta(seconds=seconds_left)
+    services.secrets.put(subscription_id, secret.model_copy(update={"access_token_expires_at": expires}))
+    boto3.client("dynamodb").update_item(
+        TableName=services.settings.subscriptions_table,
+        Key={"pk": {"S": f"sub#{subscription_id}"}},
+        UpdateExpression="SET refresh_due_at = :now",
+        ExpressionAttributeValues={":now": {"N": str(int(time.time()) - 1)}},
+    )
+
+
+def _view(admin: httpx.Client, subscription_id: str) -> dict[str, Any]:
+    answer: dict[str, Any] = admin.get(f"/admin/subscriptions/{subscription_id}").json()
+    return answer
+
+
+def _works(zoho: ZohoStandIn, data_centre: str, access_token: str) -> bool:
+    answer = httpx.get(
+        f"{zoho.accounts_servers[data_centre]}/standin/whoami",
+        headers={"Authorization": f"Zoho-oauthtoken {access_token}"},
+    )
+    return answer.status_code == 200
+
+
+def test_a_due_subscription_is_refreshed_and_keeps_its_refresh_token(
+    admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn, services: Services
+) -> None:
+    sid = _connected(admin, browser)
+    before = _secret(services, sid)
+    _expire(services, sid, seconds_left=60)
+
+    outcome = refresh.refresh(services, sid)
+
+    after = _secret(services, sid)
+    assert outcome.result == RefreshResult.REFRESHED
+    assert after["access_token"] != before["access_token"]
+    assert after["refresh_token"] == before["refresh_token"]
+    assert after["api_domain"] == "https://www.zohoapis.eu"
+    assert _works(zoho, "eu", after["access_token"])
+    view = _view(admin, sid)
+    assert view["status"] == "connected"
+    assert view["last_refreshed_at"] is not None
+    # Next due 15 minutes before the new token expires.
+    next_at = datetime.fromisoformat(view["next_refresh_at"])
+    expires_at = datetime.fromisoformat(view["access_token_expires_at"])
+    assert expires_at - next_at == timedelta(seconds=services.settings.refresh_margin_seconds)
+
+
+def test_two_refreshers_racing_for_one_subscription_refresh_it_once(
+    admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn, services: Services
+) -> None:
+    sid = _connected(admin, browser)
+    _expire(services, sid, seconds_left=60)
+    calls_before = zoho.token_call_count
+    zoho.set_latency(0.5)
+    start = threading.Barrier(2)
+    outcomes: list[RefreshResult] = []
+
+    def racer() -> None:
+        start.wait()
+        outcomes.append(refresh.refresh(services, sid).result)
+
+    racers = [threading.Thread(target=racer) for _ in range(2)]
+    for thread in racers:
+        thread.start()
+    for thread in racers:
+        thread.join()
+
+    assert sorted(outcomes) == sorted([RefreshResult.REFRESHED, RefreshResult.BUSY])
+    assert zoho.token_call_count == calls_before + 1
+    # A third refresher that saw it due before, but gets the lease after: it uses the new token.
+    zoho.set_latency(0)
+    assert refresh.refresh(services, sid).result == RefreshResult.ALREADY_FRESH
+    assert zoho.token_call_count == calls_before + 1
+
+
+@pytest.mark.parametrize("fault", ["server_error", "unavailable", "timeout", "rate_limited"])
+def test_zoho_down_for_a_while_backs_off_then_recovers_without_anyone_acting(
+    admin: httpx.Client,
+    browser: httpx.Client,
+    zoho: ZohoStandIn,
+    services: Services,
+    announcements: Announcements,
+    fault: str,
+) -> None:
+    sid = _connected(admin, browser)
+    before = _secret(services, sid)
+    _expire(services, sid, seconds_left=60)
+    zoho.inject_fault(fault, count=2)
+
+    first = refresh.refresh(services, sid)
+    _expire(services, sid, seconds_left=60)
+    second = refresh.refresh(services, sid)
+
+    assert first.result == second.result == RefreshResult.FAILED
+    assert first.next_attempt_at is not None
+    assert first.next_attempt_at > datetime.now(UTC)
+    view = _view(admin, sid)
+    assert view["status"] == "connected"  # transient: no re-authentication asked for
+    assert view["failing_days"] == 1  # counted at most once a day
+    assert view["last_error"] in {"http_500", "http_503", "timeout", "rate_limited"}
+    after = _secret(services, sid)
+    assert (after["access_token"], after["refresh_token"]) == (
+        before["access_token"],
+        before["refresh_token"],
+    )
+    _expire(services, sid, seconds_left=60)
+
+    recovered = refresh.refresh(services, sid)
+
+    assert recovered.result == RefreshResult.REFRESHED
+    view = _view(admin, sid)
+    assert view["failing_days"] == 0
+    assert view["last_error"] is None
+    assert announcements.read() == []
+
+
+def test_failing_on_too_many_days_asks_for_re_authentication_and_announces_it(
+    admin: httpx.Client,
+    browser: httpx.Client,
+    zoho: ZohoStandIn,
+    services: Services,
+    announcements: Announcements,
+) -> None:
+    sid = _connected(admin, browser)
+    _expire(services, sid, seconds_left=60)
+    yesterday = (date.today() - timedelta(days=1)).isoformat()
+    boto3.client("dynamodb").update_item(
+        TableName=services.settings.subscriptions_table,
+        Key={"pk": {"S": f"sub#{sid}"}},
+        UpdateExpression="SET failing_days = :days, last_failure_day = :day, consecutive_failures = :n",
+        ExpressionAttributeValues={
+            ":days": {"N": str(services.settings.max_failing_days - 1)},
+            ":day": {"S": yesterday},
+            ":n": {"N": "20"},
+        },
+    )
+    zoho.inject_fault("unavailable")
+
+    outcome = refresh.refresh(services, sid)
+
+    assert outcome.result == RefreshResult.NEEDS_REAUTHENTICATION
+    assert _view(admin, sid)["status"] == "needs_reauthentication"
+    [event] = announcements.read()
+    assert event["detail-type"] == "SubscriptionNeedsReauthentication"
+    assert event["detail"]["failing_days"] == services.settings.max_failing_days
+
+
+def test_a_revoked_refresh_token_flags_the_subscription_at_once_and_reconnecting_recovers_it(
+    admin: httpx.Client,
+    browser: httpx.Client,
+    zoho: ZohoStandIn,
+    services: Services,
+    announcements: Announcements,
+) -> None:
+    sid = _connected(admin, browser, name="Revoked Co")
+    secret = _secret(services, sid)
+    _expire(services, sid, seconds_left=60)
+    zoho.revoke_all()
+
+    outcome = refresh.refresh(services, sid)
+
+    assert outcome.result == RefreshResult.NEEDS_REAUTHENTICATION
+    assert outcome.error == "invalid_code"
+    view = _view(admin, sid)
+    assert view["status"] == "needs_reauthentication"
+    assert view["next_refresh_at"] is None  # out of the refresh index: the sweep leaves it alone
+    assert sid not in list(services.subscriptions.due_for_refresh(due_before=int(time.time()) + 10**6))
+    [event] = announcements.read()
+    assert event["source"] == "zoho-broker"
+    assert event["detail-type"] == "SubscriptionNeedsReauthentication"
+    assert event["detail"]["subscription_id"] == sid
+    assert event["detail"]["name"] == "Revoked Co"
+    assert event["detail"]["reason"] == "invalid_code"
+    assert secret["refresh_token"] not in json.dumps(event)
+    # The token route says what to do instead of handing out a dead token.
+    answer = admin.get(f"/admin/subscriptions/{sid}/token")
+    assert answer.status_code == 409
+    assert "re-authentication" in answer.json()["message"]
+
+    assert connect(admin, browser, sid, data_centre="eu").status_code == 200
+
+    assert _view(admin, sid)["status"] == "connected"
+    [recovered] = announcements.read()[1:]
+    assert recovered["detail-type"] == "SubscriptionRecovered"
+    assert recovered["detail"]["subscription_id"] == sid
+
+
+def test_a_refresh_answer_without_api_domain_keeps_the_stored_one(
+    admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn, services: Services
+) -> None:
+    sid = _connected(admin, browser)
+    before = _secret(services, sid)
+    _expire(services, sid, seconds_left=60)
+    zoho.inject_fault("no_api_domain")
+
+    assert refresh.refresh(services, sid).result == RefreshResult.REFRESHED
+
+    after = _secret(services, sid)
+    assert after["api_domain"] == before["api_domain"] == "https://www.zohoapis.eu"
+    assert after["refresh_token"] == before["refresh_token"]  # Zoho's refresh answer never has one
+    assert after["access_token"] != before["access_token"]
+
+
+def test_a_failed_secret_write_loses_nothing_and_is_retried_later(
+    admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn, services: Services
+) -> None:
+    sid = _connected(admin, browser)
+    before = _secret(services, sid)
+    _expire(services, sid, seconds_left=60)
+    before = _secret(services, sid)
+
+    def refuse(**_: Any) -> None:
+        raise ClientError(
+            {"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, "PutSecretValue"
+        )
+
+    client = aws.secretsmanager()
+    client.meta.events.register("before-call.secrets-manager.PutSecretValue", refuse, unique_id="refuse")
+    try:
+        outcome = refresh.refresh(services, sid)
+    finally:
+        client.meta.events.unregister("before-call.secrets-manager.PutSecretValue", unique_id="refuse")
+
+    assert outcome.result == RefreshResult.FAILED
+    assert outcome.error == "secret_write_failed"
+    assert _secret(services, sid) == before
+    assert _works(zoho, "eu", before["access_token"])  # the old token is still good for its hour
+    _expire(services, sid, seconds_left=60)
+    assert refresh.refresh(services, sid).result == RefreshResult.REFRESHED
+    assert _secret(services, sid)["refresh_token"] == before["refresh_token"]
+
+
+def _invoke(function_id: str, event: dict[str, Any]) -> Any:
+    handler = import_handler(function_entry(TEMPLATE, function_id), ROOT)
+    return handler(event, LambdaContext.for_function(function_id))
+
+
+def test_the_worker_reports_only_the_messages_that_failed(
+    admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn, services: Services
+) -> None:
+    good = _connected(admin, browser, name="Good")
+    fresh = _connected(admin, browser, name="Fresh")
+    _expire(services, good, seconds_left=60)
+    tokens = {sid: _secret(services, sid)["access_token"] for sid in (good, fresh)}
+    bodies = [
+        json.dumps({"subscription_id": good}),
+        json.dumps({"subscription_id": fresh}),
+        json.dumps({"subscription_id": "sub_0000000000000000"}),  # deleted meanwhile: dropped, not failed
+        "not json",
+        json.dumps({"subscription": good}),
+    ]
+    messages = [
+        {"MessageId": f"m{index}", "ReceiptHandle": f"r{index}", "Body": body}
+        for index, body in enumerate(bodies)
+    ]
+
+    answer = _invoke(
+        "RefreshWorkerFunction", sqs_event(messages, "arn:aws:sqs:eu-west-1:123456789012:q", "eu-west-1")
+    )
+
+    assert sorted(item["itemIdentifier"] for item in answer["batchItemFailures"]) == ["m3", "m4"]
+    assert _secret(services, good)["access_token"] != tokens[good]
+    assert _secret(services, fresh)["access_token"] == tokens[fresh]
+    assert zoho.token_call_count == 3  # two code exchanges and one refresh: the fresh one was left alone
+
+
+def test_the_scheduled_sweep_finds_due_subscriptions_by_index_and_fans_out_through_sqs(
+    admin: httpx.Client,
+    browser: httpx.Client,
+    zoho: ZohoStandIn,
+    services: Services,
+    stack: Stack,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    due = [_connected(admin, browser, name=f"Due {n}") for n in range(3)]
+    not_due = _connected(admin, browser, name="Not due")
+    never_connected = create_subscription(admin, name="Never connected")["subscription_id"]
+    for sid in due:
+        _expire(services, sid, seconds_left=120)
+    monkeypatch.setattr(services.settings, "refresh_inline_limit", 1)
+    before = {sid: _secret(services, sid)["access_token"] for sid in [*due, not_due]}
+    scheduler = LocalScheduler(TEMPLATE, stack, ROOT, interval_seconds=3600)
+
+    [summary] = scheduler.run_schedules_once()
+    handled = scheduler.drain_queues_once()
+
+    assert summary == {"due": 3, "refreshed_inline": 0, "queued": 3}
+    assert handled == 3
+    for sid in due:
+        assert _secret(services, sid)["access_token"] != before[sid]
+    assert _secret(services, not_due)["access_token"] == before[not_due]
+    assert _view(admin, never_connected)["status"] == "not_connected"
+    dead_letters = boto3.client("sqs").get_queue_attributes(
+        QueueUrl=stack.physical_ids["RefreshDeadLetterQueue"], AttributeNames=["ApproximateNumberOfMessages"]
+    )
+    assert dead_letters["Attributes"]["ApproximateNumberOfMessages"] == "0"
+
+
+def test_a_small_sweep_refreshes_inline(
+    admin: httpx.Client, browser: httpx.Client, services: Services, stack: Stack
+) -> None:
+    sid = _connected(admin, browser)
+    _expire(services, sid, seconds_left=120)
+
+    summary = _invoke("RefresherFunction", {"source": "aws.events", "detail-type": "Scheduled Event"})
+
+    assert summary == {"due": 1, "refreshed_inline": 1, "queued": 0}
+    assert _view(admin, sid)["next_refresh_at"] is not None
+    assert list(services.subscriptions.due_for_refresh(due_before=int(time.time()))) == []
+
+
+def test_token_vending_hands_out_a_fresh_token_and_refreshes_only_when_needed(
+    admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn, services: Services
+) -> None:
+    sid = _connected(admin, browser)
+    calls = zoho.token_call_count
+
+    fresh = admin.get(f"/admin/subscriptions/{sid}/token")
+
+    assert fresh.status_code == 200
+    body = fresh.json()
+    assert body["access_token"] == _secret(services, sid)["access_token"]
+    assert body["api_domain"] == "https://www.zohoapis.eu"
+    assert body["data_centre"] == "eu"
+    assert zoho.token_call_count == calls  # no refresh on a read: Zoho keeps only 30 tokens alive
+    _expire(services, sid, seconds_left=120)  # inside the five-minute margin
+
+    renewed = admin.get(f"/admin/subscriptions/{sid}/token").json()
+
+    assert renewed["access_token"] != body["access_token"]
+    assert zoho.token_call_count == calls + 1
+    assert datetime.fromisoformat(renewed["expires_at"]) > datetime.now(UTC) + timedelta(minutes=50)
+    assert _works(zoho, "eu", renewed["access_token"])
+
+
+def test_token_vending_refuses_subscriptions_that_are_not_connected(admin: httpx.Client) -> None:
+    sid = create_subscription(admin)["subscription_id"]
+
+    answer = admin.get(f"/admin/subscriptions/{sid}/token")
+
+    assert answer.status_code == 409
+    assert "not connected" in answer.json()["message"]
+    assert admin.get("/admin/subscriptions/sub_0000000000000000/token").status_code == 404
+    assert admin.post(f"/admin/subscriptions/{sid}/refresh").status_code == 409
+
+
+def test_refresh_now_forces_a_refresh(
+    admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn, services: Services
+) -> None:
+    sid = _connected(admin, browser)
+    before = _secret(services, sid)["access_token"]
+
+    answer = admin.post(f"/admin/subscriptions/{sid}/refresh")
+
+    assert answer.status_code == 200
+    assert answer.json()["result"] == "refreshed"
+    assert _secret(services, sid)["access_token"] != before
+
+
+def test_revoke_disconnects_at_zoho_and_keeps_the_subscription_for_reconnecting(
+    admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn, services: Services
+) -> None:
+    sid = _connected(admin, browser)
+    old = _secret(services, sid)
+
+    answer = admin.post(f"/admin/subscriptions/{sid}/revoke")
+
+    assert answer.status_code == 200
+    assert answer.json()["status"] == "not_connected"
+    assert answer.json()["tokens"] == {"access_token": None, "refresh_token": None}
+    revokes = [r for r in zoho.requests if r.path == "/oauth/v2/token/revoke"]
+    assert [r.data_centre for r in revokes] == ["eu"]
+    assert not _works(zoho, "eu", old["access_token"])
+    stored = _secret(services, sid)
+    assert stored["refresh_token"] is None
+    assert stored["client_secret"] == old["client_secret"]
+    assert connect(admin, browser, sid, data_centre="us").status_code == 200
+    assert _view(admin, sid)["data_centre"] == "us"
+
+
+def test_revoke_when_zoho_is_down_changes_nothing(
+    admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn, services: Services
+) -> None:
+    sid = _connected(admin, browser)
+    before = _secret(services, sid)
+    zoho.inject_fault("server_error")
+
+    answer = admin.post(f"/admin/subscriptions/{sid}/revoke")
+
+    assert answer.status_code == 502
+    assert "HTTP 500" in answer.json()["message"]
+    assert _secret(services, sid) == before
+    assert _view(admin, sid)["status"] == "connected"
+
+
+def test_reconnecting_revokes_the_replaced_refresh_token(
+    admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn, services: Services
+) -> None:
+    sid = _connected(admin, browser)
+    first = _secret(services, sid)
+
+    assert connect(admin, browser, sid, data_centre="eu").status_code == 200
+
+    second = _secret(services, sid)
+    assert second["refresh_token"] != first["refresh_token"]
+    revoked = [r for r in zoho.requests if r.path == "/oauth/v2/token/revoke"]
+    assert len(revoked) == 1
+    assert not _works(zoho, "eu", first["access_token"])
+    assert _works(zoho, "eu", second["access_token"])
