@@ -575,18 +575,28 @@ Zoho account with these permissions:</p>
             )
         )
 
-    def _token_endpoint(self, dc: str, params: dict[str, str]) -> _Answer | None:
+    def _delay_and_fault(self, dc: str) -> tuple[bool, _Answer | None, str | None]:
+        """Latency, then any injected fault: (True, answer) ends the request (None drops it).
+
+        The token and revoke endpoints share this: revoke lives beside the token endpoint and fails with it.
+        """
         with self._lock:
             latency = self._latency
         if self._wait(latency):
-            return None
+            return True, None, None
         with self._lock:
             fault = self._take_fault(dc)
         if fault in _FAILURES:
-            return _FAILURES[fault]()
+            return True, _FAILURES[fault](), fault
         # "timeout": hang, then (if the client still listens) answer for real, as a slow Zoho would.
         if fault == "timeout" and self._wait(TIMEOUT_FAULT_SECONDS):
-            return None
+            return True, None, fault
+        return False, None, fault
+
+    def _token_endpoint(self, dc: str, params: dict[str, str]) -> _Answer | None:
+        done, failure, fault = self._delay_and_fault(dc)
+        if done:
+            return failure
         grant_type = params.get("grant_type")
         with self._lock:
             if grant_type == "authorization_code":
@@ -645,16 +655,9 @@ Zoho account with these permissions:</p>
         }
 
     def _revoke_endpoint(self, dc: str, params: dict[str, str]) -> _Answer | None:
-        with self._lock:
-            latency = self._latency
-        if self._wait(latency):
-            return None
-        with self._lock:
-            fault = self._take_fault(dc)
-        if fault in _FAILURES:  # revoke lives beside the token endpoint and fails with it
-            return _FAILURES[fault]()
-        if fault == "timeout" and self._wait(TIMEOUT_FAULT_SECONDS):
-            return None
+        done, failure, _ = self._delay_and_fault(dc)
+        if done:
+            return failure
         with self._lock:
             record = self._refresh_tokens.get(params.get("token", ""))
             if record is not None and record.data_centre == dc:

@@ -182,23 +182,15 @@ class SubscriptionStore:
         lease_owner: str,
     ) -> ConnectionStatus:
         """Mark the subscription connected and release the lease; returns the status it had before."""
-        return self._finish(
+        return self._record_tokens(
             subscription_id,
             lease_owner,
-            "SET #status = :status, data_centre = :dc, api_domain = :domain, access_token_expires_at = :expires, "
-            "connected_at = :now, last_refreshed_at = :now, updated_at = :now, refresh_partition = :partition, "
-            "refresh_due_at = :due, consecutive_failures = :zero, failing_days = :zero "
-            "REMOVE last_error, last_failure_day",
-            {
-                ":status": ConnectionStatus.CONNECTED.value,
-                ":dc": data_centre,
-                ":domain": api_domain or "",
-                ":expires": access_token_expires_at.isoformat(),
-                ":now": connected_at.isoformat(),
-                ":partition": REFRESH_PARTITION,
-                ":due": refresh_due_at,
-                ":zero": 0,
-            },
+            "data_centre = :dc, connected_at = :now, updated_at = :now, ",
+            {":dc": data_centre},
+            api_domain=api_domain,
+            access_token_expires_at=access_token_expires_at,
+            at=connected_at,
+            refresh_due_at=refresh_due_at,
         )
 
     def record_refresh(
@@ -211,17 +203,42 @@ class SubscriptionStore:
         refresh_due_at: int,
         lease_owner: str,
     ) -> ConnectionStatus:
+        return self._record_tokens(
+            subscription_id,
+            lease_owner,
+            "",
+            {},
+            api_domain=api_domain,
+            access_token_expires_at=access_token_expires_at,
+            at=refreshed_at,
+            refresh_due_at=refresh_due_at,
+        )
+
+    def _record_tokens(
+        self,
+        subscription_id: str,
+        lease_owner: str,
+        extra_sets: str,
+        extra_values: dict[str, Any],
+        *,
+        api_domain: str | None,
+        access_token_expires_at: datetime,
+        at: datetime,
+        refresh_due_at: int,
+    ) -> ConnectionStatus:
+        """New tokens are in the secret: connected, healthy, and due again before they expire."""
         return self._finish(
             subscription_id,
             lease_owner,
-            "SET #status = :status, api_domain = :domain, access_token_expires_at = :expires, "
+            f"SET {extra_sets}#status = :status, api_domain = :domain, access_token_expires_at = :expires, "
             "last_refreshed_at = :now, refresh_partition = :partition, refresh_due_at = :due, "
             "consecutive_failures = :zero, failing_days = :zero REMOVE last_error, last_failure_day",
             {
+                **extra_values,
                 ":status": ConnectionStatus.CONNECTED.value,
                 ":domain": api_domain or "",
                 ":expires": access_token_expires_at.isoformat(),
-                ":now": refreshed_at.isoformat(),
+                ":now": at.isoformat(),
                 ":partition": REFRESH_PARTITION,
                 ":due": refresh_due_at,
                 ":zero": 0,
