@@ -14,7 +14,7 @@ import pytest
 from moto import mock_aws
 
 from broker_local.gateway import LocalApiGateway
-from broker_local.template import Stack, function_environment, http_routes, load_template, provision
+from broker_local.template import Stack, function_environment, http_routes, load_template, provision, resolve
 from broker_local.zoho_standin import ZohoStandIn
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -22,8 +22,9 @@ TEMPLATE = load_template(ROOT / "template.yaml")
 
 # Powertools reads its service name and metrics namespace when the broker's modules are imported, which
 # in a Lambda happens after the template's Globals are in the environment: do the same here.
+_GLOBALS = TEMPLATE["Globals"]["Function"]["Environment"]["Variables"]
 for _name in ("POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE"):
-    os.environ.setdefault(_name, TEMPLATE["Globals"]["Function"]["Environment"]["Variables"][_name])
+    os.environ.setdefault(_name, str(resolve(_GLOBALS[_name], Stack.from_template(TEMPLATE))))
 
 from zoho_broker.services import reset_services  # noqa: E402
 

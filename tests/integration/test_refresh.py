@@ -484,3 +484,15 @@ def test_reconnecting_revokes_the_replaced_refresh_token(
     assert len(revoked) == 1
     assert not _works(zoho, "eu", first["access_token"])
     assert _works(zoho, "eu", second["access_token"])
+
+
+def test_deleting_a_connected_subscription_revokes_its_refresh_token_at_zoho(
+    admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn, services: Services
+) -> None:
+    sid = _connected(admin, browser)
+    access_token = _secret(services, sid)["access_token"]
+
+    assert admin.delete(f"/admin/subscriptions/{sid}").status_code == 204
+
+    assert [r.data_centre for r in zoho.requests if r.path == "/oauth/v2/token/revoke"] == ["eu"]
+    assert not _works(zoho, "eu", access_token)

@@ -176,7 +176,7 @@ def complete(services: Services, params: CallbackParams, *, browser_binding: str
         held.released = True
     old_token = secret.refresh_token
     if old_token and old_token != refresh_token and secret.data_centre:
-        _revoke_replaced(services, subscription, old_token, secret.data_centre)
+        refresh.revoke_quietly(services, subscription, old_token, secret.data_centre)
     refresh.announce_if_recovered(services, subscription, previous)
     logger.info("subscription connected", extra={**log, "data_centre": data_centre})
     return ConnectOutcome(subscription.subscription_id, integration.name, data_centre)
@@ -184,14 +184,3 @@ def complete(services: Services, params: CallbackParams, *, browser_binding: str
 
 def _same_hash(binding: str, expected_hash: str) -> bool:
     return hmac.compare_digest(state.hash_secret_token(binding), expected_hash)
-
-
-def _revoke_replaced(services: Services, subscription: Subscription, token: str, data_centre: str) -> None:
-    """A user may hold only so many refresh tokens per client: give the replaced one back (best effort)."""
-    try:
-        refresh.revoke_at_zoho(services, subscription, token, data_centre)
-    except ZohoError as error:
-        logger.warning(
-            "could not revoke the replaced refresh token",
-            extra={"subscription_id": subscription.subscription_id, "error": error.zoho_code},
-        )

@@ -316,3 +316,14 @@ def revoke_at_zoho(
         logger.info(
             "Zoho did not know the refresh token", extra={"subscription_id": subscription.subscription_id}
         )
+
+
+def revoke_quietly(services: Services, subscription: Subscription, token: str, data_centre: str) -> None:
+    """Best effort, for tokens the broker lets go of: a user may hold only 20 refresh tokens per client."""
+    try:
+        revoke_at_zoho(services, subscription, token, data_centre)
+    except ZohoError as error:
+        logger.warning(
+            "could not revoke a refresh token at Zoho",
+            extra={"subscription_id": subscription.subscription_id, "error": error.zoho_code},
+        )

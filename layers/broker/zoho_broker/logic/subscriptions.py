@@ -11,6 +11,7 @@ from aws_lambda_powertools import Logger
 from zoho_broker import state
 from zoho_broker.catalogue import Integration, IntegrationVersion
 from zoho_broker.errors import InvalidInput, NotFound
+from zoho_broker.logic import refresh
 from zoho_broker.models import (
     ConnectLink,
     ConnectLinkRecord,
@@ -160,7 +161,11 @@ def update(services: Services, subscription_id: str, body: SubscriptionUpdate) -
 
 
 def delete(services: Services, subscription_id: str) -> None:
+    """Delete the subscription and its secret; a connected one's refresh token is revoked at Zoho first."""
     subscription = services.subscriptions.require(subscription_id)
+    secret = services.secrets.get(subscription_id)
+    if secret and secret.refresh_token and secret.data_centre:
+        refresh.revoke_quietly(services, subscription, secret.refresh_token, secret.data_centre)
     services.subscriptions.delete(subscription)
     services.secrets.delete(subscription_id)
     logger.info("subscription deleted", extra={"subscription_id": subscription_id})
