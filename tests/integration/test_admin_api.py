@@ -200,7 +200,15 @@ def test_renaming_onto_a_taken_name_is_a_conflict_and_changes_nothing(admin: htt
 
 @pytest.mark.parametrize(
     "body",
-    [{"name": ""}, {"integration": "zoho-commerce"}, {"custom_fields": {"Nope": "x"}}, {"api_url": "nope"}],
+    [
+        {"name": ""},
+        {"integration": "zoho-commerce"},
+        {"custom_fields": {"Nope": "x"}},
+        {"api_url": "nope"},
+        {},
+        {"name": None},
+        {"throttling": None},
+    ],
 )
 def test_bad_updates_are_refused_and_change_nothing(admin: httpx.Client, body: dict[str, Any]) -> None:
     created = create_subscription(admin)

@@ -496,3 +496,19 @@ def test_deleting_a_connected_subscription_revokes_its_refresh_token_at_zoho(
 
     assert [r.data_centre for r in zoho.requests if r.path == "/oauth/v2/token/revoke"] == ["eu"]
     assert not _works(zoho, "eu", access_token)
+
+
+def test_refresh_now_says_when_zoho_fails_instead_of_answering_ok(
+    admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn, services: Services
+) -> None:
+    sid = _connected(admin, browser)
+    zoho.inject_fault("unavailable")
+
+    failed = admin.post(f"/admin/subscriptions/{sid}/refresh")
+
+    assert failed.status_code == 502
+    assert "http_503" in failed.json()["message"]
+    zoho.revoke_all()
+    refused = admin.post(f"/admin/subscriptions/{sid}/refresh")
+    assert refused.status_code == 409
+    assert "re-authentication" in refused.json()["message"]

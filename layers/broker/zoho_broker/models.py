@@ -7,7 +7,7 @@ from enum import StrEnum
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from zoho_broker.catalogue import Throttling
 from zoho_broker.masking import mask
@@ -62,6 +62,17 @@ class SubscriptionUpdate(BaseModel):
     """Body of PATCH /admin/subscriptions/{id}: only the fields given change."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _something_to_change(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            if not data:
+                raise ValueError("the body changes nothing: give at least one field")
+            nulls = sorted(str(key) for key, value in data.items() if value is None)
+            if nulls:
+                raise ValueError(f"{', '.join(nulls)} cannot be null: leave a field out to keep it")
+        return data
 
     name: Name | None = None
     version: str | None = Field(default=None, max_length=32)

@@ -1,33 +1,63 @@
-"""The small HTML pages a person sees after consenting at Zoho, and their security headers."""
+"""The small HTML pages a person sees after consenting at Zoho, and their security headers.
+
+One mechanism for every page, the local console's included: a single inline stylesheet whose SHA-256
+the Content-Security-Policy names, so no other style, script, image or font can load.
+"""
 
 from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from html import escape
 
-_CSS = (
-    "body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:0;"
-    "background:#f5f6f8;color:#1d2330}"
+BASE_CSS = (
+    "*,*::before,*::after{box-sizing:border-box}"
+    "body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:0;line-height:1.5;"
+    "background:#f5f6f8;color:#1d2330;-webkit-text-size-adjust:100%}"
     "main{max-width:32rem;margin:12vh auto;padding:2rem;background:#fff;border-radius:12px;"
-    "box-shadow:0 1px 4px rgba(0,0,0,.12)}"
-    "h1{font-size:1.4rem;margin:0 0 .75rem}p{line-height:1.5;margin:.5rem 0}"
-    ".ok h1{color:#13734b}.error h1{color:#a4262c}.muted{color:#5b6272;font-size:.9rem}"
-    "@media (max-width:36rem){main{margin:0;border-radius:0;min-height:100vh;box-sizing:border-box}}"
+    "border-top:6px solid #5b6272;box-shadow:0 1px 4px rgba(0,0,0,.12);overflow-wrap:anywhere}"
+    "h1{font-size:1.4rem;line-height:1.3;margin:0 0 .75rem}p{margin:.5rem 0}"
+    "main.ok{border-top-color:#13734b}.ok h1{color:#13734b}"
+    "main.error{border-top-color:#a4262c}.error h1{color:#a4262c}"
+    ".muted{color:#5b6272;font-size:.9rem}"
+    "a{color:#0b57d0}a:focus-visible,button:focus-visible{outline:3px solid #0b57d0;outline-offset:2px}"
+    "@media (max-width:36rem){main{margin:0;border-radius:0;min-height:100vh;padding:1.5rem 1.25rem}}"
 )
-_CSS_HASH = base64.b64encode(hashlib.sha256(_CSS.encode()).digest()).decode()
 
-SECURITY_HEADERS: dict[str, str] = {
-    "Content-Security-Policy": (
-        f"default-src 'none'; style-src 'sha256-{_CSS_HASH}'; base-uri 'none'; form-action 'none'; "
-        "frame-ancestors 'none'"
-    ),
-    "Referrer-Policy": "no-referrer",
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "Cache-Control": "no-store",
-}
+
+def style_source(css: str) -> str:
+    """The CSP source that allows exactly this inline stylesheet."""
+    digest = base64.b64encode(hashlib.sha256(css.encode()).digest()).decode()
+    return f"'sha256-{digest}'"
+
+
+def security_headers(css: str = BASE_CSS, *, form_action: Iterable[str] = ("'none'",)) -> dict[str, str]:
+    """Headers for a page carrying `css` inline; `form_action` lists where its forms may go."""
+    return {
+        "Content-Security-Policy": (
+            f"default-src 'none'; style-src {style_source(css)}; base-uri 'none'; "
+            f"form-action {' '.join(form_action)}; frame-ancestors 'none'"
+        ),
+        "Referrer-Policy": "no-referrer",
+        "X-Content-Type-Options": "nosniff",
+        "X-Frame-Options": "DENY",
+        "Cache-Control": "no-store",
+    }
+
+
+SECURITY_HEADERS: dict[str, str] = security_headers()
+
+
+def document(*, title: str, body_html: str, css: str = BASE_CSS) -> str:
+    """A whole page around `body_html`, which the caller has built from escaped values."""
+    return (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width,initial-scale=1">'
+        f"<title>{escape(title)}</title><style>{css}</style></head>"
+        f"<body>{body_html}</body></html>"
+    )
 
 
 @dataclass(frozen=True)
@@ -37,18 +67,17 @@ class Page:
     html: str
 
 
-def render(*, status_code: int, title: str, message: str, hint: str = "", ok: bool = False) -> Page:
-    """Every value is escaped: messages may quote what a browser sent."""
-    kind = "ok" if ok else "error"
+def render(
+    *, status_code: int, title: str, message: str, hint: str = "", ok: bool = False, notice: bool = False
+) -> Page:
+    """Every value is escaped: messages may quote what a browser sent.
+
+    `ok` is a success, `notice` neither success nor failure (the person said no), else an error.
+    """
+    kind = "ok" if ok else "notice" if notice else "error"
     hint_html = f'<p class="muted">{escape(hint)}</p>' if hint else ""
-    html = (
-        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width,initial-scale=1">'
-        f"<title>{escape(title)}</title><style>{_CSS}</style></head>"
-        f'<body><main class="{kind}" role="main"><h1>{escape(title)}</h1>'
-        f"<p>{escape(message)}</p>{hint_html}</main></body></html>"
-    )
-    return Page(status_code=status_code, title=title, html=html)
+    body = f'<main class="{kind}"><h1>{escape(title)}</h1><p>{escape(message)}</p>{hint_html}</main>'
+    return Page(status_code=status_code, title=title, html=document(title=title, body_html=body))
 
 
 def connected(integration_name: str, data_centre_label: str) -> Page:
@@ -66,6 +95,7 @@ def access_denied(integration_name: str) -> Page:
         title="Access was not granted",
         message=f"You chose not to give access to your {integration_name} account, so nothing was connected.",
         hint="To connect later, ask for a new connect link.",
+        notice=True,
     )
 
 

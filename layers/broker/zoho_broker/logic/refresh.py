@@ -271,6 +271,15 @@ def refresh_now(services: Services, subscription_id: str) -> RefreshOutcome:
         raise Busy("Another refresh of this subscription is under way; try again in a few seconds.")
     if outcome.result == RefreshResult.SKIPPED:
         raise NotConnected("The subscription has no refresh token: send a connect link.")
+    if outcome.result == RefreshResult.NEEDS_REAUTHENTICATION:
+        raise NotConnected(
+            f"Zoho refused the refresh token ({outcome.error}): the subscription needs re-authentication."
+        )
+    if outcome.result == RefreshResult.FAILED:
+        reason = outcome.error or "unknown"
+        raise ZohoError(
+            f"The refresh failed ({reason}); it will be retried.", zoho_code=reason, transient=True
+        )
     return outcome
 
 

@@ -11,7 +11,7 @@ from aws_lambda_powertools import Logger
 from zoho_broker import state
 from zoho_broker.catalogue import Integration, IntegrationVersion
 from zoho_broker.errors import InvalidInput, NotFound
-from zoho_broker.logic import refresh
+from zoho_broker.logic import lease, refresh
 from zoho_broker.models import (
     ConnectLink,
     ConnectLinkRecord,
@@ -117,7 +117,6 @@ def update(services: Services, subscription_id: str, body: SubscriptionUpdate) -
     changes: dict[str, Any] = body.model_dump(
         exclude_unset=True, exclude={"client_secret", "client_secrets_by_data_centre"}
     )
-    changes = {key: value for key, value in changes.items() if value is not None}
     if body.throttling is not None:
         changes["throttling"] = body.throttling
     updated = current.model_copy(update={**changes, "updated_at": utc_now()})
@@ -125,39 +124,42 @@ def update(services: Services, subscription_id: str, body: SubscriptionUpdate) -
     if body.client_secrets_by_data_centre is not None:
         _check_data_centres(services, body.client_secrets_by_data_centre)
 
-    secret = services.secrets.get(subscription_id)
-    if secret is None:
-        raise NotFound("The subscription's secret is missing; recreate the subscription.")
-    new_secret = secret
-    client_changed = body.client_id is not None and body.client_id != current.client_id
+    # Under the lease: a refresh running now would otherwise write back the secret as it was.
+    with lease.held(services, subscription_id, purpose="update", wait_seconds=5.0):
+        secret = services.secrets.get(subscription_id)
+        if secret is None:
+            raise NotFound("The subscription's secret is missing; recreate the subscription.")
+        client_changed = body.client_id is not None and body.client_id != current.client_id
+        new_secret = _apply_secret_changes(secret, body, client_changed=client_changed)
+        # The secret first: if the item's write failed after it, the next edit repairs both.
+        if new_secret is not secret:
+            services.secrets.put(subscription_id, new_secret)
+        services.subscriptions.update_settings(updated, previous_name=current.name, disconnect=client_changed)
+    logger.info("subscription updated", extra={"subscription_id": subscription_id})
+    return _view(services, services.subscriptions.require(subscription_id), new_secret)
+
+
+def _apply_secret_changes(
+    secret: SubscriptionSecret, body: SubscriptionUpdate, *, client_changed: bool
+) -> SubscriptionSecret:
+    changes: dict[str, Any] = {}
     if client_changed:
         # Tokens belong to the old client: the subscription must be connected again.
-        new_secret = new_secret.model_copy(
-            update={
-                "client_id": body.client_id,
-                "refresh_token": None,
-                "access_token": None,
-                "access_token_expires_at": None,
-                "api_domain": None,
-                "data_centre": None,
-            }
+        changes.update(
+            client_id=body.client_id,
+            refresh_token=None,
+            access_token=None,
+            access_token_expires_at=None,
+            api_domain=None,
+            data_centre=None,
         )
     if body.client_secret is not None:
-        new_secret = new_secret.model_copy(update={"client_secret": body.client_secret.get_secret_value()})
+        changes["client_secret"] = body.client_secret.get_secret_value()
     if body.client_secrets_by_data_centre is not None:
-        new_secret = new_secret.model_copy(
-            update={
-                "client_secrets_by_data_centre": {
-                    dc: value.get_secret_value() for dc, value in body.client_secrets_by_data_centre.items()
-                }
-            }
-        )
-    services.subscriptions.update_settings(updated, previous_name=current.name, disconnect=client_changed)
-    if new_secret is not secret:
-        services.secrets.put(subscription_id, new_secret)
-    updated = services.subscriptions.require(subscription_id)
-    logger.info("subscription updated", extra={"subscription_id": subscription_id})
-    return _view(services, updated, new_secret)
+        changes["client_secrets_by_data_centre"] = {
+            dc: value.get_secret_value() for dc, value in body.client_secrets_by_data_centre.items()
+        }
+    return secret.model_copy(update=changes) if changes else secret
 
 
 def delete(services: Services, subscription_id: str) -> None:

@@ -402,7 +402,15 @@ def _encode_cursor(key: dict[str, Any]) -> str:
 def _decode_cursor(cursor: str) -> dict[str, Any]:
     try:
         key = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-        if isinstance(key, dict) and isinstance(key.get("pk", {}).get("S"), str):
+        # Exactly the shape list_page hands out, so nothing else reaches DynamoDB as a start key.
+        if (
+            isinstance(key, dict)
+            and list(key) == ["pk"]
+            and isinstance(key["pk"], dict)
+            and list(key["pk"]) == ["S"]
+            and isinstance(key["pk"]["S"], str)
+            and key["pk"]["S"].startswith(SUBSCRIPTION_PREFIX)
+        ):
             return key
     except (ValueError, AttributeError):
         pass
