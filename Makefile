@@ -12,10 +12,11 @@ export PYTHONPATH := $(CURDIR)/layers/broker:$(CURDIR)/local
 
 .PHONY: dev test lint typecheck build clean
 
-$(BIN)/.installed: requirements-dev.txt layers/broker/requirements.txt
+$(BIN)/.installed: requirements-dev.txt layers/broker/requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $@
 
 dev: $(BIN)/.installed
@@ -40,6 +41,11 @@ build: $(BIN)/.installed
 .PHONY: bench-cold-start
 bench-cold-start: $(BIN)/.installed
 	$(BIN)/python benchmarks/cold_start.py --build-dir .aws-sam/build
+
+# Debian's Chromium for the browser tests (tests/e2e); Playwright drives it, it downloads no browser.
+.PHONY: browser
+browser:
+	test -x /usr/bin/chromium || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
 clean:
 	rm -rf $(VENV) .aws-sam
