@@ -94,6 +94,11 @@ def _compile(route: Route) -> _CompiledRoute:
     return _CompiledRoute(route, segments)
 
 
+def _extra_route(method: str, path: str) -> Route:
+    """A local-only route, described as a template route so it matches the same way."""
+    return Route(method=method.upper(), path=path, function_id="", code_uri="", handler="", auth=None)
+
+
 # --------------------------------------------------------------------------------------------------
 # Handlers: loaded from the function's folder like the Lambda runtime does, one instance per function.
 
@@ -412,7 +417,9 @@ class LocalApiGateway:
     """API Gateway (HTTP API, $default stage) on a local port, in a daemon thread.
 
     Routes come from template.yaml (see template.http_routes); extra_routes add local-only pages, keyed
-    by (method, exact path), that take the same event and answer the same way as a handler.
+    by (method, path), that take the same event and answer the same way as a handler. An extra route's
+    path is exact, or has {param} segments matched like a template route's (their values arrive as
+    pathParameters). Extra routes are looked up before the template's routes.
     """
 
     def __init__(
@@ -429,8 +436,19 @@ class LocalApiGateway:
         self.host = host
         self.port = port
         self.extra_routes = {
-            (method.upper(), path): call for (method, path), call in (extra_routes or {}).items()
+            (method.upper(), path): call
+            for (method, path), call in (extra_routes or {}).items()
+            if "{" not in path
         }
+        self._extra_patterns = sorted(
+            (
+                (_compile(_extra_route(method, path)), call)
+                for (method, path), call in (extra_routes or {}).items()
+                if "{" in path
+            ),
+            key=lambda pattern: pattern[0].precedence,
+            reverse=True,
+        )
         self._compiled = sorted(
             (_compile(route) for route in self.routes), key=lambda c: c.precedence, reverse=True
         )
@@ -475,10 +493,11 @@ class LocalApiGateway:
 
     def handle(self, request: IncomingRequest) -> tuple[int, list[tuple[str, str]], bytes]:
         """Route one request and answer it; never raises (failures become API Gateway's 500)."""
-        extra = self.extra_routes.get((request.method, request.raw_path))
+        extra = self._match_extra(request)
         if extra is not None:
-            event = build_event(request, f"{request.method} {request.raw_path}", {}, None)
-            return self._answer("extra route " + request.raw_path, lambda: extra(event))
+            call, route_key, path_parameters = extra
+            event = build_event(request, route_key, path_parameters, None)
+            return self._answer("extra route " + request.raw_path, lambda: call(event))
         found = self._match(request)
         if found is None:
             return _json(*_NOT_FOUND)
@@ -486,6 +505,17 @@ class LocalApiGateway:
         route_key = "$default" if route.path == "$default" else f"{route.method} {route.path}"
         event = build_event(request, route_key, parameters, route.auth)
         return self._answer(route.function_id, lambda: self._invoke(route, event))
+
+    def _match_extra(self, request: IncomingRequest) -> tuple[ExtraRoute, str, dict[str, str]] | None:
+        exact = self.extra_routes.get((request.method, request.raw_path))
+        if exact is not None:
+            return exact, f"{request.method} {request.raw_path}", {}
+        raw_segments = request.raw_path.split("/")[1:]
+        for compiled, call in self._extra_patterns:
+            parameters = compiled.match(request.method, raw_segments)
+            if parameters is not None:
+                return call, f"{compiled.route.method} {compiled.route.path}", parameters
+        return None
 
     def _match(self, request: IncomingRequest) -> tuple[Route, dict[str, str]] | None:
         raw_segments = request.raw_path.split("/")[1:]

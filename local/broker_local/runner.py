@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 from moto.server import ThreadedMotoServer
 
+from broker_local.console import Console
 from broker_local.gateway import LocalApiGateway
 from broker_local.scheduler import LocalScheduler
 from broker_local.template import Stack, function_environment, http_routes, load_template, provision
@@ -104,7 +105,10 @@ def running_broker(options: Options, environ: Mapping[str, str] | None = None) -
         os.environ["POWERTOOLS_LOG_LEVEL"] = options.log_level
 
         scheduler = LocalScheduler(template, stack, ROOT, interval_seconds=options.refresh_interval_seconds)
-        with LocalApiGateway(http_routes(template), ROOT, host=options.host, port=options.port) as gateway:
+        console = Console(base_url, servers)
+        with LocalApiGateway(
+            http_routes(template), ROOT, host=options.host, port=options.port, extra_routes=console.routes()
+        ) as gateway:
             scheduler.start()
             try:
                 yield {
@@ -149,6 +153,8 @@ def banner(
     base_url: str, servers: Mapping[str, str] | None, standin: bool, demos: list[tuple[str, str]]
 ) -> str:
     lines = [
+        "",
+        f"Console: {base_url}/",
         "",
         f"Zoho OAuth broker running on {base_url}",
         "",

@@ -1,0 +1,299 @@
+"""The local console: the runner's subscriptions at a glance, with an Authenticate button each.
+
+`GET /` lists the subscriptions (status, data centre, token expiry, masked tokens) and `POST
+/console/subscriptions/<id>/authenticate` starts the consent flow. The console is a real client of
+the broker's admin API over HTTP, so it sees exactly what an operator's tooling sees, and serves
+server-rendered HTML with the same strict headers as the broker's own pages (no script at all).
+Only the local runner serves it; no Lambda function does.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from html import escape
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from broker_local.gateway import Event, ExtraRoute, Response
+from zoho_broker import pages
+from zoho_broker.data_centres import ZOHO_ACCOUNTS_SERVERS, label
+
+TITLE = "Zoho OAuth broker: local console"
+AUTHENTICATE_PATH = "/console/subscriptions/{subscription_id}/authenticate"
+_SUBSCRIPTION_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_MAX_PAGES = 20  # 100 subscriptions a page: more than anyone runs locally
+
+CONSOLE_CSS = (
+    "main.console{max-width:72rem;margin:0 auto;padding:1.5rem 1.25rem 3rem;background:none;"
+    "box-shadow:none;border:0;border-radius:0;min-height:0}"
+    ".bar{display:flex;flex-wrap:wrap;align-items:center;justify-content:space-between;gap:.75rem;"
+    "margin-bottom:1rem}.bar h1{margin:0}"
+    ".subs{list-style:none;margin:1rem 0;padding:0;display:grid;gap:1rem;"
+    "grid-template-columns:repeat(auto-fill,minmax(min(100%,22rem),1fr))}"
+    ".sub{background:#fff;border-radius:12px;box-shadow:0 1px 4px rgba(0,0,0,.12);padding:1.25rem;"
+    "border-left:6px solid #5b6272;height:100%;display:flex;flex-direction:column}"
+    ".sub h2{font-size:1.15rem;margin:0}"
+    ".status{align-self:flex-start;margin:.4rem 0 .75rem;padding:.1rem .6rem;border-radius:999px;"
+    "font-size:.9rem;font-weight:600;border:1px solid currentColor;color:#3d4452;background:#eef0f3}"
+    ".connected .status{color:#13734b;background:#e7f5ee}.sub.connected{border-left-color:#13734b}"
+    ".needs_reauthentication .status{color:#8a3b00;background:#fff1e0}"
+    ".sub.needs_reauthentication{border-left-color:#b35c00}"
+    ".sub dl{display:grid;grid-template-columns:max-content minmax(0,1fr);gap:.3rem 1rem;margin:0 0 1rem}"
+    ".sub dt{color:#5b6272;font-size:.9rem}.sub dd{margin:0}.nowrap{white-space:nowrap}"
+    "code{font-family:ui-monospace,'SFMono-Regular',Menlo,Consolas,monospace;font-size:.9rem;"
+    "overflow-wrap:anywhere}"
+    ".sub form{margin-top:auto}"
+    "button,.button{font:inherit;font-weight:600;cursor:pointer;border-radius:8px;padding:.55rem 1.1rem;"
+    "border:2px solid #0b57d0;background:#0b57d0;color:#fff;text-decoration:none;display:inline-block}"
+    "button:hover{background:#0842a0;border-color:#0842a0}"
+    ".button.secondary{background:#fff;color:#0b57d0}.button.secondary:hover{background:#eef3fd}"
+    ".problem{color:#a4262c}"
+    "footer{margin-top:2rem}"
+    "@media (max-width:36rem){main.console{padding:1rem .75rem 2rem}.bar h1{font-size:1.25rem}"
+    ".sub dl{grid-template-columns:minmax(0,1fr);gap:0}.sub dt{margin-top:.5rem}"
+    "button{width:100%}}"
+)
+CSS = pages.BASE_CSS + CONSOLE_CSS
+
+_STATUS = {
+    "connected": ("\u2713", "connected"),
+    "not_connected": ("\u25cb", "not connected"),
+    "needs_reauthentication": ("!", "needs re-authentication"),
+}
+
+
+class AdminApiError(Exception):
+    """The admin API did not answer as expected; the message is safe to show."""
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+class Console:
+    """The console's two routes, talking to the admin API at `base_url`.
+
+    `accounts_servers` are where the consent flow goes after the broker's redirect (None: Zoho's own);
+    the form's CSP allows them, since browsers check form-action on every redirect of a submission.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        accounts_servers: Mapping[str, str] | None = None,
+        *,
+        timeout: float = 10.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._timeout = timeout
+        self._transport = transport
+        servers = accounts_servers or ZOHO_ACCOUNTS_SERVERS
+        form_action = ["'self'", *sorted({_origin(url) for url in servers.values()})]
+        self.headers = pages.security_headers(CSS, form_action=form_action)
+
+    def routes(self) -> dict[tuple[str, str], ExtraRoute]:
+        return {("GET", "/"): self.index, ("POST", AUTHENTICATE_PATH): self.authenticate}
+
+    # ---------------------------------------------------------------------------------------------
+    # Routes
+
+    def index(self, event: Event) -> Response:
+        try:
+            with self._admin() as admin:
+                names = self._integration_names(admin)
+                rows = [self._detail(admin, item["subscription_id"]) for item in self._list(admin)]
+        except AdminApiError as error:
+            return self._page(502, self._problem_body(str(error)))
+        return self._page(200, self._index_body(rows, names))
+
+    def authenticate(self, event: Event) -> Response:
+        if not self._same_origin(event):
+            return self._page(403, self._problem_body("The request did not come from this console."))
+        subscription_id = (event.get("pathParameters") or {}).get("subscription_id", "")
+        if not _SUBSCRIPTION_ID.fullmatch(subscription_id):
+            return self._page(404, self._problem_body("There is no such subscription."))
+        try:
+            with self._admin() as admin:
+                answer = admin.post(f"/admin/subscriptions/{subscription_id}/connect-links")
+        except httpx.HTTPError as error:
+            return self._page(
+                502, self._problem_body(f"The admin API did not answer ({type(error).__name__}).")
+            )
+        if answer.status_code == 404:
+            return self._page(404, self._problem_body("There is no such subscription."))
+        if answer.status_code != 201:
+            return self._page(502, self._problem_body(self._refusal(answer)))
+        return {
+            "statusCode": 303,
+            "headers": {
+                "Location": str(answer.json()["url"]),
+                "Cache-Control": "no-store",
+                "Referrer-Policy": "no-referrer",
+            },
+            "body": "",
+        }
+
+    # ---------------------------------------------------------------------------------------------
+    # The admin API
+
+    def _admin(self) -> httpx.Client:
+        return httpx.Client(base_url=self.base_url, timeout=self._timeout, transport=self._transport)
+
+    def _get(self, admin: httpx.Client, path: str, **params: Any) -> dict[str, Any]:
+        try:
+            answer = admin.get(path, params=params or None)
+        except httpx.HTTPError as error:
+            raise AdminApiError(f"The admin API did not answer ({type(error).__name__}).") from error
+        if answer.status_code != 200:
+            raise AdminApiError(self._refusal(answer))
+        document: dict[str, Any] = answer.json()
+        return document
+
+    def _integration_names(self, admin: httpx.Client) -> dict[str, str]:
+        catalogue = self._get(admin, "/admin/integrations")
+        return {str(item["id"]): str(item["name"]) for item in catalogue.get("integrations", [])}
+
+    def _list(self, admin: httpx.Client) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        cursor: str | None = None
+        for _ in range(_MAX_PAGES):
+            params: dict[str, Any] = {"limit": 100} | ({"cursor": cursor} if cursor else {})
+            page = self._get(admin, "/admin/subscriptions", **params)
+            found += page.get("subscriptions", [])
+            cursor = page.get("next_cursor")
+            if not cursor:
+                break
+        return found
+
+    def _detail(self, admin: httpx.Client, subscription_id: str) -> dict[str, Any]:
+        """One subscription with its masked tokens (lists leave them out)."""
+        return self._get(admin, f"/admin/subscriptions/{subscription_id}")
+
+    @staticmethod
+    def _refusal(answer: httpx.Response) -> str:
+        try:
+            message = str(answer.json().get("message") or "")
+        except ValueError:
+            message = ""
+        return f"The admin API answered {answer.status_code}. {message}".strip()
+
+    @staticmethod
+    def _same_origin(event: Event) -> bool:
+        """Refuse forms posted from other sites (a cross-site form could start a consent flow).
+
+        Browsers say where a POST comes from in Sec-Fetch-Site. Origin is the fallback for older ones;
+        under `Referrer-Policy: no-referrer` it is "null" even for the console's own forms. Clients
+        that send neither (curl) are not browsers, and so no cross-site forgery.
+        """
+        headers: dict[str, str] = event.get("headers") or {}
+        site = headers.get("sec-fetch-site")
+        if site is not None:
+            return site == "same-origin"
+        origin = headers.get("origin")
+        return origin in (None, "null") or origin == f"http://{headers.get('host', '')}"
+
+    # ---------------------------------------------------------------------------------------------
+    # HTML
+
+    def _page(self, status: int, body: str) -> Response:
+        return {
+            "statusCode": status,
+            "headers": {"Content-Type": "text/html; charset=utf-8"} | self.headers,
+            "body": pages.document(title=TITLE, body_html=body, css=CSS),
+        }
+
+    @staticmethod
+    def _bar() -> str:
+        return (
+            f'<header class="bar"><h1>{escape(TITLE)}</h1>'
+            '<a class="button secondary" href="/">Refresh</a></header>'
+        )
+
+    def _problem_body(self, message: str) -> str:
+        return (
+            f'<main class="console">{self._bar()}'
+            f'<p class="problem" role="alert">{escape(message)}</p>'
+            '<p><a href="/">Back to the subscriptions</a></p></main>'
+        )
+
+    def _index_body(self, rows: list[dict[str, Any]], names: Mapping[str, str]) -> str:
+        if rows:
+            items = "".join(_row(row, names) for row in sorted(rows, key=lambda r: str(r["name"]).lower()))
+            listing = f'<ul class="subs" aria-label="Subscriptions">{items}</ul>'
+        else:
+            listing = "<p>No subscriptions yet. Create one with <code>POST /admin/subscriptions</code>.</p>"
+        count = f"{len(rows)} subscription" + ("" if len(rows) == 1 else "s")
+        return (
+            f'<main class="console">{self._bar()}'
+            f'<p class="muted">{count}. <strong>Authenticate</strong> opens a single-use connect link: '
+            "pick the account's data centre at Zoho and click Accept.</p>"
+            f"{listing}"
+            '<footer class="muted">Admin API: <a href="/admin/subscriptions">/admin/subscriptions</a> '
+            '&middot; <a href="/admin/openapi.json">OpenAPI document</a></footer></main>'
+        )
+
+
+def _row(row: Mapping[str, Any], names: Mapping[str, str]) -> str:
+    subscription_id = str(row["subscription_id"])
+    heading_id = "sub-" + re.sub(r"[^A-Za-z0-9_-]", "_", subscription_id)
+    status = str(row.get("status") or "not_connected")
+    symbol, status_text = _STATUS.get(status, ("?", status.replace("_", " ")))
+    integration = str(row.get("integration") or "")
+    data_centre = row.get("data_centre")
+    tokens = row.get("tokens") or {}
+    fields = [
+        (
+            "Integration",
+            f"{escape(names.get(integration, integration))} "
+            f'<span class="muted nowrap">({escape(integration)} v{escape(str(row.get("version") or ""))})</span>',
+        ),
+        ("Data centre", escape(label(str(data_centre))) if data_centre else "&mdash;"),
+        ("Access token expires", _when(row.get("access_token_expires_at"))),
+        ("Access token", _masked(tokens.get("access_token"))),
+        ("Refresh token", _masked(tokens.get("refresh_token"))),
+    ]
+    if row.get("last_error"):
+        fields.append(("Last error", f'<span class="problem">{escape(str(row["last_error"]))}</span>'))
+    details = "".join(f"<dt>{name}</dt><dd>{value}</dd>" for name, value in fields)
+    action = escape(AUTHENTICATE_PATH.format(subscription_id=subscription_id))
+    return (
+        f'<li><article class="sub {status if status in _STATUS else "unknown"}" aria-labelledby="{heading_id}">'
+        f'<h2 id="{heading_id}">{escape(str(row.get("name") or subscription_id))}</h2>'
+        f'<p class="status"><span aria-hidden="true">{symbol}</span> '
+        f'<span class="status-text">{escape(status_text)}</span></p>'
+        f"<dl>{details}</dl>"
+        f'<form method="post" action="{action}">'
+        f'<button type="submit" aria-describedby="{heading_id}">Authenticate</button></form>'
+        "</article></li>"
+    )
+
+
+def _masked(value: object) -> str:
+    return f"<code>{escape(str(value))}</code>" if value else "&mdash;"
+
+
+def _when(value: object) -> str:
+    """An ISO timestamp as UTC minutes, with how far away it is."""
+    if not value:
+        return "&mdash;"
+    try:
+        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00")).astimezone(UTC)
+    except ValueError:
+        return escape(str(value))
+    minutes = round((moment - datetime.now(UTC)).total_seconds() / 60)
+    if minutes < 0:
+        relative = "expired"
+    elif minutes < 120:
+        relative = f"in {minutes} min"
+    else:
+        relative = f"in {minutes // 60} h"
+    return (
+        f'<time datetime="{escape(moment.isoformat())}">{moment:%Y-%m-%d %H:%M} UTC</time> '
+        f'<span class="muted">({relative})</span>'
+    )
