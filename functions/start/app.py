@@ -1,4 +1,4 @@
-"""GET /connect/{link}: open a connect link and send the person to Zoho's consent page."""
+"""GET and POST /connect/{link}: show a connect link's page, then send the person to Zoho's consent page."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Path
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from zoho_broker import web
+from zoho_broker import pages, web
 from zoho_broker.logic import connect
 from zoho_broker.observability import logger
 from zoho_broker.services import get_services
@@ -18,8 +18,22 @@ app = APIGatewayHttpResolver(enable_validation=True)
 web.install_page_errors(app)
 
 
+LinkToken = Annotated[str, Path(min_length=1, max_length=128)]
+
+
 @app.get("/connect/<link>")
-def open_connect_link(link: Annotated[str, Path(min_length=1, max_length=128)]) -> Response[str]:
+def show_connect_link(link: LinkToken) -> Response[str]:
+    """A page with a Continue button; opening (or previewing) the link uses nothing up."""
+    services = get_services()
+    shown = connect.preview(services, link_token=link)
+    page = pages.continue_to_zoho(shown.integration_name, shown.subscription_name, action=f"/connect/{link}")
+    # The form posts here and is then redirected to Zoho: browsers check form-action on both.
+    origins = services.accounts_servers.by_data_centre.values()
+    return web.html(page, pages.security_headers(form_action=["'self'", *origins]))
+
+
+@app.post("/connect/<link>")
+def open_connect_link(link: LinkToken) -> Response[str]:
     services = get_services()
     outcome = connect.start(
         services,

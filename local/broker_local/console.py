@@ -129,8 +129,9 @@ class Console:
             return self._page(404, self._problem_body("There is no such subscription."))
         if answer.status_code != 201:
             return self._page(502, self._problem_body(self._refusal(answer)))
+        # 307 keeps the POST: the link's own Continue step is this same button press.
         return {
-            "statusCode": 303,
+            "statusCode": 307,
             "headers": {
                 "Location": str(answer.json()["url"]),
                 "Cache-Control": "no-store",

@@ -321,7 +321,7 @@ def test_authenticate_from_another_site_is_refused(broker: Broker) -> None:
 
     assert forged.status_code == 403
     assert "location" not in forged.headers
-    assert same.status_code == 303
+    assert same.status_code == 307
     assert same.headers["location"].startswith(broker.base_url + "/connect/")
 
 

@@ -47,8 +47,13 @@ class _FormReader(HTMLParser):
 
 
 def open_link(browser: httpx.Client, link: str) -> httpx.Response:
-    """The person opens the connect link: the broker answers with a redirect to Zoho."""
-    return browser.get(link)
+    """The person opens the connect link and presses Continue: the broker redirects to Zoho."""
+    page = browser.get(link)
+    if page.status_code != 200:
+        return page
+    form = _FormReader()
+    form.feed(page.text)
+    return browser.post(str(page.url.join(form.action)))
 
 
 def decide_at_zoho(

@@ -368,3 +368,23 @@ def test_the_state_in_the_authorization_url_verifies_with_the_stacks_signing_key
     key = boto3.client("secretsmanager").get_secret_value(SecretId=broker_env["BROKER_STATE_KEY_SECRET_ID"])
 
     assert verify(key["SecretString"].encode(), state).subscription_id == subscription["subscription_id"]
+
+
+def test_opening_or_previewing_a_connect_link_uses_nothing_up(
+    admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn
+) -> None:
+    subscription = create_subscription(admin, name="Acme <Retail>")
+    link = connect_link(admin, subscription["subscription_id"])
+
+    previews = [httpx.get(link) for _ in range(3)]  # chat and mail scanners fetch links, too
+
+    page = previews[-1]
+    assert page.status_code == 200
+    assert page_title(page) == "Connect Zoho CRM"
+    assert "Acme &lt;Retail&gt;" in page.text
+    assert '<button type="submit">Continue to Zoho</button>' in page.text
+    policy = page.headers["content-security-policy"]
+    assert "form-action 'self' " + " ".join(zoho.accounts_servers.values()) in policy
+    assert "script-src" not in policy
+    assert "default-src 'none'" in policy
+    assert open_link(browser, link).status_code == 302  # the person's Continue still works, once

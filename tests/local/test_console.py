@@ -128,12 +128,12 @@ def test_given_the_admin_api_fails_when_listing_then_a_page_says_so_without_deta
     assert "Traceback" not in answer["body"]
 
 
-def test_given_a_subscription_when_authenticating_then_303_to_a_fresh_connect_link() -> None:
+def test_given_a_subscription_when_authenticating_then_307_to_a_fresh_connect_link() -> None:
     api = AdminApi([CONNECTED])
 
     answer = _console(api).authenticate(_post("sub_1", {"sec-fetch-site": "same-origin", "origin": "null"}))
 
-    assert answer["statusCode"] == 303
+    assert answer["statusCode"] == 307
     assert answer["headers"]["Location"] == f"{BASE_URL}/connect/LINK"
     assert api.seen == ["POST /admin/subscriptions/sub_1/connect-links"]
 

@@ -22,6 +22,8 @@ BASE_CSS = (
     "main.ok{border-top-color:#13734b}.ok h1{color:#13734b}"
     "main.error{border-top-color:#a4262c}.error h1{color:#a4262c}"
     ".muted{color:#5b6272;font-size:.9rem}"
+    "button{font:inherit;font-weight:600;color:#fff;background:#0b57d0;border:0;border-radius:8px;"
+    "padding:.7rem 1.4rem;margin-top:1rem;cursor:pointer}button:hover{background:#0842a0}"
     "a{color:#0b57d0}a:focus-visible,button:focus-visible{outline:3px solid #0b57d0;outline-offset:2px}"
     "@media (max-width:36rem){main{margin:0;border-radius:0;min-height:100vh;padding:1.5rem 1.25rem}}"
 )
@@ -78,6 +80,20 @@ def render(
     hint_html = f'<p class="muted">{escape(hint)}</p>' if hint else ""
     body = f'<main class="{kind}"><h1>{escape(title)}</h1><p>{escape(message)}</p>{hint_html}</main>'
     return Page(status_code=status_code, title=title, html=document(title=title, body_html=body))
+
+
+def continue_to_zoho(integration_name: str, subscription_name: str, *, action: str) -> Page:
+    """The connect link's landing page: a button, so link previews (chat, mail scanners) that fetch
+    the URL do not use up the single-use link."""
+    title = f"Connect {integration_name}"
+    body = (
+        f'<main class="notice"><h1>{escape(title)}</h1>'
+        f"<p>You are about to connect <strong>{escape(subscription_name)}</strong> to your "
+        f"{escape(integration_name)} account. Zoho will ask you to sign in and to allow access.</p>"
+        f'<form method="post" action="{escape(action)}"><button type="submit">Continue to Zoho</button></form>'
+        '<p class="muted">This link works once.</p></main>'
+    )
+    return Page(status_code=200, title=title, html=document(title=title, body_html=body))
 
 
 def connected(integration_name: str, data_centre_label: str) -> Page:

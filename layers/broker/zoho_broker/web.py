@@ -62,11 +62,11 @@ def redirect(location: str, *, cookies: list[Cookie]) -> Response[str]:
     )
 
 
-def html(page: pages.Page) -> Response[str]:
+def html(page: pages.Page, headers: dict[str, str] | None = None) -> Response[str]:
     return Response(
         status_code=page.status_code,
         content_type="text/html; charset=utf-8",
-        headers=pages.SECURITY_HEADERS,
+        headers=headers or pages.SECURITY_HEADERS,
         body=page.html,
     )
 

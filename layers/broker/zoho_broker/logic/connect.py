@@ -14,7 +14,7 @@ from zoho_broker.catalogue import REDIRECT_URL_FIELD, IntegrationVersion
 from zoho_broker.data_centres import label
 from zoho_broker.errors import ConnectLinkInvalid, InvalidInput, NotFound, StateRejected, ZohoError
 from zoho_broker.logic import lease, refresh
-from zoho_broker.models import StateRecord, Subscription, utc_now
+from zoho_broker.models import ConnectLinkRecord, StateRecord, Subscription, utc_now
 from zoho_broker.oauth_url import render_authorization_url
 from zoho_broker.services import Services
 
@@ -59,16 +59,36 @@ def redirect_uri_for(subscription: Subscription, version: IntegrationVersion, ba
     return configured or base_url + CALLBACK_PATH
 
 
-def start(services: Services, *, link_token: str, browser_binding: str | None, base_url: str) -> StartOutcome:
-    if not LINK_TOKEN.match(link_token):
-        raise ConnectLinkInvalid("This connect link is not valid.")
-    now = utc_now()
-    record = services.flows.consume_connect_link(state.hash_secret_token(link_token))
-    if record is None or record.expires_at <= int(now.timestamp()):
+@dataclass(frozen=True)
+class LinkPreview:
+    subscription_name: str
+    integration_name: str
+
+
+def _usable(record: ConnectLinkRecord | None, services: Services) -> Subscription:
+    if record is None or record.expires_at <= int(utc_now().timestamp()):
         raise ConnectLinkInvalid("This connect link has expired or was already used.")
     subscription = services.subscriptions.get(record.subscription_id)
     if subscription is None:
         raise ConnectLinkInvalid("The subscription of this connect link no longer exists.")
+    return subscription
+
+
+def preview(services: Services, *, link_token: str) -> LinkPreview:
+    """What the link's landing page shows; reading it uses nothing up."""
+    if not LINK_TOKEN.match(link_token):
+        raise ConnectLinkInvalid("This connect link is not valid.")
+    subscription = _usable(services.flows.get_connect_link(state.hash_secret_token(link_token)), services)
+    integration = services.catalogue.get(subscription.integration)
+    return LinkPreview(subscription_name=subscription.name, integration_name=integration.name)
+
+
+def start(services: Services, *, link_token: str, browser_binding: str | None, base_url: str) -> StartOutcome:
+    """The person pressed Continue: use up the link, mint a state and send them to Zoho."""
+    if not LINK_TOKEN.match(link_token):
+        raise ConnectLinkInvalid("This connect link is not valid.")
+    now = utc_now()
+    subscription = _usable(services.flows.consume_connect_link(state.hash_secret_token(link_token)), services)
     version = services.catalogue.get(subscription.integration).get_version(subscription.version)
     redirect_uri = redirect_uri_for(subscription, version, base_url)
 

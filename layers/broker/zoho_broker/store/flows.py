@@ -25,6 +25,13 @@ class FlowStore:
     def put_connect_link(self, link_hash: str, record: ConnectLinkRecord) -> None:
         self._put(LINK_PREFIX + link_hash, record.model_dump(mode="json"))
 
+    def get_connect_link(self, link_hash: str) -> ConnectLinkRecord | None:
+        answer = self._client.get_item(
+            TableName=self._table, Key={"pk": {"S": LINK_PREFIX + link_hash}}, ConsistentRead=True
+        )
+        item = answer.get("Item")
+        return ConnectLinkRecord.model_validate(from_item(item)) if item else None
+
     def consume_connect_link(self, link_hash: str) -> ConnectLinkRecord | None:
         item = self._consume(LINK_PREFIX + link_hash)
         return ConnectLinkRecord.model_validate(item) if item else None
