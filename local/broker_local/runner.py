@@ -98,7 +98,9 @@ def running_broker(options: Options, environ: Mapping[str, str] | None = None) -
             ).start()
             servers = standin.accounts_servers
         os.environ[ACCOUNTS_SERVERS_VARIABLE] = json.dumps(servers) if servers else ""
-        base_url = f"http://{options.host}:{options.port}"
+        # A wildcard bind is not an address a browser can open: links name loopback instead.
+        public_host = "127.0.0.1" if options.host in ("0.0.0.0", "::", "") else options.host  # noqa: S104
+        base_url = f"http://{public_host}:{options.port}"
         os.environ["BROKER_PUBLIC_BASE_URL"] = base_url
         # Plain http locally; deployed stacks keep Secure cookies.
         os.environ["BROKER_COOKIE_SECURE"] = "false"

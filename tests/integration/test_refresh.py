@@ -248,6 +248,7 @@ def test_a_revoked_refresh_token_flags_the_subscription_at_once_and_reconnecting
     assert event["detail"]["subscription_id"] == sid
     assert event["detail"]["name"] == "Revoked Co"
     assert event["detail"]["reason"] == "invalid_code"
+    assert event["detail"]["stage"] == "dev"
     assert secret["refresh_token"] not in json.dumps(event)
     # The token route says what to do instead of handing out a dead token.
     answer = admin.get(f"/admin/subscriptions/{sid}/token")
@@ -512,3 +513,21 @@ def test_refresh_now_says_when_zoho_fails_instead_of_answering_ok(
     refused = admin.post(f"/admin/subscriptions/{sid}/refresh")
     assert refused.status_code == 409
     assert "re-authentication" in refused.json()["message"]
+
+
+def test_one_broken_subscription_does_not_stop_the_sweep_refreshing_the_others(
+    admin: httpx.Client, browser: httpx.Client, services: Services
+) -> None:
+    broken = _connected(admin, browser, name="Broken")
+    healthy = _connected(admin, browser, name="Healthy")
+    for sid in (broken, healthy):
+        _expire(services, sid, seconds_left=120)
+    before = _secret(services, healthy)["access_token"]
+    boto3.client("secretsmanager").put_secret_value(
+        SecretId=services.secrets.name_for(broken), SecretString="{"
+    )
+
+    summary = _invoke("RefresherFunction", {"source": "aws.events", "detail-type": "Scheduled Event"})
+
+    assert summary == {"due": 2, "refreshed_inline": 1, "queued": 0}
+    assert _secret(services, healthy)["access_token"] != before

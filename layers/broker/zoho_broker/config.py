@@ -21,8 +21,10 @@ class Settings(BaseModel):
     zoho_accounts_servers: dict[str, str] = Field(default_factory=lambda: dict(ZOHO_ACCOUNTS_SERVERS))
     state_ttl_seconds: int = Field(default=600, ge=60, le=3600)
     connect_link_ttl_seconds: int = Field(default=86400, ge=60, le=604800)
-    # Browsers keep Secure cookies on http://127.0.0.1 too, so this stays on even locally.
+    # Deployed stacks serve https only. The local runner turns it off: browsers keep Secure cookies on
+    # http://127.0.0.1, but command-line clients (curl, httpx) do not send them over plain http.
     cookie_secure: bool = True
+    stage: str = "dev"
     zoho_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
     # The refresher: refresh when the access token expires within this margin.
     refresh_margin_seconds: int = Field(default=900, ge=60, le=3000)
@@ -72,6 +74,7 @@ class Settings(BaseModel):
             "retry_base_seconds": "BROKER_RETRY_BASE_SECONDS",
             "retry_cap_seconds": "BROKER_RETRY_CAP_SECONDS",
             "event_bus_name": "BROKER_EVENT_BUS_NAME",
+            "stage": "BROKER_STAGE",
         }
         for field, name in optional.items():
             if env.get(name):

@@ -53,6 +53,7 @@ def _announce(
     services: Services, detail_type: str, subscription: Subscription, *, reason: str | None, failing_days: int
 ) -> None:
     detail: dict[str, Any] = {
+        "stage": services.settings.stage,
         "subscription_id": subscription.subscription_id,
         "name": subscription.name,
         "integration": subscription.integration,
@@ -61,9 +62,10 @@ def _announce(
         "failing_days": failing_days,
         "occurred_at": utc_now().isoformat(),
     }
-    services.announcer.announce(detail_type, detail)
+    # Metric and log first: if EventBridge refuses the event, the alarm still fires.
     metrics.add_metric(name=detail_type, unit=MetricUnit.Count, value=1)
     logger.warning(detail_type, extra={"announcement": detail})
+    services.announcer.announce(detail_type, detail)
 
 
 def announce_if_recovered(services: Services, subscription: Subscription, previous: ConnectionStatus) -> None:
@@ -211,9 +213,15 @@ def sweep(services: Services) -> SweepSummary:
     due = list(services.subscriptions.due_for_refresh(due_before=int(now.timestamp())))
     inline_limit = services.settings.refresh_inline_limit
     if len(due) <= inline_limit:
+        refreshed = 0
         for subscription_id in due:
-            refresh(services, subscription_id)
-        summary = SweepSummary(due=len(due), refreshed_inline=len(due), queued=0)
+            # One broken subscription must not starve the others (it would sort first every run).
+            try:
+                refresh(services, subscription_id)
+                refreshed += 1
+            except Exception:
+                logger.exception("inline refresh failed", extra={"subscription_id": subscription_id})
+        summary = SweepSummary(due=len(due), refreshed_inline=refreshed, queued=0)
     else:
         summary = SweepSummary(due=len(due), refreshed_inline=0, queued=services.refresh_queue.send(due))
     metrics.add_metric(name="RefreshesDue", unit=MetricUnit.Count, value=len(due))
