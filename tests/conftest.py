@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import pytest
 from moto import mock_aws
 
 from broker_local.gateway import LocalApiGateway
+from broker_local.runner import Options, free_port, running_broker
 from broker_local.template import Stack, function_environment, http_routes, load_template, provision, resolve
 from broker_local.zoho_standin import ZohoStandIn
 
@@ -91,3 +93,28 @@ def admin(gateway: LocalApiGateway) -> Iterator[httpx.Client]:
 def load_event(name: str) -> dict[str, Any]:
     event: dict[str, Any] = json.loads((ROOT / "events" / name).read_text())
     return event
+
+
+@contextmanager
+def local_runner() -> Iterator[dict[str, Any]]:
+    """The whole local runner as `make dev` starts it (no demo subscriptions) on free ports.
+
+    It sets os.environ for its handlers; the environment is restored afterwards.
+    """
+    saved = dict(os.environ)
+    reset_services()
+    options = Options(
+        port=free_port("127.0.0.1"),
+        standin_ports=(free_port("127.0.0.1"), free_port("127.0.0.1")),
+        demo=False,
+        # The template's level: Powertools fixes a logger's level when a handler first imports it, and
+        # later test modules read INFO records from those loggers.
+        log_level="INFO",
+    )
+    try:
+        with running_broker(options) as started:
+            yield started
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        reset_services()

@@ -20,9 +20,9 @@ import pytest
 
 from broker_cli.main import main
 from broker_cli.signing import SigV4, should_sign, sigv4_for
-from broker_local.runner import Options, free_port, running_broker
+from broker_local.runner import free_port
+from tests.conftest import local_runner
 from tests.integration.flow import decide_at_zoho, open_link
-from zoho_broker.services import reset_services
 
 CLIENT_SECRET = "cli-client-secret-0123456789abcdef"
 MASKED_SECRET = f"cli-…({len(CLIENT_SECRET)} chars)"
@@ -57,27 +57,12 @@ class _Terminal(io.StringIO):
 
 @pytest.fixture(scope="module")
 def broker() -> Iterator[Broker]:
-    """The whole local runner on free ports, once for this module; the environment is restored after."""
-    saved = dict(os.environ)
-    reset_services()
-    options = Options(
-        port=free_port("127.0.0.1"),
-        standin_ports=(free_port("127.0.0.1"), free_port("127.0.0.1")),
-        demo=False,
-        # The template's level: the handlers' Powertools loggers keep the level they are made with for
-        # the rest of the session, and other modules' tests read INFO records from them.
-        log_level="INFO",
-    )
-    try:
-        with running_broker(options) as started:
-            url = started["gateway"].base_url
-            # Load the admin handler (and the loggers) now, outside any test's captured stdout.
-            httpx.get(f"{url}/admin/integrations", timeout=30).raise_for_status()
-            yield Broker(url=url, accounts_servers=started["accounts_servers"])
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-        reset_services()
+    """The whole local runner on free ports, once for this module."""
+    with local_runner() as started:
+        url = started["gateway"].base_url
+        # Load the admin handler (and the loggers) now, outside any test's captured stdout.
+        httpx.get(f"{url}/admin/integrations", timeout=30).raise_for_status()
+        yield Broker(url=url, accounts_servers=started["accounts_servers"])
 
 
 @pytest.fixture

@@ -23,8 +23,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, Response, expect, sync_playwright
 
-from broker_local.runner import Options, free_port, running_broker
-from zoho_broker.services import reset_services
+from tests.conftest import local_runner
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -53,31 +52,16 @@ class Broker:
 
 @pytest.fixture(scope="module")
 def broker() -> Iterator[Broker]:
-    """The local runner as `make dev` starts it, minus the demo subscriptions; os.environ restored."""
-    saved = dict(os.environ)
-    reset_services()
-    options = Options(
-        port=free_port("127.0.0.1"),
-        standin_ports=(free_port("127.0.0.1"), free_port("127.0.0.1")),
-        demo=False,
-        # Powertools reads the level once, when a handler first imports the shared logger; the
-        # template's level keeps later test modules (which assert on INFO records) unaffected.
-        log_level="INFO",
-    )
-    try:
-        with running_broker(options) as started:
-            base_url = started["gateway"].base_url
-            with httpx.Client(base_url=base_url, timeout=10) as admin:
-                yield Broker(
-                    base_url=base_url,
-                    standin_origins=tuple(started["accounts_servers"].values()),
-                    aws_endpoint=os.environ["AWS_ENDPOINT_URL"],
-                    admin=admin,
-                )
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-        reset_services()
+    """The local runner as `make dev` starts it, minus the demo subscriptions."""
+    with local_runner() as started:
+        base_url = started["gateway"].base_url
+        with httpx.Client(base_url=base_url, timeout=10) as admin:
+            yield Broker(
+                base_url=base_url,
+                standin_origins=tuple(started["accounts_servers"].values()),
+                aws_endpoint=os.environ["AWS_ENDPOINT_URL"],
+                admin=admin,
+            )
 
 
 @pytest.fixture(scope="module")
