@@ -22,7 +22,7 @@ $(BIN)/.installed: requirements-dev.txt layers/broker/requirements.txt pyproject
 dev: $(BIN)/.installed
 	$(BIN)/python -m broker_local $(ARGS)
 
-test: $(BIN)/.installed
+test: $(BIN)/.installed browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(BIN)/.installed
