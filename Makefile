@@ -42,6 +42,12 @@ build: $(BIN)/.installed
 bench-cold-start: $(BIN)/.installed
 	$(BIN)/python benchmarks/cold_start.py --build-dir .aws-sam/build
 
+# Refresh throughput: N due subscriptions (default 1,000 and 10,000) swept, queued and refreshed by
+# C workers against the Zoho stand-in (100 ms latency) and moto. Options: ARGS="--concurrency 5,10,20".
+.PHONY: bench-refresh
+bench-refresh: $(BIN)/.installed
+	$(BIN)/python benchmarks/refresh.py $(ARGS)
+
 # Debian's Chromium for the browser tests (tests/e2e); Playwright drives it, it downloads no browser.
 .PHONY: browser
 browser:
