@@ -24,9 +24,9 @@ For each N, in a fresh world:
 - Verification: every secret holds a new access token and the same refresh token, a sample of the new
   access tokens is accepted by the stand-in's /standin/whoami, nothing is left due, leased or queued.
   Further concurrency levels re-use the subscriptions after making them all due again.
-- Memory: tracemalloc slows moto down about threefold, so it stays out of the timed rounds. After them,
-  a separate pass makes everything due again and runs the sweep and the first 200 or so refreshes
-  under tracemalloc; every round reports the process's max RSS.
+- Memory: tracemalloc slows moto down about threefold, so it stays out of the timed rounds. Before them,
+  with all N due, a separate pass runs the sweep and the first 200 or so refreshes under tracemalloc;
+  then the queue is emptied and what it refreshed is made due again. Every round reports max RSS.
 
 Where things run, and why. Everything is one process with one GIL unless split, and this machine has two
 cores. moto costs CPU on every call (a DynamoDB UpdateItem about 6 to 10 ms), and threads coming back
@@ -302,10 +302,11 @@ class FastQueue:
         }
         return AWSResponse(self.url, 200, HTTPHeaders(), None), parsed
 
-    def peek(self, count: int) -> list[str]:
-        """The subscription ids of the next `count` visible messages."""
+    def purge(self) -> None:
         with self._lock:
-            return [json.loads(message.body)["subscription_id"] for message in list(self._visible)[:count]]
+            self._visible.clear()
+            self._in_flight.clear()
+            self._timeouts.clear()
 
     def _enqueue(self, body: str) -> _QueuedMessage:
         message = _QueuedMessage(
@@ -884,7 +885,6 @@ def run_round(
     *,
     trace_memory: bool = False,
     limit: int | None = None,
-    before_workers: Callable[[], None] | None = None,
 ) -> RoundResult:
     """The sweep, then C instances until the queue is empty (or, with a limit, until that many are done)."""
     import boto3
@@ -971,12 +971,7 @@ def run_round(
     swept = time.perf_counter()
     if trace_memory:
         refresh_traced_start, sweep_peak = tracemalloc.get_traced_memory()
-        tracemalloc.stop()
-    if before_workers is not None:  # untimed and untraced set-up (the memory pass only)
-        before_workers()
-        swept = time.perf_counter()
-    if trace_memory:
-        tracemalloc.start()
+        tracemalloc.reset_peak()
     world.calls.phase = "refresh"
     threads = [
         threading.Thread(target=poll, args=(handler, poller), name=f"worker-{index}")
@@ -1039,7 +1034,6 @@ class Verification:
     queue_in_flight: int = 0
     dead_letters: int = 0
     secrets: dict[str, SubscriptionSecret] = field(default_factory=dict, repr=False)
-    items: list[dict[str, Any]] = field(default_factory=list, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -1088,20 +1082,11 @@ def verify(world: World, seeded: Sequence[Seeded], sample_size: int, rng: random
             )
 
     result.still_due = sum(1 for _ in services.subscriptions.due_for_refresh(due_before=int(time.time())))
-    kwargs: dict[str, Any] = {"TableName": services.settings.subscriptions_table}
-    while True:
-        page = aws.dynamodb().scan(**kwargs)
-        for item in page.get("Items", []):
-            if not item["pk"]["S"].startswith("sub#"):
-                continue
-            result.items.append(item)
-            result.leases_left += "lease_owner" in item
-            result.statuses[item.get("status", {}).get("S", "?")] += 1
-            if "last_error" in item:
-                result.errors[item["last_error"]["S"]] += 1
-        if "LastEvaluatedKey" not in page:
-            break
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    for item in _scan_subscriptions(world, projection="pk, lease_owner, #status, last_error"):
+        result.leases_left += "lease_owner" in item
+        result.statuses[item.get("status", {}).get("S", "?")] += 1
+        if "last_error" in item:
+            result.errors[item["last_error"]["S"]] += 1
 
     attributes = aws.sqs().get_queue_attributes(
         QueueUrl=world.queue_url,
@@ -1118,10 +1103,25 @@ def verify(world: World, seeded: Sequence[Seeded], sample_size: int, rng: random
     return result
 
 
-def make_due_again(
-    world: World, seeded: list[Seeded], checked: Verification | None, *, all_secrets: bool = True
-) -> float:
-    """Expire the access tokens again, in every item and (unless told otherwise) every secret.
+def _scan_subscriptions(world: World, *, projection: str | None = None) -> Iterator[dict[str, Any]]:
+    """Every subscription item (not the name guards), page by page."""
+    from zoho_broker.store import aws
+
+    kwargs: dict[str, Any] = {"TableName": world.services.settings.subscriptions_table}
+    if projection:  # moto's scan is slow; it is faster with fewer attributes
+        kwargs.update(ProjectionExpression=projection, ExpressionAttributeNames={"#status": "status"})
+    while True:
+        page = aws.dynamodb().scan(**kwargs)
+        for item in page.get("Items", []):
+            if item["pk"]["S"].startswith("sub#"):
+                yield item
+        if "LastEvaluatedKey" not in page:
+            return
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def make_due_again(world: World, seeded: list[Seeded], checked: Verification | None) -> float:
+    """Expire every access token again, in every item and every secret.
 
     Remembers each subscription's current access token, so the next verification can tell it changed.
     """
@@ -1135,14 +1135,48 @@ def make_due_again(
         access_token = checked.secrets[subscription.subscription_id].access_token
         assert access_token is not None
         subscription.access_token = access_token
-    if all_secrets:
-        expire_secrets(world, checked.secrets, [subscription.subscription_id for subscription in seeded])
-        checked.secrets.clear()
-    for item in checked.items:
+    expire_secrets(world, checked.secrets, [subscription.subscription_id for subscription in seeded])
+    checked.secrets.clear()
+    items = list(_scan_subscriptions(world))
+    for item in items:
         item["refresh_due_at"] = {"N": str(int(expired.timestamp()))}
         item["access_token_expires_at"] = {"S": expired.isoformat()}
-    _batch_put(world, checked.items)
-    checked.items.clear()
+    _batch_put(world, items)
+    world.calls.phase = "after"
+    return time.perf_counter() - started
+
+
+def reset_after_memory_pass(world: World, seeded: list[Seeded]) -> float:
+    """Empty the queue, and make the subscriptions the memory pass refreshed due again."""
+    import boto3
+
+    from zoho_broker.models import utc_now
+    from zoho_broker.store import aws
+
+    started = time.perf_counter()
+    world.calls.phase = "setup"
+    if world.fast_queue is not None:
+        world.fast_queue.purge()
+    else:
+        boto3.client("sqs", region_name=REGION).purge_queue(QueueUrl=world.queue_url)
+    still_due = set(world.services.subscriptions.due_for_refresh(due_before=int(time.time())))
+    expired = utc_now() - EXPIRED_AGO
+    for subscription in seeded:
+        if subscription.subscription_id in still_due:
+            continue
+        secret = world.services.secrets.get(subscription.subscription_id)
+        assert secret is not None and secret.access_token is not None
+        subscription.access_token = secret.access_token
+        expire_secrets(world, {subscription.subscription_id: secret}, [subscription.subscription_id])
+        aws.dynamodb().update_item(
+            TableName=world.services.settings.subscriptions_table,
+            Key={"pk": {"S": "sub#" + subscription.subscription_id}},
+            UpdateExpression="SET refresh_due_at = :due, access_token_expires_at = :expires",
+            ExpressionAttributeValues={
+                ":due": {"N": str(int(expired.timestamp()))},
+                ":expires": {"S": expired.isoformat()},
+            },
+        )
     world.calls.phase = "after"
     return time.perf_counter() - started
 
@@ -1159,37 +1193,10 @@ def expire_secrets(
         )
 
 
-def memory_pass(
-    world: World,
-    seeded: list[Seeded],
-    checked: Verification | None,
-    options: argparse.Namespace,
-    latency: float,
-    sink: OutputSink,
-) -> RoundResult:
-    """The sweep of all N and the first few hundred refreshes again, under tracemalloc.
-
-    Every item is made due (so the sweep queues all N), but only the secrets of the subscriptions at the
-    head of the queue are expired, right after the sweep: the rest are never reached.
-    """
-    assert checked is not None
-    concurrency = options.concurrency[0]
-    fast_queue = world.fast_queue
-    make_due_again(world, seeded, checked, all_secrets=fast_queue is None)
-
-    def expire_the_first_queued() -> None:
-        if fast_queue is not None:
-            ids = fast_queue.peek(options.memory_refreshes + concurrency * world.batch_size)
-            expire_secrets(world, checked.secrets, ids)
-
+def memory_pass(world: World, options: argparse.Namespace, latency: float, sink: OutputSink) -> RoundResult:
+    """Right after seeding, with all N due: the sweep and the first few hundred refreshes under tracemalloc."""
     return run_round(
-        world,
-        concurrency,
-        latency,
-        sink,
-        trace_memory=True,
-        limit=options.memory_refreshes,
-        before_workers=expire_the_first_queued,
+        world, options.concurrency[0], latency, sink, trace_memory=True, limit=options.memory_refreshes
     )
 
 
@@ -1363,7 +1370,7 @@ def render(
         ("  verdict", ["OK" if v and v.ok else "FAILED" for v in checks]),
         (
             "made due again before the round (s)",
-            [f"{r.made_due_seconds:.1f}" if r.made_due_seconds else "seeded" for r in results],
+            [f"{r.made_due_seconds:.1f}" if r.made_due_seconds else "-" for r in results],
         ),
     ]
 
@@ -1380,11 +1387,11 @@ def render(
     _table(out, results, rows)
     if memory is not None:
         print(
-            f"memory (a separate pass under tracemalloc, C={memory.concurrency}): the sweep of all "
-            f"{memory.due:,} peaked at {_mb(memory.sweep_peak)} MB and left {_mb(memory.refresh_traced_start)} MB "
-            f"(the queued messages); the next {memory.tally.handled:,} refreshes peaked at "
-            f"{_mb(memory.refresh_peak)} MB on top (moto's new secret versions included); "
-            f"process max RSS {_mb(memory.max_rss)} MB",
+            f"memory (a separate pass under tracemalloc before the timed rounds, C={memory.concurrency}): the "
+            f"sweep of all {memory.due:,} peaked at {_mb(memory.sweep_peak)} MB and left "
+            f"{_mb(memory.refresh_traced_start)} MB (the queued messages); with that, the next "
+            f"{memory.tally.handled:,} refreshes peaked at {_mb(memory.refresh_peak)} MB (moto's new secret "
+            f"versions included); process max RSS {_mb(memory.max_rss)} MB",
             file=out,
         )
 
@@ -1483,7 +1490,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--memory-refreshes",
         type=int,
         default=200,
-        help="refreshes in the tracemalloc pass after the timed rounds; 0 skips the pass (default 200)",
+        help="refreshes in the tracemalloc pass before the timed rounds; 0 skips the pass (default 200)",
     )
     parser.add_argument(
         "--aws",
@@ -1534,10 +1541,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                 world = open_world(standin, moto_sqs=options.moto_sqs)
                 seeded, seed_report = seed(world, n)
                 print(f"  N={n:,}: seeded in {seed_report.seconds:.1f} s", file=out, flush=True)
+                made_due = 0.0
+                if options.memory_refreshes > 0:
+                    measuring = time.perf_counter()
+                    memory = memory_pass(world, options, latency, sink)
+                    made_due = reset_after_memory_pass(world, seeded)
+                    print(
+                        f"  N={n:,}: memory pass in {time.perf_counter() - measuring:.1f} s",
+                        file=out,
+                        flush=True,
+                    )
                 results: list[RoundResult] = []
                 rng = random.Random(n)
                 for concurrency in options.concurrency:
-                    made_due = 0.0
                     if results:
                         made_due = make_due_again(world, seeded, results[-1].verification)
                     result = run_round(world, concurrency, latency, sink)
@@ -1550,14 +1566,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                         f"  N={n:,} C={concurrency}: {result.refreshed:,} refreshed in {result.refresh_seconds:.1f} s, "
                         f"verification {'OK' if result.verification.ok else 'FAILED'} "
                         f"({time.perf_counter() - verifying:.1f} s)",
-                        file=out,
-                        flush=True,
-                    )
-                if options.memory_refreshes > 0:
-                    measuring = time.perf_counter()
-                    memory = memory_pass(world, seeded, results[-1].verification, options, latency, sink)
-                    print(
-                        f"  N={n:,}: memory pass in {time.perf_counter() - measuring:.1f} s",
                         file=out,
                         flush=True,
                     )
