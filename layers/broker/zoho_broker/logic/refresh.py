@@ -217,8 +217,8 @@ def sweep(services: Services) -> SweepSummary:
         for subscription_id in due:
             # One broken subscription must not starve the others (it would sort first every run).
             try:
-                refresh(services, subscription_id)
-                refreshed += 1
+                if refresh(services, subscription_id).result == RefreshResult.REFRESHED:
+                    refreshed += 1
             except Exception:
                 logger.exception("inline refresh failed", extra={"subscription_id": subscription_id})
         summary = SweepSummary(due=len(due), refreshed_inline=refreshed, queued=0)
