@@ -85,11 +85,7 @@ def _page_for(error: BrokerError) -> pages.Page:
         return pages.failure(
             "This connect link can't be used", error.message, status_code=410, hint=NEW_LINK_HINT
         )
-    if isinstance(error, StateRejected):
-        return pages.failure(
-            "This sign-in can't be completed", error.message, status_code=400, hint=NEW_LINK_HINT
-        )
-    if isinstance(error, UntrustedAccountsServer):
+    if isinstance(error, StateRejected | UntrustedAccountsServer):
         return pages.failure(
             "This sign-in can't be completed", error.message, status_code=400, hint=NEW_LINK_HINT
         )
