@@ -26,7 +26,7 @@ from zoho_broker.observability import logger, metrics
 from zoho_broker.services import get_services
 
 app = APIGatewayHttpResolver(enable_validation=True)
-web.install_json_errors(app)
+web.json_api(app)
 
 SubscriptionId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 

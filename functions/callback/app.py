@@ -31,7 +31,8 @@ def oauth_callback(
     params = connect.CallbackParams(
         state=state, code=code, error=error, location=location, accounts_server=accounts_server
     )
-    outcome = connect.complete(get_services(), params, browser_binding=web.cookie(app, web.BINDING_COOKIE))
+    services = get_services()
+    outcome = connect.complete(services, params, browser_binding=web.browser_binding(app, services.settings))
     logger.append_keys(subscription_id=outcome.subscription_id)
     if outcome.denied:
         return web.html(pages.access_denied(outcome.integration_name))

@@ -38,7 +38,7 @@ def open_connect_link(link: LinkToken) -> Response[str]:
     outcome = connect.start(
         services,
         link_token=link,
-        browser_binding=web.cookie(app, web.BINDING_COOKIE),
+        browser_binding=web.browser_binding(app, services.settings),
         base_url=web.base_url(app, services.settings),
     )
     logger.append_keys(subscription_id=outcome.subscription_id)

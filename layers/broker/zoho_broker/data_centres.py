@@ -41,7 +41,10 @@ DEFAULT_DATA_CENTRE = "us"
 
 def normalise_origin(url: str) -> str:
     """Scheme and host (with port) in lower case, no path: the only part that picks a server."""
-    parts = urlsplit(url.strip())
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError:  # an unclosed IPv6 bracket, characters that NFKC turns into delimiters, ...
+        raise UntrustedAccountsServer("The accounts server is not a valid URL.") from None
     if parts.scheme not in ("https", "http") or not parts.netloc or parts.username or parts.password:
         raise UntrustedAccountsServer("The accounts server is not a plain http(s) origin.")
     return urlunsplit((parts.scheme.lower(), parts.netloc.lower(), "", "", ""))

@@ -74,7 +74,40 @@ class Busy(BrokerError):
 
 
 class NotConnected(BrokerError):
-    """The subscription has no usable tokens: it needs a person to connect it (again)."""
+    """The subscription was never connected, or was disconnected: send a connect link."""
 
     status_code = 409
     code = "not_connected"
+
+
+class NeedsReauthentication(NotConnected):
+    """Zoho no longer accepts the subscription's refresh token: a person must connect it again."""
+
+    code = "needs_reauthentication"
+
+
+class UnsupportedMediaType(BrokerError):
+    status_code = 415
+    code = "unsupported_media_type"
+
+
+class PayloadTooLarge(BrokerError):
+    status_code = 413
+    code = "payload_too_large"
+
+
+class ServiceUnavailable(BrokerError):
+    """An AWS service the broker depends on failed or did not answer; nothing was changed, retry."""
+
+    status_code = 503
+    code = "service_unavailable"
+
+
+class SecretUnreadable(BrokerError):
+    """A subscription's secret no longer holds the broker's JSON (edited by hand, or corrupted).
+
+    Its content is never logged or shown: it holds a client secret and tokens.
+    """
+
+    status_code = 409
+    code = "secret_unreadable"

@@ -1,11 +1,19 @@
-"""HTTP glue shared by the handlers: base URLs, cookies, redirects, and errors mapped to answers."""
+"""HTTP glue shared by the handlers: base URLs, cookies, redirects, request bodies, and errors mapped to
+answers."""
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
+from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.event_handler.middlewares.openapi_validation import (
+    OpenAPIRequestValidationMiddleware,
+)
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.shared.cookies import Cookie, SameSite
 
@@ -14,14 +22,28 @@ from zoho_broker.config import Settings
 from zoho_broker.errors import (
     BrokerError,
     ConnectLinkInvalid,
+    PayloadTooLarge,
+    ServiceUnavailable,
     StateRejected,
+    UnsupportedMediaType,
     UntrustedAccountsServer,
     ZohoError,
 )
 from zoho_broker.observability import logger
+from zoho_broker.store.aws import is_unavailable
 
 BINDING_COOKIE = "zoho_broker_binding"
+# Browsers accept a __Host- cookie only when it is Secure, has Path=/ and no Domain: nobody on a
+# sibling subdomain can plant or overwrite it.
+SECURE_BINDING_COOKIE = "__Host-" + BINDING_COOKIE
 NEW_LINK_HINT = "Ask whoever sent you the connect link for a new one, and open it in this browser."
+RETRY_HINT = "Nothing was changed. Please try again in a minute."
+NO_STORE = {"Cache-Control": "no-store"}
+
+# Admin bodies are small JSON documents; anything beyond these bounds is refused before parsing deeper.
+MAX_BODY_BYTES = 64 * 1024
+MAX_JSON_DEPTH = 16
+MAX_NUMBER_CHARACTERS = 32
 
 
 def base_url(app: APIGatewayHttpResolver, settings: Settings) -> str:
@@ -40,10 +62,18 @@ def cookie(app: APIGatewayHttpResolver, name: str) -> str | None:
     return None
 
 
+def binding_cookie_name(*, secure: bool) -> str:
+    return SECURE_BINDING_COOKIE if secure else BINDING_COOKIE
+
+
+def browser_binding(app: APIGatewayHttpResolver, settings: Settings) -> str | None:
+    return cookie(app, binding_cookie_name(secure=settings.cookie_secure))
+
+
 def binding_cookie(value: str, *, secure: bool, max_age: int) -> Cookie:
     # Lax: the callback is a top-level navigation from Zoho, which Lax cookies accompany.
     return Cookie(
-        name=BINDING_COOKIE,
+        name=binding_cookie_name(secure=secure),
         value=value,
         path="/",
         secure=secure,
@@ -56,7 +86,12 @@ def binding_cookie(value: str, *, secure: bool, max_age: int) -> Cookie:
 def redirect(location: str, *, cookies: list[Cookie]) -> Response[str]:
     return Response(
         status_code=HTTPStatus.FOUND,
-        headers={"Location": location, "Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},
+        headers={
+            "Location": location,
+            "Cache-Control": "no-store",
+            "Referrer-Policy": "no-referrer",
+            "Strict-Transport-Security": pages.HSTS,
+        },
         cookies=cookies,
         body="",
     )
@@ -75,15 +110,115 @@ def validation_details(error: RequestValidationError) -> list[dict[str, str]]:
     """Where and what, never the input itself (it may be a client secret)."""
     details = []
     for item in error.errors():
-        location = ".".join(str(part) for part in item.get("loc", ()))
-        details.append({"field": location, "message": str(item.get("msg", "invalid value"))})
+        # Dictionary keys of the body appear in the location: keep them short.
+        location = ".".join(str(part)[:64] for part in item.get("loc", ()))
+        message = str(item.get("msg", "invalid value"))
+        given = item.get("input")
+        if isinstance(given, str) and len(given) >= 4 and given in message:
+            message = str(item.get("type", "invalid value"))
+        details.append({"field": location, "message": message})
     return details
+
+
+def _body_error(message: str) -> RequestValidationError:
+    return RequestValidationError([{"type": "body_invalid", "loc": ("body",), "msg": message, "input": {}}])
+
+
+def _bounded_number(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    def parse_bounded(text: str) -> Any:
+        if len(text) > MAX_NUMBER_CHARACTERS:
+            raise _body_error(f"numbers may have at most {MAX_NUMBER_CHARACTERS} characters")
+        return parse(text)
+
+    return parse_bounded
+
+
+def _reject_constant(name: str) -> Any:
+    raise _body_error(f"{name} is not a JSON number")
+
+
+def _depth(document: Any) -> int:
+    deepest, pending = 0, [(document, 1)]
+    while pending:
+        value, depth = pending.pop()
+        deepest = max(deepest, depth)
+        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+        pending.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def parse_json_body(body: str | None, *, base64_encoded: bool, content_type: str) -> Any:
+    """The admin API's only body format: a bounded JSON document in UTF-8.
+
+    Every refusal is a clear 4xx (415, 413 or 400) that quotes nothing of the body.
+    """
+    if not body:
+        return None
+    media_type, *parameters = (part.strip().lower() for part in content_type.split(";"))
+    charset = next((p.partition("=")[2].strip('" ') for p in parameters if p.startswith("charset=")), "utf-8")
+    if media_type != "application/json" or charset != "utf-8":
+        raise UnsupportedMediaType("Send the request body as JSON, with Content-Type: application/json.")
+    try:
+        raw = base64.b64decode(body, validate=True) if base64_encoded else body.encode("utf-8", "surrogatepass")
+    except binascii.Error as error:
+        raise _body_error("the body could not be decoded") from error
+    if len(raw) > MAX_BODY_BYTES:
+        raise PayloadTooLarge(f"The request body is larger than {MAX_BODY_BYTES // 1024} KiB.")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise _body_error("the body is not valid UTF-8") from error
+    try:
+        document = json.loads(
+            text,
+            parse_int=_bounded_number(int),
+            parse_float=_bounded_number(float),
+            parse_constant=_reject_constant,
+        )
+    except RecursionError as error:
+        raise _body_error(f"the JSON is nested more than {MAX_JSON_DEPTH} levels deep") from error
+    except ValueError as error:
+        raise _body_error("the body is not valid JSON") from error
+    if _depth(document) > MAX_JSON_DEPTH:
+        raise _body_error(f"the JSON is nested more than {MAX_JSON_DEPTH} levels deep")
+    return document
+
+
+class JsonBodyValidation(OpenAPIRequestValidationMiddleware):
+    """Powertools' request validation, with bodies read by ``parse_json_body`` (JSON only, bounded)."""
+
+    def _get_body(self, app: Any) -> Any:
+        event = app.current_event
+        return parse_json_body(
+            event.body,
+            base64_encoded=bool(event.is_base64_encoded),
+            content_type=event.headers.get("content-type", ""),
+        )
+
+
+def json_api(app: APIGatewayHttpResolver) -> APIGatewayHttpResolver:
+    """Bounded JSON bodies, no-store answers and JSON errors for an API resolver."""
+    # Powertools builds its validation middleware in the constructor; this replaces only body reading.
+    app._request_validation_middleware = JsonBodyValidation()  # type: ignore[attr-defined]
+
+    def no_store(app: APIGatewayHttpResolver, next_middleware: Callable[..., Response[Any]]) -> Response[Any]:
+        response = next_middleware(app)
+        response.headers.update(NO_STORE)
+        return response
+
+    app.use([no_store])
+    install_json_errors(app)
+    return app
 
 
 def _page_for(error: BrokerError) -> pages.Page:
     if isinstance(error, ConnectLinkInvalid):
         return pages.failure(
             "This connect link can't be used", error.message, status_code=410, hint=NEW_LINK_HINT
+        )
+    if isinstance(error, ServiceUnavailable):
+        return pages.failure(
+            "The broker is busy right now", error.message, status_code=error.status_code, hint=RETRY_HINT
         )
     if isinstance(error, StateRejected | UntrustedAccountsServer):
         return pages.failure(
@@ -128,6 +263,8 @@ def install_page_errors(app: APIGatewayHttpResolver) -> None:
 
     @app.exception_handler(Exception)
     def _unexpected(error: Exception) -> Response[str]:
+        if is_unavailable(error):
+            return _broker_error(_unavailable(error))
         logger.exception("unexpected error")
         return html(
             pages.failure(
@@ -145,7 +282,14 @@ def json_error(
     body: dict[str, Any] = {"error": code, "message": message}
     if details:
         body["details"] = details
-    return Response(status_code=status_code, content_type=content_types.APPLICATION_JSON, body=body)
+    return Response(
+        status_code=status_code, content_type=content_types.APPLICATION_JSON, body=body, headers=NO_STORE
+    )
+
+
+def _unavailable(error: Exception) -> ServiceUnavailable:
+    logger.warning("an AWS service failed", extra={"error": type(error).__name__})
+    return ServiceUnavailable("The broker's storage did not answer; nothing was changed. Try again in a minute.")
 
 
 def install_json_errors(app: APIGatewayHttpResolver) -> None:
@@ -164,5 +308,7 @@ def install_json_errors(app: APIGatewayHttpResolver) -> None:
 
     @app.exception_handler(Exception)
     def _unexpected(error: Exception) -> Response[Any]:
+        if is_unavailable(error):
+            return _broker_error(_unavailable(error))
         logger.exception("unexpected error")
         return json_error(500, "internal_error", "The broker could not finish this request.")

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import ClientError, ConnectionError, HTTPClientError
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -14,7 +15,43 @@ if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
     from mypy_boto3_sqs import SQSClient
 
-_CONFIG = Config(connect_timeout=3, read_timeout=5, retries={"mode": "standard", "max_attempts": 3})
+# Inside a region AWS answers in milliseconds: a short connect timeout turns an outage into a fast 503.
+_CONFIG = Config(connect_timeout=1, read_timeout=5, retries={"mode": "standard", "max_attempts": 3})
+
+# Error codes meaning "the service is overloaded or failing, the request changed nothing": retry later.
+_UNAVAILABLE_CODES = frozenset(
+    {
+        "ThrottlingException",
+        "Throttling",
+        "TooManyRequestsException",
+        "ProvisionedThroughputExceededException",
+        "RequestLimitExceeded",
+        "InternalServerError",
+        "InternalFailure",
+        "InternalServiceError",
+        "ServiceUnavailable",
+        "ServiceUnavailableException",
+        "RequestTimeout",
+        "RequestTimeoutException",
+        "TransactionConflictException",
+        "TransactionInProgressException",
+    }
+)
+_UNAVAILABLE_REASONS = frozenset({"ThrottlingError", "TransactionConflict", "ProvisionedThroughputExceeded"})
+
+
+def is_unavailable(error: BaseException) -> bool:
+    """Whether an AWS call failed for a passing reason (throttled, timed out, unreachable, 5xx)."""
+    if isinstance(error, ConnectionError | HTTPClientError):
+        return True
+    if not isinstance(error, ClientError):
+        return False
+    code = error.response.get("Error", {}).get("Code", "")
+    status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+    if code == "TransactionCanceledException":
+        reasons = {reason.get("Code") for reason in error.response.get("CancellationReasons", [])}
+        return bool(reasons & _UNAVAILABLE_REASONS)
+    return code in _UNAVAILABLE_CODES or status >= 500
 
 
 @cache
