@@ -456,7 +456,7 @@ def test_revoke_disconnects_at_zoho_and_keeps_the_subscription_for_reconnecting(
     assert _view(admin, sid)["data_centre"] == "us"
 
 
-def test_revoke_when_zoho_is_down_changes_nothing(
+def test_revoke_when_zoho_is_down_disconnects_and_the_refresher_revokes_later(
     admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn, services: Services
 ) -> None:
     sid = _connected(admin, browser)
@@ -465,10 +465,18 @@ def test_revoke_when_zoho_is_down_changes_nothing(
 
     answer = admin.post(f"/admin/subscriptions/{sid}/revoke")
 
-    assert answer.status_code == 502
-    assert "HTTP 500" in answer.json()["message"]
-    assert _secret(services, sid) == before
-    assert _view(admin, sid)["status"] == "connected"
+    assert answer.status_code == 200
+    assert answer.json()["status"] == "not_connected"
+    assert answer.json()["revocation_pending"] is True
+    assert _works(zoho, "eu", before["access_token"])  # Zoho never saw the revocation
+    assert admin.get(f"/admin/subscriptions/{sid}/token").json()["error"] == "not_connected"
+    assert _view(admin, sid)["next_refresh_at"] is not None  # the refresher comes back for it
+
+    refresh.refresh(services, sid)  # what the sweep runs once that time has come
+
+    assert not _works(zoho, "eu", before["access_token"])
+    assert _view(admin, sid)["revocation_pending"] is False
+    assert _secret(services, sid)["pending_revocations"] == []
 
 
 def test_reconnecting_revokes_the_replaced_refresh_token(
@@ -481,10 +489,15 @@ def test_reconnecting_revokes_the_replaced_refresh_token(
 
     second = _secret(services, sid)
     assert second["refresh_token"] != first["refresh_token"]
+    assert [p["data_centre"] for p in second["pending_revocations"]] == ["eu"]
+    refresh.sweep(services)  # the reconnected subscription is due at once: the refresher revokes
+
     revoked = [r for r in zoho.requests if r.path == "/oauth/v2/token/revoke"]
     assert len(revoked) == 1
     assert not _works(zoho, "eu", first["access_token"])
     assert _works(zoho, "eu", second["access_token"])
+    assert _secret(services, sid)["pending_revocations"] == []
+    assert _view(admin, sid)["next_refresh_at"] > datetime.now(UTC).isoformat()
 
 
 def test_deleting_a_connected_subscription_revokes_its_refresh_token_at_zoho(

@@ -111,3 +111,15 @@ class SecretUnreadable(BrokerError):
 
     status_code = 409
     code = "secret_unreadable"
+
+
+class RetryWithLink(BrokerError):
+    """A consent failed for a passing reason after its connect link was used: the link works again."""
+
+    status_code = 503
+    code = "retry_with_link"
+
+    def __init__(self, cause: Exception) -> None:
+        reason = cause.message if isinstance(cause, BrokerError) else "The broker's storage did not answer."
+        super().__init__(f"{reason} Nothing was connected.")
+        self.cause = cause

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic.config import JsonDict
 
 from zoho_broker.catalogue import Throttling
 from zoho_broker.masking import mask
@@ -24,12 +25,21 @@ def _check_http_url(value: str) -> str:
     return value.rstrip("/")
 
 
-HttpUrlText = Annotated[str, Field(max_length=2048), AfterValidator(_check_http_url)]
+# The pattern only documents what _check_http_url accepts; it is not what validates.
+HttpUrlText = Annotated[
+    str,
+    Field(max_length=2048, json_schema_extra={"pattern": r"^[Hh][Tt][Tt][Pp][Ss]?://[^/?#\s]"}),
+    AfterValidator(_check_http_url),
+]
 Name = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f]+$")]
 ClientId = Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[A-Za-z0-9._-]+$")]
 ClientSecretValue = Annotated[SecretStr, Field(min_length=1, max_length=512)]
 CustomFieldValues = Annotated[
-    dict[Annotated[str, Field(max_length=64)], Annotated[str, Field(max_length=2048)]], Field(max_length=50)
+    dict[
+        Annotated[str, Field(max_length=64)],
+        Annotated[str, Field(max_length=2048, pattern=r"^[^\x00-\x1f\x7f]*$")],
+    ],
+    Field(max_length=50),
 ]
 
 
@@ -58,10 +68,34 @@ class SubscriptionCreate(BaseModel):
     custom_fields: CustomFieldValues = Field(default_factory=dict)
 
 
+def _given_fields_are_never_null(schema: JsonDict) -> None:
+    """The documented schema of a body whose fields may be left out but are never null.
+
+    The fields default to None only to tell "left out" apart; the model's validator refuses null and
+    an empty body, so the document offers neither.
+    """
+    properties = schema.get("properties")
+    for field in properties.values() if isinstance(properties, dict) else ():
+        if not isinstance(field, dict):
+            continue
+        choices = field.pop("anyOf", None)
+        kept = (
+            [choice for choice in choices if choice != {"type": "null"}] if isinstance(choices, list) else []
+        )
+        if len(kept) == 1 and isinstance(kept[0], dict):
+            field.update(kept[0])
+        elif kept:
+            field["anyOf"] = kept
+        field.pop("default", None)
+    schema["minProperties"] = 1
+
+
 class SubscriptionUpdate(BaseModel):
     """Body of PATCH /admin/subscriptions/{id}: only the fields given change."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(
+        extra="forbid", str_strip_whitespace=True, json_schema_extra=_given_fields_are_never_null
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -108,8 +142,25 @@ class Subscription(BaseModel):
     consecutive_failures: int = 0
     failing_days: int = 0
     last_failure_day: str | None = None
+    # Bumped by every connection, disconnection and client change: links and states minted under an
+    # older generation are dead, so a stray link can never re-bind a subscription.
+    connect_generation: int = 0
+    reconnected_at: datetime | None = None
+    reconnected_from: str | None = Field(default=None, description="Data centre of the replaced connection.")
     created_at: datetime
     updated_at: datetime
+
+
+class PendingRevocation(BaseModel):
+    """A refresh token the broker has let go of but Zoho has not yet confirmed revoking."""
+
+    refresh_token: str
+    data_centre: str
+
+    def __repr__(self) -> str:
+        return f"PendingRevocation(data_centre={self.data_centre!r})"
+
+    __str__ = __repr__
 
 
 class SubscriptionSecret(BaseModel):
@@ -126,6 +177,7 @@ class SubscriptionSecret(BaseModel):
     api_domain: str | None = None
     data_centre: str | None = None
     token_type: str | None = None
+    pending_revocations: list[PendingRevocation] = Field(default_factory=list)
 
     def client_secret_for(self, data_centre: str) -> str:
         return self.client_secrets_by_data_centre.get(data_centre, self.client_secret)
@@ -162,7 +214,13 @@ class SubscriptionView(BaseModel):
     last_refreshed_at: datetime | None
     next_refresh_at: datetime | None
     failing_days: int
+    reconnected_at: datetime | None
+    reconnected_from: str | None
     tokens: MaskedTokens | None = Field(description="Masked; only on single reads.")
+    revocation_pending: bool | None = Field(
+        description="A refresh token the broker let go of awaits revocation at Zoho (the refresher retries); "
+        "only on single reads."
+    )
     secret_name: str = Field(description="Secrets Manager secret holding the tokens.")
     created_at: datetime
     updated_at: datetime
@@ -176,6 +234,7 @@ class SubscriptionView(BaseModel):
         due = subscription.refresh_due_at
         data["next_refresh_at"] = datetime.fromtimestamp(due, UTC) if due is not None else None
         data["client_secret"] = mask(secret.client_secret) if secret else None
+        data["revocation_pending"] = bool(secret.pending_revocations) if secret else None
         data["tokens"] = (
             MaskedTokens(access_token=mask(secret.access_token), refresh_token=mask(secret.refresh_token))
             if secret
@@ -195,10 +254,23 @@ class ConnectLink(BaseModel):
     subscription_id: str
 
 
-class ErrorBody(BaseModel):
-    error: str
+class FieldProblem(BaseModel):
+    field: str = Field(description="Where: path.<name>, query.<name> or body.<field>.")
     message: str
-    details: list[dict[str, str]] | None = None
+
+
+class ErrorBody(BaseModel):
+    """Every error answer of the admin API."""
+
+    error: str = Field(
+        description="invalid_request, not_found, method_not_allowed, conflict, not_connected, "
+        "needs_reauthentication, secret_unreadable, payload_too_large, unsupported_media_type, "
+        "zoho_error, busy or service_unavailable."
+    )
+    message: str = Field(description="What went wrong and what to do about it; never a secret.")
+    details: list[FieldProblem] = Field(
+        default_factory=list, description="The invalid parameters and fields (invalid_request only)."
+    )
 
 
 class ConnectLinkRecord(BaseModel):
@@ -206,6 +278,7 @@ class ConnectLinkRecord(BaseModel):
 
     subscription_id: str
     expires_at: int = Field(description="Epoch seconds; also the table's TTL attribute.")
+    generation: int = Field(default=0, description="The subscription's connect_generation when issued.")
 
 
 class StateRecord(BaseModel):
@@ -215,6 +288,10 @@ class StateRecord(BaseModel):
     binding_hash: str = Field(description="SHA-256 of the browser-binding cookie, never the cookie.")
     redirect_uri: str
     expires_at: int = Field(description="Epoch seconds; also the table's TTL attribute.")
+    generation: int = 0
+    # The connect link that started it, given back when the consent fails for a passing reason.
+    link_hash: str | None = None
+    link_expires_at: int | None = None
 
 
 class AccessToken(BaseModel):

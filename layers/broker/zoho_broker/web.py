@@ -23,6 +23,7 @@ from zoho_broker.errors import (
     BrokerError,
     ConnectLinkInvalid,
     PayloadTooLarge,
+    RetryWithLink,
     ServiceUnavailable,
     StateRejected,
     UnsupportedMediaType,
@@ -159,7 +160,9 @@ def parse_json_body(body: str | None, *, base64_encoded: bool, content_type: str
     if media_type != "application/json" or charset != "utf-8":
         raise UnsupportedMediaType("Send the request body as JSON, with Content-Type: application/json.")
     try:
-        raw = base64.b64decode(body, validate=True) if base64_encoded else body.encode("utf-8", "surrogatepass")
+        raw = (
+            base64.b64decode(body, validate=True) if base64_encoded else body.encode("utf-8", "surrogatepass")
+        )
     except binascii.Error as error:
         raise _body_error("the body could not be decoded") from error
     if len(raw) > MAX_BODY_BYTES:
@@ -187,6 +190,9 @@ def parse_json_body(body: str | None, *, base64_encoded: bool, content_type: str
 class JsonBodyValidation(OpenAPIRequestValidationMiddleware):
     """Powertools' request validation, with bodies read by ``parse_json_body`` (JSON only, bounded)."""
 
+    def __init__(self) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+
     def _get_body(self, app: Any) -> Any:
         event = app.current_event
         return parse_json_body(
@@ -199,7 +205,7 @@ class JsonBodyValidation(OpenAPIRequestValidationMiddleware):
 def json_api(app: APIGatewayHttpResolver) -> APIGatewayHttpResolver:
     """Bounded JSON bodies, no-store answers and JSON errors for an API resolver."""
     # Powertools builds its validation middleware in the constructor; this replaces only body reading.
-    app._request_validation_middleware = JsonBodyValidation()  # type: ignore[attr-defined]
+    app._request_validation_middleware = JsonBodyValidation()
 
     def no_store(app: APIGatewayHttpResolver, next_middleware: Callable[..., Response[Any]]) -> Response[Any]:
         response = next_middleware(app)
@@ -215,6 +221,13 @@ def _page_for(error: BrokerError) -> pages.Page:
     if isinstance(error, ConnectLinkInvalid):
         return pages.failure(
             "This connect link can't be used", error.message, status_code=410, hint=NEW_LINK_HINT
+        )
+    if isinstance(error, RetryWithLink):
+        return pages.failure(
+            "This sign-in could not be finished",
+            error.message,
+            status_code=error.status_code,
+            hint="Open the same connect link again in a minute: it still works.",
         )
     if isinstance(error, ServiceUnavailable):
         return pages.failure(
@@ -264,7 +277,7 @@ def install_page_errors(app: APIGatewayHttpResolver) -> None:
     @app.exception_handler(Exception)
     def _unexpected(error: Exception) -> Response[str]:
         if is_unavailable(error):
-            return _broker_error(_unavailable(error))
+            return html(_page_for(_unavailable(error)))
         logger.exception("unexpected error")
         return html(
             pages.failure(
@@ -289,7 +302,9 @@ def json_error(
 
 def _unavailable(error: Exception) -> ServiceUnavailable:
     logger.warning("an AWS service failed", extra={"error": type(error).__name__})
-    return ServiceUnavailable("The broker's storage did not answer; nothing was changed. Try again in a minute.")
+    return ServiceUnavailable(
+        "The broker's storage did not answer; nothing was changed. Try again in a minute."
+    )
 
 
 def install_json_errors(app: APIGatewayHttpResolver) -> None:
@@ -309,6 +324,7 @@ def install_json_errors(app: APIGatewayHttpResolver) -> None:
     @app.exception_handler(Exception)
     def _unexpected(error: Exception) -> Response[Any]:
         if is_unavailable(error):
-            return _broker_error(_unavailable(error))
+            refused = _unavailable(error)
+            return json_error(refused.status_code, refused.code, refused.message)
         logger.exception("unexpected error")
         return json_error(500, "internal_error", "The broker could not finish this request.")

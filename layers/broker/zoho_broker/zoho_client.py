@@ -13,8 +13,10 @@ from zoho_broker.errors import ZohoError
 # httpx logs every request's URL at INFO, and Zoho's revoke endpoint takes the refresh token in the URL.
 logging.getLogger("httpx").setLevel(logging.WARNING)
 
-# Zoho's answer when a client calls the token endpoint too often (an access_denied, oddly).
-RATE_LIMIT_HINT = "too many requests"
+# Zoho's answers when a client calls the token endpoint too often: "access_denied" (with "too many
+# requests" in the description) or "Access Denied". Neither ever means that a token is gone.
+# Compared without case, spaces or underscores.
+RATE_LIMIT_ERROR = "accessdenied"
 
 
 class TokenResponse(BaseModel):
@@ -82,6 +84,12 @@ class ZohoClient:
             body = {}
         if isinstance(body, dict) and body.get("error"):
             raise _error_from(body, response.status_code)
+        if not response.is_success:
+            raise ZohoError(
+                f"Zoho answered HTTP {response.status_code} to the revocation.",
+                zoho_code=f"http_{response.status_code}",
+                transient=True,
+            )
 
     def _post(self, url: str, **kwargs: Any) -> httpx.Response:
         try:
@@ -120,8 +128,7 @@ class ZohoClient:
 
 def _error_from(body: dict[str, Any], status_code: int) -> ZohoError:
     code = str(body.get("error") or f"http_{status_code}")[:64]
-    description = str(body.get("error_description") or "")
-    if code == "access_denied" and RATE_LIMIT_HINT in description.lower():
+    if code.replace(" ", "").replace("_", "").lower() == RATE_LIMIT_ERROR:
         return ZohoError(
             "Zoho asks us to slow down (too many requests).", zoho_code="rate_limited", transient=True
         )

@@ -8,20 +8,44 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from aws_lambda_powertools import Logger
+from aws_lambda_powertools.metrics import MetricUnit
 
 from zoho_broker import state
 from zoho_broker.catalogue import REDIRECT_URL_FIELD, IntegrationVersion
 from zoho_broker.data_centres import label
-from zoho_broker.errors import ConnectLinkInvalid, InvalidInput, NotFound, StateRejected, ZohoError
+from zoho_broker.errors import (
+    Busy,
+    ConnectLinkInvalid,
+    InvalidInput,
+    NotFound,
+    RetryWithLink,
+    ServiceUnavailable,
+    StateRejected,
+    ZohoError,
+)
 from zoho_broker.logic import lease, refresh
-from zoho_broker.models import ConnectLinkRecord, StateRecord, Subscription, utc_now
+from zoho_broker.masking import mask
+from zoho_broker.models import (
+    ConnectionStatus,
+    ConnectLinkRecord,
+    PendingRevocation,
+    StateRecord,
+    Subscription,
+    utc_now,
+)
 from zoho_broker.oauth_url import render_authorization_url
+from zoho_broker.observability import metrics
 from zoho_broker.services import Services
+from zoho_broker.store import announcements
+from zoho_broker.store.aws import is_unavailable
 
 logger = Logger(child=True)
 
 LINK_TOKEN = re.compile(r"^[A-Za-z0-9_-]{32,64}$")
 CALLBACK_PATH = "/oauth/callback"
+# The callback function's timeout (template.yaml) covers this wait, Zoho's timeout twice (exchange,
+# and revoking a token that could not be stored) and the AWS writes.
+LEASE_WAIT_SECONDS = 3.0
 
 
 @dataclass(frozen=True)
@@ -71,51 +95,72 @@ def _usable(record: ConnectLinkRecord | None, services: Services) -> Subscriptio
     subscription = services.subscriptions.get(record.subscription_id)
     if subscription is None:
         raise ConnectLinkInvalid("The subscription of this connect link no longer exists.")
+    if subscription.connect_generation != record.generation:
+        raise ConnectLinkInvalid(
+            "This connect link was replaced: the subscription was connected or disconnected since."
+        )
     return subscription
+
+
+def _link(services: Services, link_token: str) -> tuple[str, ConnectLinkRecord, Subscription]:
+    if not LINK_TOKEN.match(link_token):
+        raise ConnectLinkInvalid("This connect link is not valid.")
+    link_hash = state.hash_secret_token(link_token)
+    record = services.flows.get_connect_link(link_hash)
+    subscription = _usable(record, services)
+    assert record is not None
+    return link_hash, record, subscription
 
 
 def preview(services: Services, *, link_token: str) -> LinkPreview:
     """What the link's landing page shows; reading it uses nothing up."""
-    if not LINK_TOKEN.match(link_token):
-        raise ConnectLinkInvalid("This connect link is not valid.")
-    subscription = _usable(services.flows.get_connect_link(state.hash_secret_token(link_token)), services)
+    _, _, subscription = _link(services, link_token)
     integration = services.catalogue.get(subscription.integration)
     return LinkPreview(subscription_name=subscription.name, integration_name=integration.name)
 
 
 def start(services: Services, *, link_token: str, browser_binding: str | None, base_url: str) -> StartOutcome:
-    """The person pressed Continue: use up the link, mint a state and send them to Zoho."""
-    if not LINK_TOKEN.match(link_token):
-        raise ConnectLinkInvalid("This connect link is not valid.")
-    now = utc_now()
-    subscription = _usable(services.flows.consume_connect_link(state.hash_secret_token(link_token)), services)
+    """The person pressed Continue: use up the link, mint a state and send them to Zoho.
+
+    Everything that can fail is done before the link is used up, and the link and the state change in
+    one transaction: a failure leaves the link as it was.
+    """
+    link_hash, link, subscription = _link(services, link_token)
     version = services.catalogue.get(subscription.integration).get_version(subscription.version)
     redirect_uri = redirect_uri_for(subscription, version, base_url)
-
     binding = browser_binding if state.is_browser_binding(browser_binding) else state.new_browser_binding()
     signed = state.mint(services.signing_keys.get(), subscription.subscription_id)
-    expires_at = now + timedelta(seconds=services.settings.state_ttl_seconds)
-    services.flows.put_state(
-        signed.nonce,
-        StateRecord(
-            subscription_id=subscription.subscription_id,
-            binding_hash=state.hash_secret_token(binding),
-            redirect_uri=redirect_uri,
-            expires_at=int(expires_at.timestamp()),
-        ),
-    )
     url = render_authorization_url(
         version,
         client_id=subscription.client_id,
         state=signed.value,
         custom_fields={**subscription.custom_fields, REDIRECT_URL_FIELD: redirect_uri},
     )
+    expires_at = utc_now() + timedelta(seconds=services.settings.state_ttl_seconds)
+    record = StateRecord(
+        subscription_id=subscription.subscription_id,
+        binding_hash=state.hash_secret_token(binding),
+        redirect_uri=redirect_uri,
+        expires_at=int(expires_at.timestamp()),
+        generation=link.generation,
+        link_hash=link_hash,
+        link_expires_at=link.expires_at,
+    )
+    if not services.flows.start_consent(link_hash, signed.nonce, record):
+        raise ConnectLinkInvalid("This connect link has expired or was already used.")
     logger.info("consent started", extra={"subscription_id": subscription.subscription_id})
     return StartOutcome(
         authorization_url=services.accounts_servers.rewrite_zoho_origin(url),
         browser_binding=binding,
         subscription_id=subscription.subscription_id,
     )
+
+
+def _passing(error: Exception) -> bool:
+    """A failure worth retrying: Zoho or AWS slow, failing or busy."""
+    if isinstance(error, ZohoError):
+        return error.transient
+    return isinstance(error, Busy | ServiceUnavailable) or is_unavailable(error)
 
 
 def complete(services: Services, params: CallbackParams, *, browser_binding: str | None) -> ConnectOutcome:
@@ -129,7 +174,24 @@ def complete(services: Services, params: CallbackParams, *, browser_binding: str
         raise StateRejected("This sign-in has expired.")
     if not state.is_browser_binding(browser_binding) or not _same_hash(browser_binding, record.binding_hash):
         raise StateRejected("This sign-in was started in another browser.")
+    try:
+        return _finish_consent(services, record, params)
+    except Exception as error:
+        if _passing(error) and record.link_hash and record.link_expires_at:
+            # Nothing was connected: the person may open the same connect link again.
+            services.flows.restore_connect_link(
+                record.link_hash,
+                ConnectLinkRecord(
+                    subscription_id=record.subscription_id,
+                    expires_at=record.link_expires_at,
+                    generation=record.generation,
+                ),
+            )
+            raise RetryWithLink(error) from error
+        raise
 
+
+def _finish_consent(services: Services, record: StateRecord, params: CallbackParams) -> ConnectOutcome:
     subscription = services.subscriptions.get(record.subscription_id)
     if subscription is None:
         raise NotFound("The subscription was deleted while it was being connected.")
@@ -148,21 +210,41 @@ def complete(services: Services, params: CallbackParams, *, browser_binding: str
     )
     version = integration.get_version(subscription.version)
     # Under the lease, so a scheduled refresh cannot overwrite the new tokens with refreshed old ones.
-    with lease.held(services, subscription.subscription_id, purpose="connect", wait_seconds=5.0) as held:
+    with lease.held(
+        services, subscription.subscription_id, purpose="connect", wait_seconds=LEASE_WAIT_SECONDS
+    ) as held:
+        current = held.subscription
+        if current.connect_generation != record.generation:
+            raise StateRejected(
+                "This connect link was replaced: the subscription was connected or disconnected since."
+            )
         secret = services.secrets.get(subscription.subscription_id)
         if secret is None:
             raise NotFound("The subscription's secret is missing; recreate the subscription.")
-        tokens = services.zoho.exchange_code(
-            token_url=origin + version.token_path,
-            client_id=subscription.client_id,
-            client_secret=secret.client_secret_for(data_centre),
-            code=params.code,
-            redirect_uri=record.redirect_uri,
-        )
+        try:
+            tokens = services.zoho.exchange_code(
+                token_url=origin + version.token_path,
+                client_id=subscription.client_id,
+                client_secret=secret.client_secret_for(data_centre),
+                code=params.code,
+                redirect_uri=record.redirect_uri,
+            )
+        except ZohoError as error:
+            services.subscriptions.record_connect_failure(
+                subscription.subscription_id,
+                error=f"connect failed: {error.zoho_code}",
+                lease_owner=held.owner,
+            )
+            held.released = True
+            raise
         refresh_token = tokens.refresh_token
         if refresh_token is None and secret.data_centre == data_centre:
             refresh_token = secret.refresh_token  # re-consent without prompt=consent: the old one still works
         if refresh_token is None:
+            services.subscriptions.record_connect_failure(
+                subscription.subscription_id, error="connect failed: no_refresh_token", lease_owner=held.owner
+            )
+            held.released = True
             raise ZohoError(
                 "Zoho issued no refresh token; the OAuth URL template needs access_type=offline.",
                 zoho_code="no_refresh_token",
@@ -171,35 +253,76 @@ def complete(services: Services, params: CallbackParams, *, browser_binding: str
         now = utc_now()
         expires_at = now + timedelta(seconds=tokens.expires_in)
         api_domain = tokens.api_domain or secret.api_domain
-        services.secrets.put(
-            subscription.subscription_id,
-            secret.model_copy(
-                update={
-                    "refresh_token": refresh_token,
-                    "access_token": tokens.access_token,
-                    "access_token_expires_at": expires_at,
-                    "api_domain": api_domain,
-                    "data_centre": data_centre,
-                    "token_type": tokens.token_type,
-                }
-            ),
+        # The replaced refresh token is recorded for revocation in the same write; the refresher revokes
+        # it at once (it is due now), so a failing revoke never holds up the person.
+        pending = list(secret.pending_revocations)
+        if secret.refresh_token and secret.refresh_token != refresh_token and secret.data_centre:
+            pending.append(
+                PendingRevocation(refresh_token=secret.refresh_token, data_centre=secret.data_centre)
+            )
+        connected = secret.model_copy(
+            update={
+                "refresh_token": refresh_token,
+                "access_token": tokens.access_token,
+                "access_token_expires_at": expires_at,
+                "api_domain": api_domain,
+                "data_centre": data_centre,
+                "token_type": tokens.token_type,
+                "pending_revocations": pending,
+            }
         )
-        previous = services.subscriptions.record_connection(
-            subscription.subscription_id,
-            data_centre=data_centre,
-            api_domain=api_domain,
-            access_token_expires_at=expires_at,
-            connected_at=now,
-            refresh_due_at=refresh.next_due(expires_at, now, services.settings.refresh_margin_seconds),
-            lease_owner=held.owner,
-        )
+        fresh_token = refresh_token if refresh_token != secret.refresh_token else None
+        try:
+            services.secrets.put(subscription.subscription_id, connected)
+        except Exception:
+            _let_go(services, current, fresh_token, data_centre)
+            raise
+        live = current.status == ConnectionStatus.CONNECTED and current.data_centre is not None
+        try:
+            previous = services.subscriptions.record_connection(
+                subscription.subscription_id,
+                data_centre=data_centre,
+                api_domain=api_domain,
+                access_token_expires_at=expires_at,
+                connected_at=now,
+                refresh_due_at=(
+                    int(now.timestamp())
+                    if pending
+                    else refresh.next_due(expires_at, now, services.settings.refresh_margin_seconds)
+                ),
+                lease_owner=held.owner,
+                reconnected_from=current.data_centre if live else None,
+            )
+        except Exception:
+            refresh.restore_secret(services, subscription.subscription_id, secret)
+            _let_go(services, current, fresh_token, data_centre)
+            raise
         held.released = True
-    old_token = secret.refresh_token
-    if old_token and old_token != refresh_token and secret.data_centre:
-        refresh.revoke_quietly(services, subscription, old_token, secret.data_centre)
+    if live:
+        refresh.announce(
+            services,
+            announcements.RECONNECTED,
+            current,
+            previous_data_centre=current.data_centre,
+            new_data_centre=data_centre,
+        )
     refresh.announce_if_recovered(services, subscription, previous)
     logger.info("subscription connected", extra={**log, "data_centre": data_centre})
     return ConnectOutcome(subscription.subscription_id, integration.name, data_centre)
+
+
+def _let_go(services: Services, subscription: Subscription, token: str | None, data_centre: str) -> None:
+    """A refresh token Zoho just issued that could not be stored: revoke it (a user holds only 20)."""
+    if token is None:
+        return
+    try:
+        refresh.revoke_at_zoho(services, subscription, token, data_centre)
+    except ZohoError:
+        metrics.add_metric(name="RefreshTokenLeaked", unit=MetricUnit.Count, value=1)
+        logger.error(
+            "a new refresh token could neither be stored nor revoked",
+            extra={"subscription_id": subscription.subscription_id, "token": mask(token)},
+        )
 
 
 def _same_hash(binding: str, expected_hash: str) -> bool:

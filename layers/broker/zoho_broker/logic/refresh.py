@@ -5,17 +5,25 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.metrics import MetricUnit
 
-from zoho_broker.errors import Busy, NotConnected, NotFound, ZohoError
+from zoho_broker.errors import (
+    Busy,
+    NeedsReauthentication,
+    NotConnected,
+    NotFound,
+    SecretUnreadable,
+    ZohoError,
+)
 from zoho_broker.logic import lease
 from zoho_broker.models import (
     AccessToken,
     ConnectionStatus,
+    PendingRevocation,
     RefreshOutcome,
     RefreshResult,
     Subscription,
@@ -49,9 +57,16 @@ def backoff_seconds(failures: int, *, base: int, cap: int) -> int:
     return random.randint(base, max(base, ceiling))  # noqa: S311 (jitter, not a secret)
 
 
-def _announce(
-    services: Services, detail_type: str, subscription: Subscription, *, reason: str | None, failing_days: int
+def announce(
+    services: Services,
+    detail_type: str,
+    subscription: Subscription,
+    *,
+    reason: str | None = None,
+    failing_days: int = 0,
+    **extra: Any,
 ) -> None:
+    """Metric, log line and EventBridge event; a refused event never undoes or fails the work announced."""
     detail: dict[str, Any] = {
         "stage": services.settings.stage,
         "subscription_id": subscription.subscription_id,
@@ -61,16 +76,21 @@ def _announce(
         "reason": reason,
         "failing_days": failing_days,
         "occurred_at": utc_now().isoformat(),
+        **extra,
     }
     # Metric and log first: if EventBridge refuses the event, the alarm still fires.
     metrics.add_metric(name=detail_type, unit=MetricUnit.Count, value=1)
     logger.warning(detail_type, extra={"announcement": detail})
-    services.announcer.announce(detail_type, detail)
+    try:
+        services.announcer.announce(detail_type, detail)
+    except Exception:
+        metrics.add_metric(name="AnnouncementFailed", unit=MetricUnit.Count, value=1)
+        logger.exception("EventBridge did not take the event", extra={"detail_type": detail_type})
 
 
 def announce_if_recovered(services: Services, subscription: Subscription, previous: ConnectionStatus) -> None:
     if previous == ConnectionStatus.NEEDS_REAUTHENTICATION:
-        _announce(services, announcements.RECOVERED, subscription, reason=None, failing_days=0)
+        announce(services, announcements.RECOVERED, subscription)
 
 
 def refresh(
@@ -93,8 +113,17 @@ def refresh(
 def _refresh_held(services: Services, held: lease.Lease, *, force: bool, margin: timedelta) -> RefreshOutcome:
     subscription = held.subscription
     sid = subscription.subscription_id
-    secret = services.secrets.get(sid)
+    try:
+        secret = services.secrets.get(sid)
+    except SecretUnreadable as error:
+        return _record_failure(services, held, error.code, definitive=True)
+    if secret is not None and secret.pending_revocations:
+        secret = settle_revocations(services, subscription, secret)
     if secret is None or not secret.refresh_token or subscription.data_centre is None:
+        # Nothing to refresh; come back only while tokens the broker let go of await revocation.
+        retry = _retry_at(services, subscription) if secret and secret.pending_revocations else None
+        services.subscriptions.schedule(sid, refresh_due_at=retry, lease_owner=held.owner)
+        held.released = True
         return RefreshOutcome(subscription_id=sid, result=RefreshResult.SKIPPED, error="not connected")
     if subscription.status == ConnectionStatus.NEEDS_REAUTHENTICATION and not force:
         return RefreshOutcome(
@@ -104,6 +133,13 @@ def _refresh_held(services: Services, held: lease.Lease, *, force: bool, margin:
     expires_at = secret.access_token_expires_at
     # Re-read under the lease: if someone refreshed meanwhile, their token serves.
     if not force and expires_at is not None and expires_at > now + margin:
+        # Leave the index due when the token really is, not at a retry time that has passed.
+        due = _retry_at(services, subscription) if secret.pending_revocations else None
+        margin_seconds = services.settings.refresh_margin_seconds
+        services.subscriptions.schedule(
+            sid, refresh_due_at=due or next_due(expires_at, now, margin_seconds), lease_owner=held.owner
+        )
+        held.released = True
         return RefreshOutcome(
             subscription_id=sid, result=RefreshResult.ALREADY_FRESH, access_token_expires_at=expires_at
         )
@@ -143,7 +179,11 @@ def _refresh_held(services: Services, held: lease.Lease, *, force: bool, margin:
         api_domain=updated.api_domain,
         access_token_expires_at=new_expiry,
         refreshed_at=now,
-        refresh_due_at=next_due(new_expiry, now, services.settings.refresh_margin_seconds),
+        refresh_due_at=(
+            _retry_at(services, subscription)
+            if updated.pending_revocations
+            else next_due(new_expiry, now, services.settings.refresh_margin_seconds)
+        ),
         lease_owner=held.owner,
     )
     held.released = True
@@ -169,7 +209,7 @@ def _record_failure(services: Services, held: lease.Lease, code: str, *, definit
         )
         held.released = True
         if previous != ConnectionStatus.NEEDS_REAUTHENTICATION:
-            _announce(
+            announce(
                 services,
                 announcements.NEEDS_REAUTHENTICATION,
                 subscription,
@@ -182,6 +222,12 @@ def _record_failure(services: Services, held: lease.Lease, code: str, *, definit
         failures, base=services.settings.retry_base_seconds, cap=services.settings.retry_cap_seconds
     )
     retry_at = now + timedelta(seconds=delay)
+    if subscription.access_token_expires_at and subscription.access_token_expires_at > retry_at:
+        # A forced refresh failed on a token that is still good: come back when it is really due.
+        margin = services.settings.refresh_margin_seconds
+        retry_at = max(
+            retry_at, datetime.fromtimestamp(next_due(subscription.access_token_expires_at, now, margin), UTC)
+        )
     services.subscriptions.record_failure(
         sid,
         error=code,
@@ -237,7 +283,9 @@ def vend_token(services: Services, subscription_id: str) -> AccessToken:
     if not _fresh(secret, VENDING_MARGIN):
         outcome = refresh(services, subscription_id, margin=VENDING_MARGIN, wait_seconds=5.0)
         if outcome.result == RefreshResult.NEEDS_REAUTHENTICATION:
-            raise NotConnected("Zoho refused the refresh token: the subscription needs re-authentication.")
+            raise NeedsReauthentication(
+                "Zoho refused the refresh token: the subscription needs re-authentication."
+            )
         secret = services.secrets.get(subscription_id)
         if not _fresh(secret, VENDING_MARGIN):
             reason = outcome.error or outcome.result.value
@@ -266,7 +314,7 @@ def _fresh(secret: SubscriptionSecret | None, margin: timedelta) -> bool:
 
 def _require_connected(subscription: Subscription) -> None:
     if subscription.status == ConnectionStatus.NEEDS_REAUTHENTICATION:
-        raise NotConnected("The subscription needs re-authentication: send a new connect link.")
+        raise NeedsReauthentication("The subscription needs re-authentication: send a new connect link.")
     if subscription.status != ConnectionStatus.CONNECTED:
         raise NotConnected("The subscription is not connected yet: send a connect link.")
 
@@ -280,7 +328,7 @@ def refresh_now(services: Services, subscription_id: str) -> RefreshOutcome:
     if outcome.result == RefreshResult.SKIPPED:
         raise NotConnected("The subscription has no refresh token: send a connect link.")
     if outcome.result == RefreshResult.NEEDS_REAUTHENTICATION:
-        raise NotConnected(
+        raise NeedsReauthentication(
             f"Zoho refused the refresh token ({outcome.error}): the subscription needs re-authentication."
         )
     if outcome.result == RefreshResult.FAILED:
@@ -291,30 +339,108 @@ def refresh_now(services: Services, subscription_id: str) -> RefreshOutcome:
     return outcome
 
 
-def disconnect(services: Services, subscription_id: str) -> None:
-    """Revoke the refresh token at Zoho, clear the tokens, keep the subscription for reconnecting."""
+def disconnect(services: Services, subscription_id: str, *, must_revoke: bool = False) -> None:
+    """Clear the tokens, end every outstanding connect link, then revoke the refresh token at Zoho.
+
+    The token is first moved to the secret's pending revocations, so a failure at any step leaves it
+    recorded: the refresher revokes it later. ``must_revoke`` (deleting) turns a revocation Zoho did
+    not confirm into an error, so nothing is deleted while a token may still be alive.
+    """
     with lease.held(services, subscription_id, purpose="revoke", wait_seconds=5.0) as held:
         subscription = held.subscription
         secret = services.secrets.get(subscription_id)
         if secret is None:
             raise NotFound("The subscription's secret is missing; recreate the subscription.")
-        if secret.refresh_token and subscription.data_centre:
-            revoke_at_zoho(services, subscription, secret.refresh_token, subscription.data_centre)
-        services.secrets.put(
-            subscription_id,
-            secret.model_copy(
-                update={
-                    "refresh_token": None,
-                    "access_token": None,
-                    "access_token_expires_at": None,
-                    "api_domain": None,
-                    "data_centre": None,
-                }
-            ),
-        )
-        services.subscriptions.record_disconnection(subscription_id, at=utc_now(), lease_owner=held.owner)
+        released = release_tokens(secret)
+        if released is not secret:
+            services.secrets.put(subscription_id, released)
+        try:
+            services.subscriptions.record_disconnection(
+                subscription_id,
+                at=utc_now(),
+                lease_owner=held.owner,
+                revoke_due_at=_retry_at(services, subscription) if released.pending_revocations else None,
+            )
+        except Exception:
+            restore_secret(services, subscription_id, secret)
+            raise
         held.released = True
+    settled = (
+        settle_revocations(services, subscription, released) if released.pending_revocations else released
+    )
+    if must_revoke and settled.pending_revocations:
+        raise ZohoError(
+            "The subscription is disconnected, but Zoho did not confirm revoking its refresh token; "
+            "try again in a few minutes.",
+            zoho_code="revoke_pending",
+            transient=True,
+        )
     logger.info("subscription disconnected", extra={"subscription_id": subscription_id})
+
+
+def release_tokens(secret: SubscriptionSecret, *, client_id: str | None = None) -> SubscriptionSecret:
+    """The secret without its tokens; the refresh token moves to the pending revocations."""
+    if not secret.refresh_token and secret.access_token is None and client_id is None:
+        return secret
+    pending = list(secret.pending_revocations)
+    if secret.refresh_token and secret.data_centre:
+        pending.append(PendingRevocation(refresh_token=secret.refresh_token, data_centre=secret.data_centre))
+    changes: dict[str, Any] = {
+        "refresh_token": None,
+        "access_token": None,
+        "access_token_expires_at": None,
+        "api_domain": None,
+        "data_centre": None,
+        "pending_revocations": pending,
+    }
+    if client_id is not None:
+        changes["client_id"] = client_id
+    return secret.model_copy(update=changes)
+
+
+def restore_secret(services: Services, subscription_id: str, secret: SubscriptionSecret) -> None:
+    """Undo a secret write whose companion item write failed, so the two keep telling the same story."""
+    try:
+        services.secrets.put(subscription_id, secret)
+    except Exception:
+        logger.exception("could not restore the secret", extra={"subscription_id": subscription_id})
+
+
+def settle_revocations(
+    services: Services, subscription: Subscription, secret: SubscriptionSecret
+) -> SubscriptionSecret:
+    """Revoke the tokens awaiting revocation; those Zoho did not confirm stay recorded for a later try."""
+    remaining = []
+    for pending in secret.pending_revocations:
+        try:
+            revoke_at_zoho(services, subscription, pending.refresh_token, pending.data_centre)
+        except ZohoError as error:
+            logger.warning(
+                "refresh token revocation postponed",
+                extra={"subscription_id": subscription.subscription_id, "error": error.zoho_code},
+            )
+            remaining.append(pending)
+    if len(remaining) == len(secret.pending_revocations):
+        return secret
+    settled = secret.model_copy(update={"pending_revocations": remaining})
+    try:
+        services.secrets.put(subscription.subscription_id, settled)
+    except Exception:
+        # Still recorded as pending: revoking an already revoked token again is harmless.
+        logger.warning(
+            "could not record the revocation", extra={"subscription_id": subscription.subscription_id}
+        )
+        return secret
+    return settled
+
+
+def _retry_at(services: Services, subscription: Subscription) -> int:
+    delay = backoff_seconds(
+        subscription.consecutive_failures + 1,
+        base=services.settings.retry_base_seconds,
+        cap=services.settings.retry_cap_seconds,
+    )
+    return int(utc_now().timestamp()) + delay
 
 
 def revoke_at_zoho(
@@ -332,15 +458,4 @@ def revoke_at_zoho(
             raise
         logger.info(
             "Zoho did not know the refresh token", extra={"subscription_id": subscription.subscription_id}
-        )
-
-
-def revoke_quietly(services: Services, subscription: Subscription, token: str, data_centre: str) -> None:
-    """Best effort, for tokens the broker lets go of: a user may hold only 20 refresh tokens per client."""
-    try:
-        revoke_at_zoho(services, subscription, token, data_centre)
-    except ZohoError as error:
-        logger.warning(
-            "could not revoke a refresh token at Zoho",
-            extra={"subscription_id": subscription.subscription_id, "error": error.zoho_code},
         )

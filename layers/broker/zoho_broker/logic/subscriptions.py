@@ -5,11 +5,12 @@ from __future__ import annotations
 import secrets
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from aws_lambda_powertools import Logger
 
 from zoho_broker import state
-from zoho_broker.catalogue import Integration, IntegrationVersion
+from zoho_broker.catalogue import REDIRECT_URL_FIELD, Integration, IntegrationVersion
 from zoho_broker.errors import InvalidInput, NotFound
 from zoho_broker.logic import lease, refresh
 from zoho_broker.models import (
@@ -28,6 +29,7 @@ from zoho_broker.services import Services
 logger = Logger(child=True)
 
 LINK_TOKEN_BYTES = 32
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 def _integration(services: Services, integration_id: str) -> Integration:
@@ -37,7 +39,27 @@ def _integration(services: Services, integration_id: str) -> Integration:
         raise InvalidInput(error.message) from error
 
 
-def _check_custom_fields(version: IntegrationVersion, values: dict[str, str]) -> None:
+def _check_redirect_url(services: Services, value: str) -> None:
+    """Zoho sends the person and the code there: an absolute https URL (http only on loopback, locally)."""
+    try:
+        parts = urlsplit(value)
+        host = parts.hostname or ""
+    except ValueError:
+        parts, host = None, ""
+    loopback = host in LOOPBACK_HOSTS and not services.settings.cookie_secure
+    if (
+        parts is None
+        or not host
+        or parts.username
+        or parts.password
+        or parts.fragment
+        or not (parts.scheme == "https" or (parts.scheme == "http" and loopback))
+    ):
+        only_https = "" if services.settings.cookie_secure else " (http only on 127.0.0.1 or localhost)"
+        raise InvalidInput(f"{REDIRECT_URL_FIELD} must be an absolute https URL{only_https}.")
+
+
+def _check_custom_fields(services: Services, version: IntegrationVersion, values: dict[str, str]) -> None:
     known = {field.name for field in version.custom_fields}
     unknown = sorted(set(values) - known)
     if unknown:
@@ -48,6 +70,8 @@ def _check_custom_fields(version: IntegrationVersion, values: dict[str, str]) ->
     ]
     if missing:
         raise InvalidInput(f"Missing required custom field(s): {', '.join(missing)}.")
+    if values.get(REDIRECT_URL_FIELD):
+        _check_redirect_url(services, values[REDIRECT_URL_FIELD])
 
 
 def _check_data_centres(services: Services, secrets_by_dc: dict[str, Any]) -> None:
@@ -67,7 +91,7 @@ def _view(
 def create(services: Services, body: SubscriptionCreate) -> SubscriptionView:
     integration = _integration(services, body.integration)
     version = integration.get_version(body.version) if body.version else integration.latest
-    _check_custom_fields(version, body.custom_fields)
+    _check_custom_fields(services, version, body.custom_fields)
     _check_data_centres(services, body.client_secrets_by_data_centre)
     now = utc_now()
     subscription = Subscription(
@@ -120,21 +144,35 @@ def update(services: Services, subscription_id: str, body: SubscriptionUpdate) -
     if body.throttling is not None:
         changes["throttling"] = body.throttling
     updated = current.model_copy(update={**changes, "updated_at": utc_now()})
-    _check_custom_fields(version, updated.custom_fields)
+    _check_custom_fields(services, version, updated.custom_fields)
     if body.client_secrets_by_data_centre is not None:
         _check_data_centres(services, body.client_secrets_by_data_centre)
 
     # Under the lease: a refresh running now would otherwise write back the secret as it was.
-    with lease.held(services, subscription_id, purpose="update", wait_seconds=5.0):
+    with lease.held(services, subscription_id, purpose="update", wait_seconds=5.0) as held:
         secret = services.secrets.get(subscription_id)
         if secret is None:
             raise NotFound("The subscription's secret is missing; recreate the subscription.")
         client_changed = body.client_id is not None and body.client_id != current.client_id
         new_secret = _apply_secret_changes(secret, body, client_changed=client_changed)
-        # The secret first: if the item's write failed after it, the next edit repairs both.
+        # The secret first; if the item's write fails after it, the secret is put back as it was.
         if new_secret is not secret:
             services.secrets.put(subscription_id, new_secret)
-        services.subscriptions.update_settings(updated, previous_name=current.name, disconnect=client_changed)
+        try:
+            services.subscriptions.update_settings(
+                updated,
+                previous_name=current.name,
+                disconnect=client_changed,
+                revoke_due_at=int(utc_now().timestamp()) if new_secret.pending_revocations else None,
+            )
+        except Exception:
+            if new_secret is not secret:
+                refresh.restore_secret(services, subscription_id, secret)
+            raise
+    if client_changed and new_secret.pending_revocations:
+        # The old client's refresh token: revoked now, or by the refresher (the subscription is due).
+        with lease.held(services, subscription_id, purpose="update", wait_seconds=5.0) as held:
+            new_secret = refresh.settle_revocations(services, held.subscription, new_secret)
     logger.info("subscription updated", extra={"subscription_id": subscription_id})
     return _view(services, services.subscriptions.require(subscription_id), new_secret)
 
@@ -142,34 +180,28 @@ def update(services: Services, subscription_id: str, body: SubscriptionUpdate) -
 def _apply_secret_changes(
     secret: SubscriptionSecret, body: SubscriptionUpdate, *, client_changed: bool
 ) -> SubscriptionSecret:
+    # Tokens belong to the old client: the subscription must be connected again.
+    updated = refresh.release_tokens(secret, client_id=body.client_id) if client_changed else secret
     changes: dict[str, Any] = {}
-    if client_changed:
-        # Tokens belong to the old client: the subscription must be connected again.
-        changes.update(
-            client_id=body.client_id,
-            refresh_token=None,
-            access_token=None,
-            access_token_expires_at=None,
-            api_domain=None,
-            data_centre=None,
-        )
     if body.client_secret is not None:
         changes["client_secret"] = body.client_secret.get_secret_value()
     if body.client_secrets_by_data_centre is not None:
         changes["client_secrets_by_data_centre"] = {
             dc: value.get_secret_value() for dc, value in body.client_secrets_by_data_centre.items()
         }
-    return secret.model_copy(update=changes) if changes else secret
+    return updated.model_copy(update=changes) if changes else updated
 
 
 def delete(services: Services, subscription_id: str) -> None:
-    """Delete the subscription and its secret; a connected one's refresh token is revoked at Zoho first."""
+    """Disconnect (revoking the refresh token at Zoho), then delete the secret, then the items.
+
+    Each step can be repeated: a failure answers 503 and the same DELETE finishes the job.
+    """
     subscription = services.subscriptions.require(subscription_id)
-    secret = services.secrets.get(subscription_id)
-    if secret and secret.refresh_token and secret.data_centre:
-        refresh.revoke_quietly(services, subscription, secret.refresh_token, secret.data_centre)
-    services.subscriptions.delete(subscription)
+    if services.secrets.get(subscription_id) is not None:
+        refresh.disconnect(services, subscription_id, must_revoke=True)
     services.secrets.delete(subscription_id)
+    services.subscriptions.delete(subscription)
     logger.info("subscription deleted", extra={"subscription_id": subscription_id})
 
 
@@ -180,7 +212,9 @@ def create_connect_link(services: Services, subscription_id: str, *, base_url: s
     services.flows.put_connect_link(
         state.hash_secret_token(token),
         ConnectLinkRecord(
-            subscription_id=subscription.subscription_id, expires_at=int(expires_at.timestamp())
+            subscription_id=subscription.subscription_id,
+            expires_at=int(expires_at.timestamp()),
+            generation=subscription.connect_generation,
         ),
     )
     logger.info("connect link created", extra={"subscription_id": subscription_id})

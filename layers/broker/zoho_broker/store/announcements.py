@@ -13,6 +13,8 @@ if TYPE_CHECKING:
 SOURCE = "zoho-broker"
 NEEDS_REAUTHENTICATION = "SubscriptionNeedsReauthentication"
 RECOVERED = "SubscriptionRecovered"
+# A connection replaced a live one (another consent, possibly another Zoho account or data centre).
+RECONNECTED = "SubscriptionReconnected"
 
 
 class Announcer:

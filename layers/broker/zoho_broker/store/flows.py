@@ -36,8 +36,46 @@ class FlowStore:
         item = self._consume(LINK_PREFIX + link_hash)
         return ConnectLinkRecord.model_validate(item) if item else None
 
-    def put_state(self, nonce: str, record: StateRecord) -> None:
-        self._put(STATE_PREFIX + nonce, record.model_dump(mode="json"))
+    def restore_connect_link(self, link_hash: str, record: ConnectLinkRecord) -> None:
+        """Give back a link whose consent failed for a passing reason (no-op if it is there already)."""
+        try:
+            self.put_connect_link(link_hash, record)
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+
+    def start_consent(self, link_hash: str, nonce: str, record: StateRecord) -> bool:
+        """Use up the link and store the state in one transaction: both happen, or neither.
+
+        False when the link was used (or deleted) in the meantime.
+        """
+        try:
+            self._client.transact_write_items(
+                TransactItems=[
+                    {
+                        "Delete": {
+                            "TableName": self._table,
+                            "Key": {"pk": {"S": LINK_PREFIX + link_hash}},
+                            "ConditionExpression": "attribute_exists(pk)",
+                        }
+                    },
+                    {
+                        "Put": {
+                            "TableName": self._table,
+                            "Item": to_item({"pk": STATE_PREFIX + nonce, **record.model_dump(mode="json")}),
+                            "ConditionExpression": "attribute_not_exists(pk)",
+                        }
+                    },
+                ]
+            )
+        except ClientError as error:
+            reasons = [r.get("Code") for r in error.response.get("CancellationReasons", [])]
+            if error.response["Error"]["Code"] == "TransactionCanceledException" and reasons[:1] == [
+                "ConditionalCheckFailed"
+            ]:
+                return False
+            raise
+        return True
 
     def consume_state(self, nonce: str) -> StateRecord | None:
         item = self._consume(STATE_PREFIX + nonce)

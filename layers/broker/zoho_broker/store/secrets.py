@@ -4,11 +4,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.parameters import SecretsProvider
 from botocore.exceptions import ClientError
+from pydantic import ValidationError
 
+from zoho_broker.errors import SecretUnreadable
 from zoho_broker.models import SubscriptionSecret
 from zoho_broker.store import aws
+
+logger = Logger(child=True)
+# A secret scheduled for deletion answers InvalidRequestException: for the broker it is gone.
+_GONE = frozenset({"ResourceNotFoundException", "InvalidRequestException"})
 
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
@@ -37,10 +44,24 @@ class SecretStore:
         try:
             answer = self._client.get_secret_value(SecretId=self.name_for(subscription_id))
         except ClientError as error:
-            if error.response["Error"]["Code"] == "ResourceNotFoundException":
+            if error.response["Error"]["Code"] in _GONE:
                 return None
             raise
-        return SubscriptionSecret.model_validate_json(answer["SecretString"])
+        try:
+            return SubscriptionSecret.model_validate_json(answer["SecretString"])
+        except ValidationError as error:
+            # pydantic's message quotes the input: log where it is wrong, never what it holds.
+            problems = sorted(
+                {f"{'.'.join(map(str, e['loc'])) or '(document)'}: {e['type']}" for e in error.errors()}
+            )
+            logger.error(
+                "subscription secret unreadable",
+                extra={"subscription_id": subscription_id, "problems": problems},
+            )
+            raise SecretUnreadable(
+                "The subscription's secret in Secrets Manager is not in the broker's format. Restore its "
+                "previous version (AWSPREVIOUS) or delete and recreate the subscription."
+            ) from None
 
     def put(self, subscription_id: str, secret: SubscriptionSecret) -> None:
         self._client.put_secret_value(
@@ -51,7 +72,7 @@ class SecretStore:
         try:
             self._client.delete_secret(SecretId=self.name_for(subscription_id), RecoveryWindowInDays=7)
         except ClientError as error:
-            if error.response["Error"]["Code"] != "ResourceNotFoundException":
+            if error.response["Error"]["Code"] not in _GONE:
                 raise
 
 

@@ -111,26 +111,37 @@ class SubscriptionStore:
             if not start_key:
                 return found, None
 
-    def update_settings(self, subscription: Subscription, *, previous_name: str, disconnect: bool) -> None:
-        """Write the operator's fields only; ``disconnect`` also drops the connection (new client id)."""
+    def update_settings(
+        self,
+        subscription: Subscription,
+        *,
+        previous_name: str,
+        disconnect: bool,
+        revoke_due_at: int | None = None,
+    ) -> None:
+        """Write the operator's fields only; ``disconnect`` also drops the connection (new client id).
+
+        ``revoke_due_at`` keeps a disconnected subscription in the refresh index until the refresher
+        has revoked the tokens it let go of.
+        """
         data = to_item({f":{name}": value for name, value in subscription.model_dump(mode="json").items()})
         sets = [f"#{name} = :{name}" for name in SETTINGS_FIELDS]
         removes: list[str] = []
         values = {f":{name}": data[f":{name}"] for name in SETTINGS_FIELDS}
-        if disconnect:
-            sets.append("#status = :not_connected")
-            values[":not_connected"] = {"S": ConnectionStatus.NOT_CONNECTED.value}
-            removes = [
-                "access_token_expires_at",
-                "connected_at",
-                "refresh_partition",
-                "refresh_due_at",
-                "data_centre",
-                "api_domain",
-            ]
         names = {f"#{name}": name for name in SETTINGS_FIELDS}
         if disconnect:
+            sets.append("#status = :not_connected")
+            sets.append(_NEXT_GENERATION)
+            values.update(
+                to_item({":not_connected": ConnectionStatus.NOT_CONNECTED.value, **_GENERATION_VALUES})
+            )
             names["#status"] = "status"
+            removes = ["access_token_expires_at", "connected_at", "data_centre", "api_domain"]
+            if revoke_due_at is None:
+                removes += ["refresh_partition", "refresh_due_at"]
+            else:
+                sets.append("refresh_partition = :partition, refresh_due_at = :due")
+                values.update(to_item({":partition": REFRESH_PARTITION, ":due": revoke_due_at}))
         expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
         update: dict[str, Any] = {
             "Update": {
@@ -180,13 +191,19 @@ class SubscriptionStore:
         connected_at: datetime,
         refresh_due_at: int,
         lease_owner: str,
+        reconnected_from: str | None,
     ) -> ConnectionStatus:
-        """Mark the subscription connected and release the lease; returns the status it had before."""
+        """Mark the subscription connected and release the lease; returns the status it had before.
+
+        The generation moves on, which ends every other connect link and state of the subscription.
+        ``reconnected_from`` is the data centre of a live connection this one replaces.
+        """
+        replaced = "reconnected_at = :now, reconnected_from = :from, " if reconnected_from else ""
         return self._record_tokens(
             subscription_id,
             lease_owner,
-            "data_centre = :dc, connected_at = :now, updated_at = :now, ",
-            {":dc": data_centre},
+            f"data_centre = :dc, connected_at = :now, updated_at = :now, {replaced}{_NEXT_GENERATION}, ",
+            {":dc": data_centre, ":from": reconnected_from, **_GENERATION_VALUES},
             api_domain=api_domain,
             access_token_expires_at=access_token_expires_at,
             at=connected_at,
@@ -283,15 +300,44 @@ class SubscriptionStore:
         )
 
     def record_disconnection(
-        self, subscription_id: str, *, at: datetime, lease_owner: str
+        self, subscription_id: str, *, at: datetime, lease_owner: str, revoke_due_at: int | None = None
     ) -> ConnectionStatus:
+        """Not connected any more (and every outstanding link ended); ``revoke_due_at`` as in
+        update_settings."""
+        due = "refresh_partition = :partition, refresh_due_at = :due, " if revoke_due_at is not None else ""
+        removes = "" if revoke_due_at is not None else "refresh_partition, refresh_due_at, "
         return self._finish(
             subscription_id,
             lease_owner,
-            "SET #status = :status, updated_at = :now REMOVE refresh_partition, refresh_due_at, "
+            f"SET #status = :status, updated_at = :now, {due}{_NEXT_GENERATION} REMOVE {removes}"
             "access_token_expires_at, connected_at, last_error, data_centre, api_domain",
-            {":status": ConnectionStatus.NOT_CONNECTED.value, ":now": at.isoformat()},
+            {
+                ":status": ConnectionStatus.NOT_CONNECTED.value,
+                ":now": at.isoformat(),
+                **(
+                    {":partition": REFRESH_PARTITION, ":due": revoke_due_at}
+                    if revoke_due_at is not None
+                    else {}
+                ),
+                **_GENERATION_VALUES,
+            },
         )
+
+    def record_connect_failure(self, subscription_id: str, *, error: str, lease_owner: str) -> None:
+        """Why the last consent failed, for the operator; the connection itself is left as it was."""
+        self._finish(subscription_id, lease_owner, "SET last_error = :error", {":error": error})
+
+    def schedule(self, subscription_id: str, *, refresh_due_at: int | None, lease_owner: str) -> None:
+        """Set (or clear) when the refresher comes back, and release the lease."""
+        if refresh_due_at is None:
+            self._finish(subscription_id, lease_owner, "REMOVE refresh_partition, refresh_due_at", {})
+        else:
+            self._finish(
+                subscription_id,
+                lease_owner,
+                "SET refresh_partition = :partition, refresh_due_at = :due",
+                {":partition": REFRESH_PARTITION, ":due": refresh_due_at},
+            )
 
     def _finish(
         self, subscription_id: str, lease_owner: str, expression: str, values: dict[str, Any]
@@ -389,7 +435,13 @@ class SubscriptionStore:
             raise
 
 
+_NEXT_GENERATION = "connect_generation = if_not_exists(connect_generation, :zero_generation) + :one"
+_GENERATION_VALUES = {":zero_generation": 0, ":one": 1}
+
+
 def _with_lease_release(expression: str) -> str:
+    if expression.startswith("REMOVE "):
+        return expression.replace("REMOVE ", "REMOVE lease_owner, lease_expires_at, ", 1)
     if " REMOVE " in expression:
         return expression.replace(" REMOVE ", " REMOVE lease_owner, lease_expires_at, ", 1)
     return expression + " REMOVE lease_owner, lease_expires_at"
