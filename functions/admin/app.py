@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+from functools import cache
 from http import HTTPStatus
 from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
+from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -16,6 +20,7 @@ from zoho_broker.logic import refresh, subscriptions
 from zoho_broker.models import (
     AccessToken,
     ConnectLink,
+    ErrorBody,
     RefreshOutcome,
     SubscriptionCreate,
     SubscriptionList,
@@ -30,28 +35,72 @@ web.json_api(app)
 
 SubscriptionId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 
+ERRORS = {
+    400: "invalid_request: a parameter or the body is invalid; details names which",
+    404: "not_found: there is no such subscription",
+    409: "conflict (the name is taken), not_connected, needs_reauthentication or secret_unreadable",
+    413: "payload_too_large: the body is larger than 64 KiB",
+    415: "unsupported_media_type: send the body as JSON, Content-Type: application/json",
+    502: "zoho_error: Zoho refused; the message says what to do",
+    503: "service_unavailable, busy, or zoho_error while Zoho is failing: nothing was changed, try again",
+}
+BODY_ERRORS = (400, 413, 415)
 
-def _created(model: SubscriptionView | ConnectLink) -> Response[Any]:
-    return Response(
-        status_code=HTTPStatus.CREATED,
-        content_type=content_types.APPLICATION_JSON,
-        body=model.model_dump(mode="json"),
+
+def answers(success: int, description: str, *errors: int) -> dict[int, OpenAPIResponse]:
+    """A route's answers for the OpenAPI document: its success, whose schema is the function's return
+    type, and its errors, all an ErrorBody."""
+    declared: dict[int, OpenAPIResponse] = {success: {"description": description}}
+    for status in sorted(errors):
+        declared[status] = {
+            "description": ERRORS[status],
+            "content": {content_types.APPLICATION_JSON: {"model": ErrorBody}},
+        }
+    return declared
+
+
+@app.not_found
+def no_such_route(_: NotFoundError) -> Response[Any]:
+    """An unknown path is a 404 and a known path asked with another method a 405, both as JSON errors."""
+    path, method = app.current_event.path, app.current_event.http_method
+    # Powertools keeps its routes to itself; they are the one list of what this function serves.
+    routes = app._static_routes + app._dynamic_routes
+    allowed = sorted({route.method for route in routes if route.rule.match(path)})
+    if not allowed:
+        return web.json_error(HTTPStatus.NOT_FOUND, "not_found", "The admin API has no such route.")
+    refused = web.json_error(
+        HTTPStatus.METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        f"{method} is not allowed here: use {', '.join(allowed)}.",
     )
+    refused.headers["Allow"] = ", ".join(allowed)
+    return refused
 
 
-@app.get("/admin/integrations", summary="The integrations catalogue: Zoho products and their versions")
+@app.get(
+    "/admin/integrations",
+    summary="The integrations catalogue: Zoho products and their versions",
+    responses=answers(200, "The catalogue"),
+)
 def list_integrations() -> Catalogue:
     return get_services().catalogue
 
 
 @app.post(
-    "/admin/subscriptions", summary="Create a subscription", responses={201: {"description": "Created"}}
+    "/admin/subscriptions",
+    summary="Create a subscription",
+    status_code=HTTPStatus.CREATED,
+    responses=answers(201, "The new subscription", *BODY_ERRORS, 409, 503),
 )
-def create_subscription(body: SubscriptionCreate) -> Response[Any]:
-    return _created(subscriptions.create(get_services(), body))
+def create_subscription(body: SubscriptionCreate) -> SubscriptionView:
+    return subscriptions.create(get_services(), body)
 
 
-@app.get("/admin/subscriptions", summary="List subscriptions (status, no tokens)")
+@app.get(
+    "/admin/subscriptions",
+    summary="List subscriptions (status, no tokens)",
+    responses=answers(200, "A page of subscriptions", 400, 503),
+)
 def list_subscriptions(
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
     cursor: Annotated[str | None, Query(max_length=1024)] = None,
@@ -59,17 +108,29 @@ def list_subscriptions(
     return subscriptions.list_page(get_services(), limit=limit, cursor=cursor)
 
 
-@app.get("/admin/subscriptions/<subscription_id>", summary="One subscription with masked secrets")
+@app.get(
+    "/admin/subscriptions/<subscription_id>",
+    summary="One subscription with masked secrets",
+    responses=answers(200, "The subscription", 400, 404, 409, 503),
+)
 def get_subscription(subscription_id: SubscriptionId) -> SubscriptionView:
     return subscriptions.get(get_services(), subscription_id)
 
 
-@app.patch("/admin/subscriptions/<subscription_id>", summary="Change some fields of a subscription")
+@app.patch(
+    "/admin/subscriptions/<subscription_id>",
+    summary="Change some fields of a subscription",
+    responses=answers(200, "The subscription, changed", *BODY_ERRORS, 404, 409, 503),
+)
 def update_subscription(subscription_id: SubscriptionId, body: SubscriptionUpdate) -> SubscriptionView:
     return subscriptions.update(get_services(), subscription_id, body)
 
 
-@app.delete("/admin/subscriptions/<subscription_id>", summary="Delete a subscription and its secret")
+@app.delete(
+    "/admin/subscriptions/<subscription_id>",
+    summary="Delete a subscription and its secret",
+    responses=answers(204, "Deleted; no body", 400, 404, 409, 503),
+)
 def delete_subscription(subscription_id: SubscriptionId) -> Response[str]:
     subscriptions.delete(get_services(), subscription_id)
     return Response(status_code=HTTPStatus.NO_CONTENT, body="")
@@ -78,25 +139,30 @@ def delete_subscription(subscription_id: SubscriptionId) -> Response[str]:
 @app.post(
     "/admin/subscriptions/<subscription_id>/connect-links",
     summary="A short-lived, single-use link that starts the consent flow",
-    responses={201: {"description": "Created"}},
+    status_code=HTTPStatus.CREATED,
+    responses=answers(201, "The new connect link", 400, 404, 503),
 )
-def create_connect_link(subscription_id: SubscriptionId) -> Response[Any]:
+def create_connect_link(subscription_id: SubscriptionId) -> ConnectLink:
     services = get_services()
-    link = subscriptions.create_connect_link(
+    return subscriptions.create_connect_link(
         services, subscription_id, base_url=web.base_url(app, services.settings)
     )
-    return _created(link)
 
 
 @app.get(
     "/admin/subscriptions/<subscription_id>/token",
     summary="A valid access token for a consumer (refreshed first when it expires within five minutes)",
+    responses=answers(200, "A token valid for five minutes at least", 400, 404, 409, 502, 503),
 )
 def get_access_token(subscription_id: SubscriptionId) -> AccessToken:
     return refresh.vend_token(get_services(), subscription_id)
 
 
-@app.post("/admin/subscriptions/<subscription_id>/refresh", summary="Refresh the access token now")
+@app.post(
+    "/admin/subscriptions/<subscription_id>/refresh",
+    summary="Refresh the access token now",
+    responses=answers(200, "Refreshed", 400, 404, 409, 502, 503),
+)
 def refresh_now(subscription_id: SubscriptionId) -> RefreshOutcome:
     return refresh.refresh_now(get_services(), subscription_id)
 
@@ -104,6 +170,7 @@ def refresh_now(subscription_id: SubscriptionId) -> RefreshOutcome:
 @app.post(
     "/admin/subscriptions/<subscription_id>/revoke",
     summary="Disconnect: revoke the refresh token at Zoho and clear the tokens; the subscription stays",
+    responses=answers(200, "The subscription, not connected", 400, 404, 409, 503),
 )
 def revoke(subscription_id: SubscriptionId) -> SubscriptionView:
     services = get_services()
@@ -111,10 +178,25 @@ def revoke(subscription_id: SubscriptionId) -> SubscriptionView:
     return subscriptions.get(services, subscription_id)
 
 
+@cache
+def openapi_json() -> str:
+    """Powertools' document, less what this API never answers: 422 HTTPValidationError (invalid requests
+    are 400 with an ErrorBody) and a body on 204."""
+    document = json.loads(app.get_openapi_json_schema(title="Zoho OAuth broker admin API", version="1"))
+    for path_item in document["paths"].values():
+        for operation in path_item.values():
+            operation["responses"].pop("422", None)
+            operation["responses"].get("204", {}).pop("content", None)
+    for unused in ("HTTPValidationError", "ValidationError", "ResponseValidationError"):
+        document["components"]["schemas"].pop(unused, None)
+    return json.dumps(document, indent=2)
+
+
 @app.get("/admin/openapi.json", summary="This API's OpenAPI document", include_in_schema=False)
 def openapi_document() -> Response[str]:
-    document = app.get_openapi_json_schema(title="Zoho OAuth broker admin API", version="1")
-    return Response(status_code=HTTPStatus.OK, content_type=content_types.APPLICATION_JSON, body=document)
+    return Response(
+        status_code=HTTPStatus.OK, content_type=content_types.APPLICATION_JSON, body=openapi_json()
+    )
 
 
 @metrics.log_metrics

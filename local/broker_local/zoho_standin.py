@@ -394,6 +394,11 @@ class ZohoStandIn:
         with self._lock:
             return self._mint_code(client_id, redirect_uri, scope, "offline", data_centre)
 
+    def live_refresh_tokens(self, client_id: str) -> set[str]:
+        """The client's refresh tokens Zoho would still honour (for checks that none is left behind)."""
+        with self._lock:
+            return {token for token, record in self._refresh_tokens.items() if record.client_id == client_id}
+
     def revoke_all(self, data_centre: str | None = None) -> None:
         """The user removed the app's access: every refresh token (and its access tokens) dies."""
         with self._lock:

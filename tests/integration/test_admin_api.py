@@ -255,5 +255,70 @@ def test_the_catalogue_and_the_openapi_document_are_served(admin: httpx.Client) 
     assert "SubscriptionCreate" in json.dumps(document["components"])
 
 
-def test_an_unknown_route_is_a_404(admin: httpx.Client) -> None:
-    assert admin.get("/admin/nothing-here").status_code == 404
+def test_the_openapi_document_declares_the_answers_the_api_gives(admin: httpx.Client) -> None:
+    document = admin.get("/admin/openapi.json").json()
+    paths = document["paths"]
+    schemas = document["components"]["schemas"]
+
+    assert "422" not in json.dumps(paths) and "HTTPValidationError" not in json.dumps(document)
+    assert set(paths["/admin/subscriptions"]["post"]["responses"]) == {
+        "201",
+        "400",
+        "409",
+        "413",
+        "415",
+        "503",
+    }
+    assert set(paths["/admin/subscriptions/{subscription_id}"]["delete"]["responses"]) == {
+        "204",
+        "400",
+        "404",
+        "409",
+        "503",
+    }
+    assert "content" not in paths["/admin/subscriptions/{subscription_id}"]["delete"]["responses"]["204"]
+    created = paths["/admin/subscriptions"]["post"]["responses"]["201"]["content"]["application/json"]
+    assert created["schema"] == {"$ref": "#/components/schemas/SubscriptionView"}
+    refused = paths["/admin/subscriptions/{subscription_id}/token"]["get"]["responses"]["409"]
+    assert refused["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ErrorBody"}
+    update = schemas["SubscriptionUpdate"]
+    assert update["minProperties"] == 1
+    assert "null" not in json.dumps(update)
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/admin/nothing-here"),
+        ("POST", "/admin/subscriptions/sub_0000000000000000/nothing-here"),
+        ("DELETE", "/admin/subscriptions/"),
+    ],
+)
+def test_an_unknown_route_is_a_json_404(admin: httpx.Client, method: str, path: str) -> None:
+    answer = admin.request(method, path)
+
+    assert answer.status_code == 404
+    assert answer.headers["content-type"] == "application/json"
+    assert answer.json() == {"error": "not_found", "message": "The admin API has no such route."}
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("PUT", "/admin/subscriptions", "GET, POST"),
+        ("POST", "/admin/subscriptions/sub_0000000000000000", "DELETE, GET, PATCH"),
+        ("GET", "/admin/subscriptions/sub_0000000000000000/refresh", "POST"),
+        ("DELETE", "/admin/openapi.json", "GET"),
+    ],
+)
+def test_a_known_path_asked_with_another_method_is_a_json_405_with_allow(
+    admin: httpx.Client, method: str, path: str, allowed: str
+) -> None:
+    answer = admin.request(method, path, json={"name": "x"})
+
+    assert answer.status_code == 405
+    assert answer.headers["allow"] == allowed
+    assert answer.json() == {
+        "error": "method_not_allowed",
+        "message": f"{method} is not allowed here: use {allowed}.",
+    }

@@ -313,7 +313,9 @@ def install_json_errors(app: APIGatewayHttpResolver) -> None:
     @app.exception_handler(BrokerError)
     def _broker_error(error: BrokerError) -> Response[Any]:
         logger.info("request refused", extra={"error": error.code, "reason": error.message})
-        return json_error(error.status_code, error.code, error.message)
+        # Zoho slow or failing is a passing condition: 503 (retry); a refusal stays 502.
+        transient = isinstance(error, ZohoError) and error.transient
+        return json_error(503 if transient else error.status_code, error.code, error.message)
 
     @app.exception_handler(RequestValidationError)
     def _invalid(error: RequestValidationError) -> Response[Any]:

@@ -290,7 +290,9 @@ def vend_token(services: Services, subscription_id: str) -> AccessToken:
         if not _fresh(secret, VENDING_MARGIN):
             reason = outcome.error or outcome.result.value
             raise ZohoError(
-                f"No fresh access token could be obtained ({reason}).", zoho_code=reason, transient=True
+                f"No fresh access token could be obtained ({reason}); try again in a minute.",
+                zoho_code=reason,
+                transient=True,
             )
     assert secret is not None and secret.access_token and secret.access_token_expires_at
     return AccessToken(
@@ -334,7 +336,9 @@ def refresh_now(services: Services, subscription_id: str) -> RefreshOutcome:
     if outcome.result == RefreshResult.FAILED:
         reason = outcome.error or "unknown"
         raise ZohoError(
-            f"The refresh failed ({reason}); it will be retried.", zoho_code=reason, transient=True
+            f"The refresh failed ({reason}); the refresher retries it, or try again in a minute.",
+            zoho_code=reason,
+            transient=True,
         )
     return outcome
 

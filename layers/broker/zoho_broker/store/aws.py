@@ -41,7 +41,13 @@ _UNAVAILABLE_REASONS = frozenset({"ThrottlingError", "TransactionConflict", "Pro
 
 
 def is_unavailable(error: BaseException) -> bool:
-    """Whether an AWS call failed for a passing reason (throttled, timed out, unreachable, 5xx)."""
+    """Whether an AWS call failed for a passing reason (throttled, timed out, unreachable, 5xx).
+
+    Wrappers (Powertools' parameters utility raises its own error) are looked through.
+    """
+    underlying = error.__cause__ or error.__context__
+    if underlying is not None and is_unavailable(underlying):
+        return True
     if isinstance(error, ConnectionError | HTTPClientError):
         return True
     if not isinstance(error, ClientError):
