@@ -350,3 +350,17 @@ def test_a_forced_refresh_failing_on_a_fresh_token_does_not_leave_it_due(
     # The retry waits until the token is really due (15 minutes before expiry), not a minute.
     within_the_hour = int(time.time()) + 30 * 60
     assert sid not in set(get_services().subscriptions.due_for_refresh(due_before=within_the_hour))
+
+
+def test_the_callback_function_outlasts_its_longest_wait() -> None:
+    """A lease wait, Zoho twice (the exchange, then revoking a token that could not be stored) and the
+    AWS writes (three attempts of the longest read timeout each) fit the function's timeout, and the
+    timeout fits API Gateway's 30 s."""
+    from tests.conftest import TEMPLATE
+    from zoho_broker.config import Settings
+    from zoho_broker.logic.connect import LEASE_WAIT_SECONDS
+
+    timeout = TEMPLATE["Resources"]["CallbackFunction"]["Properties"]["Timeout"]
+    zoho = Settings.model_fields["zoho_timeout_seconds"].default
+    assert LEASE_WAIT_SECONDS + 2 * zoho + 5 <= timeout < 30
+    assert TEMPLATE["Resources"]["AdminFunction"]["Properties"]["Timeout"] < 30
