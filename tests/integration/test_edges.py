@@ -345,7 +345,7 @@ def test_a_forced_refresh_failing_on_a_fresh_token_does_not_leave_it_due(
     assert connect(admin, browser, sid).status_code == 200
     zoho.inject_fault("server_error")
 
-    assert admin.post(f"/admin/subscriptions/{sid}/refresh").status_code == 502
+    assert admin.post(f"/admin/subscriptions/{sid}/refresh").status_code == 503
 
     # The retry waits until the token is really due (15 minutes before expiry), not a minute.
     within_the_hour = int(time.time()) + 30 * 60

@@ -520,7 +520,7 @@ def test_refresh_now_says_when_zoho_fails_instead_of_answering_ok(
 
     failed = admin.post(f"/admin/subscriptions/{sid}/refresh")
 
-    assert failed.status_code == 502
+    assert failed.status_code == 503  # Zoho failing is a passing condition: retry
     assert "http_503" in failed.json()["message"]
     zoho.revoke_all()
     refused = admin.post(f"/admin/subscriptions/{sid}/refresh")
