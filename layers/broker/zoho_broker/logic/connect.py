@@ -229,6 +229,15 @@ def _finish_consent(services: Services, record: StateRecord, params: CallbackPar
                 code=params.code,
                 redirect_uri=record.redirect_uri,
             )
+            refresh_token = tokens.refresh_token
+            if refresh_token is None and secret.data_centre == data_centre:
+                refresh_token = secret.refresh_token  # re-consent without prompt=consent: the old one works
+            if refresh_token is None:
+                raise ZohoError(
+                    "Zoho issued no refresh token; the OAuth URL template needs access_type=offline.",
+                    zoho_code="no_refresh_token",
+                    transient=False,
+                )
         except ZohoError as error:
             services.subscriptions.record_connect_failure(
                 subscription.subscription_id,
@@ -237,19 +246,6 @@ def _finish_consent(services: Services, record: StateRecord, params: CallbackPar
             )
             held.released = True
             raise
-        refresh_token = tokens.refresh_token
-        if refresh_token is None and secret.data_centre == data_centre:
-            refresh_token = secret.refresh_token  # re-consent without prompt=consent: the old one still works
-        if refresh_token is None:
-            services.subscriptions.record_connect_failure(
-                subscription.subscription_id, error="connect failed: no_refresh_token", lease_owner=held.owner
-            )
-            held.released = True
-            raise ZohoError(
-                "Zoho issued no refresh token; the OAuth URL template needs access_type=offline.",
-                zoho_code="no_refresh_token",
-                transient=False,
-            )
         now = utc_now()
         expires_at = now + timedelta(seconds=tokens.expires_in)
         api_domain = tokens.api_domain or secret.api_domain

@@ -117,7 +117,7 @@ def _refresh_held(services: Services, held: lease.Lease, *, force: bool, margin:
         secret = services.secrets.get(sid)
     except SecretUnreadable as error:
         return _record_failure(services, held, error.code, definitive=True)
-    if secret is not None and secret.pending_revocations:
+    if secret is not None:
         secret = settle_revocations(services, subscription, secret)
     if secret is None or not secret.refresh_token or subscription.data_centre is None:
         # Nothing to refresh; come back only while tokens the broker let go of await revocation.
@@ -369,9 +369,7 @@ def disconnect(services: Services, subscription_id: str, *, must_revoke: bool = 
             restore_secret(services, subscription_id, secret)
             raise
         held.released = True
-    settled = (
-        settle_revocations(services, subscription, released) if released.pending_revocations else released
-    )
+    settled = settle_revocations(services, subscription, released)
     if must_revoke and settled.pending_revocations:
         raise ZohoError(
             "The subscription is disconnected, but Zoho did not confirm revoking its refresh token; "
