@@ -537,7 +537,10 @@ def aws_backend(kind: str) -> Iterator[None]:
     split: DynamoDB in a moto server in a child process and the rest in this process."""
     from moto import mock_aws
 
+    from broker_local.moto_atomic import make_dynamodb_atomic
+
     index_moto_secrets()
+    make_dynamodb_atomic()
     if kind == "inprocess":
         with mock_aws():
             yield
@@ -560,7 +563,10 @@ def aws_backend(kind: str) -> Iterator[None]:
 def _serve_moto(connection: Any) -> None:
     from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
+    from broker_local.moto_atomic import make_dynamodb_atomic
+
     index_moto_secrets()
+    make_dynamodb_atomic()
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 2)  # werkzeug logs every request
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)

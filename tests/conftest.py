@@ -15,6 +15,7 @@ import pytest
 from moto import mock_aws
 
 from broker_local.gateway import LocalApiGateway
+from broker_local.moto_atomic import make_dynamodb_atomic
 from broker_local.runner import Options, free_port, running_broker
 from broker_local.template import Stack, function_environment, http_routes, load_template, provision, resolve
 from broker_local.zoho_standin import ZohoStandIn
@@ -42,7 +43,8 @@ def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def stack(aws_credentials: None) -> Iterator[Stack]:
-    """Every table and secret of template.yaml, created in moto."""
+    """Every table and secret of template.yaml, created in moto (atomic per request, as DynamoDB is)."""
+    make_dynamodb_atomic()
     with mock_aws():
         reset_services()
         yield provision(TEMPLATE)

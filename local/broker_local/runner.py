@@ -25,6 +25,7 @@ from moto.server import ThreadedMotoServer
 
 from broker_local.console import Console
 from broker_local.gateway import LocalApiGateway
+from broker_local.moto_atomic import make_dynamodb_atomic
 from broker_local.scheduler import LocalScheduler
 from broker_local.template import Stack, function_environment, http_routes, load_template, provision
 from broker_local.zoho_standin import ZohoStandIn
@@ -68,6 +69,7 @@ def functions_environment(template: dict[str, Any], stack: Stack) -> dict[str, s
 def running_broker(options: Options, environ: Mapping[str, str] | None = None) -> Iterator[dict[str, Any]]:
     """Start moto, the Zoho stand-in (unless configured away) and the gateway; yield what was started."""
     environ = dict(os.environ if environ is None else environ)
+    make_dynamodb_atomic()
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port("127.0.0.1"), verbose=False)
     moto.start()
     standin: ZohoStandIn | None = None

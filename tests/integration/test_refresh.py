@@ -4,6 +4,7 @@ SQS fan-out, token vending, refresh now and revoke. AWS in moto, Zoho's stand-in
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 from datetime import UTC, date, datetime, timedelta
@@ -148,6 +149,39 @@ def test_two_refreshers_racing_for_one_subscription_refresh_it_once(
     zoho.set_latency(0)
     assert refresh.refresh(services, sid).result == RefreshResult.ALREADY_FRESH
     assert zoho.token_call_count == calls_before + 1
+
+
+def test_many_racers_for_one_lease_take_it_once(
+    admin: httpx.Client, browser: httpx.Client, services: Services
+) -> None:
+    """The lease is one conditional write; whoever loses the race sees it taken, as in DynamoDB."""
+    sid = _connected(admin, browser)
+    racers, rounds = 8, 20
+    winners: list[list[str]] = [[] for _ in range(rounds)]
+    barrier = threading.Barrier(racers, timeout=30)
+
+    def racer(index: int) -> None:
+        for round_winners in winners:
+            barrier.wait()
+            owner = f"racer:{index}"
+            if services.subscriptions.acquire_lease(sid, owner=owner, now=int(time.time()), seconds=60):
+                round_winners.append(owner)
+            barrier.wait()
+            services.subscriptions.release_lease(sid, owner=owner)
+
+    # Switch threads as often as the interpreter allows, so a gap between check and write shows.
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)
+    try:
+        threads = [threading.Thread(target=racer, args=(index,)) for index in range(racers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+
+    assert [len(round_winners) for round_winners in winners] == [1] * rounds
 
 
 @pytest.mark.parametrize("fault", ["server_error", "unavailable", "timeout", "rate_limited"])
