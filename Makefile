@@ -36,7 +36,8 @@ typecheck: $(BIN)/.installed
 build: $(BIN)/.installed
 	$(BIN)/sam build --parallel
 
-# Cold start of the start and callback functions against a bare boto3 handler, and the built sizes.
+# Cold start of the start and callback functions against hand-written boto3 handlers making the same calls
+# (on a boto3-only interpreter cached in ~/.cache/zoho-broker-bench), and the built sizes.
 # Run `make build` first: it reads .aws-sam/build.
 .PHONY: bench-cold-start
 bench-cold-start: $(BIN)/.installed

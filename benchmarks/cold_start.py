@@ -1,16 +1,23 @@
-"""Cold start of the start and callback functions, as a ratio to a bare boto3 handler.
+"""Cold start of the start and callback functions as built, against yardsticks, in one run.
 
-Every measurement is a fresh Python process laid out like Lambda: the function's directory first on
-sys.path (and as the working directory), then the layer, then boto3 from the environment (the Lambda
-runtime carries it). The process imports `app` and invokes `app.handler` once with an HTTP API v2 event
-against a moto server provisioned from template.yaml, so the first invoke pays for its boto3 clients,
-its Secrets Manager and DynamoDB calls, and any import it defers.
+Every measurement is a fresh Python process laid out like Lambda, on an interpreter that holds boto3 and
+botocore alone (a venv of this Python made once under ~/.cache/zoho-broker-bench, with boto3 pinned as in
+requirements-dev.txt): the function's directory first on sys.path (and as the working directory), then the
+built layer (/opt/python), then the runtime's boto3. The process imports `app` and invokes `app.handler`
+once with an HTTP API v2 event against a moto server provisioned from template.yaml and the Zoho stand-in
+(real HTTP), so the first invoke pays for its clients, its AWS and Zoho calls and any import it defers.
+No bytecode is written (Lambda's code directories are read-only): only the .pyc files built in are used.
 
-    python benchmarks/cold_start.py [--runs 7] [--build-dir .aws-sam/build]
+Yardsticks, on the same interpreter and backend:
+- bare: imports boto3 and creates two clients (benchmarks/yardsticks/bare); the functions' import time
+  is compared with its import time;
+- minimal start and callback: the same AWS calls and, for the callback, the same token exchange at the
+  Zoho stand-in, written by hand with boto3 and the standard library (benchmarks/yardsticks/<job>).
 
-With --build-dir (the output of `make build`) it also prints the size of each built function and of the
-layer, and measures the functions "as built": sam build ships no .pyc files and Lambda cannot write them
-(its code directories are read-only), so every cold start compiles the layer's Python from source.
+    python benchmarks/cold_start.py [--runs 7] [--build-dir [LABEL=]DIR ...]
+
+--build-dir defaults to .aws-sam/build (`make build`); repeat it with labels to compare builds of several
+commits (the steps of an optimisation) in one run. It also prints the built sizes of the last build.
 """
 
 from __future__ import annotations
@@ -44,7 +51,7 @@ EVENTS = ROOT / "events"
 API_DOMAIN = "abc123.execute-api.eu-west-1.amazonaws.com"
 BASE_URL = f"https://{API_DOMAIN}"
 REGION = "eu-west-1"
-BINDING_COOKIE = "zoho_broker_binding"
+BINDING_COOKIE = "__Host-zoho_broker_binding"  # as deployed (BROKER_COOKIE_SECURE unset)
 LAMBDA_UNZIPPED_LIMIT = 250 * 1024 * 1024  # function code plus all its layers, unzipped
 MB = 1024 * 1024
 
@@ -90,19 +97,6 @@ with open(result_path, "w", encoding="utf-8") as stream:
         stream,
     )
 """
-
-BASELINE_APP = '''"""A bare handler: what every Python function pays for boto3 and two clients."""
-
-import boto3
-
-dynamodb = boto3.client("dynamodb")
-secretsmanager = boto3.client("secretsmanager")
-
-
-def handler(event, context):
-    return {"statusCode": 200}
-'''
-
 
 # --------------------------------------------------------------------------------------------------
 # Sizes of a `sam build` output.
@@ -162,6 +156,7 @@ class Variant:
     env: dict[str, str]
     prepare: Callable[[], dict[str, Any]]  # a fresh event: links and states work once
     expected_status: int
+    python: str  # the interpreter: the boto3-only one, as the Lambda runtime has it
     samples: list[dict[str, float]] = field(default_factory=list)
 
 
@@ -171,7 +166,7 @@ def run_once(variant: Variant, workdir: Path, *, importtime: bool = False) -> tu
     result_path = workdir / "result.json"
     event_path.write_text(json.dumps(variant.prepare()), encoding="utf-8")
     result_path.unlink(missing_ok=True)
-    command = [sys.executable, *(["-X", "importtime"] if importtime else []), "-c", RUNNER]
+    command = [variant.python, *(["-X", "importtime"] if importtime else []), "-c", RUNNER]
     command += [str(variant.function_dir), str(event_path), str(result_path)]
     # Wall clock, which the child shares: perf_counter's origin is per process on some systems.
     launched = time.time()
@@ -377,127 +372,228 @@ def callback_events(backend: dict[str, Any]) -> tuple[Callable[[], dict[str, Any
 
 
 # --------------------------------------------------------------------------------------------------
-# Layouts: the source tree with cached bytecode, and the sam build output as Lambda runs it.
+# The interpreter: Python 3.13 with boto3 and botocore alone, as the Lambda runtime carries them.
+
+YARDSTICKS = ROOT / "benchmarks" / "yardsticks"
+# The Lambda runtime's own packages; anything else in the interpreter would be paid for by nobody in Lambda.
+RUNTIME_DISTRIBUTIONS = {"boto3", "botocore", "s3transfer", "jmespath", "python-dateutil", "six", "urllib3"}
 
 
-def child_env(function_env: dict[str, str], *, layer: Path, pycache: Path | None) -> dict[str, str]:
+def boto3_pins() -> list[str]:
+    """boto3 as requirements-dev.txt pins it, and the botocore the tests run with (the dev venv's)."""
+    from importlib.metadata import version
+
+    pins = [line.strip() for line in (ROOT / "requirements-dev.txt").read_text().splitlines()]
+    boto3 = next((pin for pin in pins if pin.startswith("boto3==")), None)
+    if boto3 is None:
+        raise SystemExit("requirements-dev.txt pins no boto3==…")
+    return [boto3, f"botocore=={version('botocore')}"]
+
+
+def runtime_interpreter(cache: Path) -> tuple[str, str]:
+    """A venv of this Python (3.13, as Lambda's python3.13) holding only boto3 and its dependencies.
+
+    Made once and kept under ``cache``; returns its python and what it holds. The dev virtualenv is no
+    yardstick: its boto3 finds awscrt, pyOpenSSL and cryptography and imports them.
+    """
+    pins = boto3_pins()
+    version = platform.python_version()
+    venv = cache / f"python{version}-{'-'.join(pin.replace('==', '') for pin in pins)}"
+    python = venv / "bin" / "python"
+    if not (venv / ".complete").exists():
+        shutil.rmtree(venv, ignore_errors=True)
+        venv.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *pins], check=True
+        )
+        (venv / ".complete").touch()
+    listed = subprocess.run(
+        [str(python), "-m", "pip", "list", "--format", "json", "--disable-pip-version-check"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    held = {entry["name"].lower(): entry["version"] for entry in json.loads(listed.stdout)}
+    extra = set(held) - RUNTIME_DISTRIBUTIONS - {"pip", "setuptools"}
+    if extra:
+        raise SystemExit(f"{venv} holds more than boto3 and its dependencies: {sorted(extra)}")
+    shown = ", ".join(f"{name} {held[name]}" for name in sorted(set(held) & RUNTIME_DISTRIBUTIONS))
+    return str(python), f"Python {version} from {venv.name} ({shown})"
+
+
+# --------------------------------------------------------------------------------------------------
+# Layouts: the sam build output as Lambda runs it.
+
+
+def child_env(function_env: dict[str, str], *, layer: Path) -> dict[str, str]:
     env = {
         key: value
         for key, value in os.environ.items()
-        if not key.startswith(("AWS_", "BROKER_", "POWERTOOLS_", "PYTHON"))
+        if not key.startswith(("AWS_", "BROKER_", "POWERTOOLS_", "PYTHON", "VIRTUAL_ENV"))
     }
     env.update(function_env)
     env.update(
         {
+            # /opt/python in Lambda: after the function's directory, before the runtime's boto3.
             "PYTHONPATH": str(layer),
             "AWS_LAMBDA_FUNCTION_NAME": "cold-start-benchmark",
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "512",
             "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
+            # As Lambda, whose code directories are read-only: use the .pyc files shipped, write none.
+            "PYTHONDONTWRITEBYTECODE": "1",
         }
     )
-    if pycache is None:
-        env["PYTHONDONTWRITEBYTECODE"] = "1"  # as Lambda: compile what has no .pyc, every time
-    else:
-        env["PYTHONPYCACHEPREFIX"] = str(pycache)  # bytecode cached outside the repository
     return env
 
 
 def lambda_like_layer(built_layer: Path, destination: Path) -> tuple[Path, list[str]]:
-    """The built layer's python/ directory, runnable here; packages with native code come from this
-    environment when this machine is not arm64 (the built ones are aarch64). Returns what was swapped."""
+    """A copy of the built layer's python/ directory, runnable here.
+
+    When this machine is not arm64, each aarch64 extension module is replaced by this environment's
+    build of the same package (its version must match); the Python files and their .pyc stay as built.
+    Returns the layer and what was swapped.
+    """
+    shutil.copytree(built_layer, destination, symlinks=True)
     if platform.machine().lower() in ("aarch64", "arm64"):
-        return built_layer, []
-    shutil.copytree(built_layer, destination, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    swapped = sorted({path.relative_to(destination).parts[0] for path in destination.rglob("*.so")})
-    for package in swapped:
+        return destination, []
+    from importlib.metadata import PackageNotFoundError, packages_distributions, version
+
+    owners = packages_distributions()
+    swapped = set()
+    for extension in sorted(destination.rglob("*.so")):
+        relative = extension.relative_to(destination)
+        package = relative.parts[0]
         spec = importlib.util.find_spec(package)
         if spec is None or not spec.submodule_search_locations:
             raise SystemExit(f"{package} has native code in the layer but is not installed here to stand in")
-        shutil.rmtree(destination / package)
-        shutil.copytree(
-            spec.submodule_search_locations[0],
-            destination / package,
-            ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
-        )
-    return destination, swapped
+        here = Path(spec.submodule_search_locations[0])
+        for distribution in owners.get(package, []):
+            built = list(destination.glob(f"{distribution.replace('-', '_')}-*.dist-info"))
+            try:
+                wanted = version(distribution)
+            except PackageNotFoundError:
+                continue
+            if built and not built[0].name.startswith(f"{distribution.replace('-', '_')}-{wanted}."):
+                raise SystemExit(f"{package}: the layer has {built[0].name}, this environment {wanted}")
+        stem = extension.name.split(".", 1)[0]
+        replacements = list((here / Path(*relative.parts[1:])).parent.glob(f"{stem}.*.so"))
+        if not replacements:
+            raise SystemExit(f"no local build of {relative} to stand in for the aarch64 one")
+        extension.unlink()
+        shutil.copy2(replacements[0], extension.parent / replacements[0].name)
+        swapped.add(package)
+    return destination, sorted(swapped)
 
 
 # --------------------------------------------------------------------------------------------------
 
 
+def median(variant: Variant, column: str) -> float:
+    return statistics.median(sample[column] for sample in variant.samples)
+
+
 def print_table(variants: list[Variant], runs: int) -> None:
     columns = ("import_ms", "first_invoke_ms", "total_ms", "process_ms")
     print(f"\nMedians of {runs} fresh processes per variant (ms):")
-    print(f"  {'variant':<34} {'import':>9} {'1st invoke':>11} {'total':>9} {'process':>9}")
+    print(f"  {'variant':<40} {'import':>9} {'1st invoke':>11} {'total':>9} {'process':>9}")
     for variant in variants:
-        medians = [statistics.median(sample[column] for sample in variant.samples) for column in columns]
-        imports, invoke, total, process = medians
-        print(f"  {variant.name:<34} {imports:>9.1f} {invoke:>11.1f} {total:>9.1f} {process:>9.1f}")
+        imports, invoke, total, process = (median(variant, column) for column in columns)
+        print(f"  {variant.name:<40} {imports:>9.1f} {invoke:>11.1f} {total:>9.1f} {process:>9.1f}")
     print("  total = import + first invoke, timed inside the process;")
     print("  process = from spawning the process to the handler's answer (interpreter start included)")
 
 
-def print_ratios(variants: list[Variant]) -> None:
-    baseline = variants[0]
+def print_ratios(yardsticks: dict[str, Variant], builds: list[tuple[str, dict[str, Variant]]]) -> None:
+    """One row per build: each function against its hand-written twin, and its import against bare boto3."""
+    bare = yardsticks["bare"]
+    print(
+        "\nCold-start ratios (medians of this run). 'vs minimal': import + first invoke of the function\n"
+        "against the hand-written handler making the same calls (goal <= 1.25x); 'import vs bare': the\n"
+        "function's import against the bare boto3 handler's import with its clients (goal <= 1.5x)."
+    )
+    header = f"  {'build':<28} {'start vs minimal':>17} {'callback vs minimal':>20}"
+    header += f" {'start import vs bare':>21} {'callback import vs bare':>24}"
+    print(header)
+    for label, functions in builds:
+        start, callback = functions["start"], functions["callback"]
+        row = f"  {label:<28}"
+        row += f" {median(start, 'total_ms') / median(yardsticks['start'], 'total_ms'):>16.2f}x"
+        row += f" {median(callback, 'total_ms') / median(yardsticks['callback'], 'total_ms'):>19.2f}x"
+        row += f" {median(start, 'import_ms') / median(bare, 'import_ms'):>20.2f}x"
+        row += f" {median(callback, 'import_ms') / median(bare, 'import_ms'):>23.2f}x"
+        print(row)
 
-    def median(variant: Variant, column: str) -> float:
-        return statistics.median(sample[column] for sample in variant.samples)
 
-    print(f"\nRatio to the {baseline.name}:")
-    print(f"  {'variant':<34} {'total':>8} {'import':>8}")
-    for variant in variants[1:]:
-        total = median(variant, "total_ms") / median(baseline, "total_ms")
-        imports = median(variant, "import_ms") / median(baseline, "import_ms")
-        print(f"  {variant.name:<34} {total:>7.2f}x {imports:>7.2f}x")
+def parse_builds(values: list[str]) -> list[tuple[str, Path]]:
+    """``--build-dir [label=]path``: the label names the row (default: the path)."""
+    builds = []
+    for value in values:
+        label, separator, path = value.partition("=")
+        if not separator:
+            label, path = value, value
+        build_dir = Path(path).resolve()
+        if not (build_dir / "CoreLayer").is_dir():
+            raise SystemExit(f"{build_dir} is not a sam build output (no CoreLayer); run `make build` first")
+        builds.append((label, build_dir))
+    return builds
 
 
 def build_variants(
-    backend: dict[str, Any], scratch: Path, build_dir: Path | None
-) -> tuple[list[Variant], str]:
-    """The baseline first, then each function from the source tree and, given a build, as built."""
+    backend: dict[str, Any], scratch: Path, builds: list[tuple[str, Path]], python: str
+) -> tuple[dict[str, Variant], list[tuple[str, dict[str, Variant]]], str]:
+    """The yardsticks (bare boto3, and a hand-written start and callback), then each build's functions."""
     functions = backend["functions"]
     callback_prepare, callback_case = callback_events(backend)
 
     def start_prepare() -> dict[str, Any]:
         return start_event(backend)
 
-    baseline_dir = scratch / "baseline"
-    baseline_dir.mkdir()
-    (baseline_dir / "app.py").write_text(BASELINE_APP, encoding="utf-8")
-    jobs = (
-        ("start", "StartFunction", start_prepare, 302),
-        ("callback", "CallbackFunction", callback_prepare, 200),
-    )
-    pycache = scratch / "pycache"
-    variants = [
-        Variant(
-            "baseline (boto3 + 2 clients)",
-            baseline_dir,
-            child_env(functions["StartFunction"], layer=LAYER_SOURCE, pycache=pycache),
+    jobs = {
+        "start": ("StartFunction", start_prepare, 302),
+        "callback": ("CallbackFunction", callback_prepare, 200),
+    }
+    empty = scratch / "no-layer"
+    empty.mkdir()
+    yardsticks = {
+        "bare": Variant(
+            "bare boto3 handler (2 clients)",
+            YARDSTICKS / "bare",
+            child_env(functions["StartFunction"], layer=empty),
             start_prepare,
             200,
+            python,
         )
-    ]
-    for job, function_id, prepare, status in jobs:
-        env = child_env(functions[function_id], layer=LAYER_SOURCE, pycache=pycache)
-        variants.append(Variant(job, ROOT / "functions" / job, env, prepare, status))
+    }
+    for job, (function_id, prepare, status) in jobs.items():
+        env = child_env(functions[function_id], layer=empty)
+        yardsticks[job] = Variant(
+            f"minimal {job} (boto3 + stdlib)", YARDSTICKS / job, env, prepare, status, python
+        )
     notes = [f"Callback measured: {callback_case}."]
-    if build_dir is not None:
-        layer, swapped = lambda_like_layer(build_dir / "CoreLayer" / "python", scratch / "opt" / "python")
-        for job, function_id, prepare, status in jobs:
-            env = child_env(functions[function_id], layer=layer, pycache=None)
-            variants.append(
-                Variant(f"{job} (as built, no .pyc)", build_dir / function_id, env, prepare, status)
-            )
-        note = f"As built: {build_dir}/<Function> and CoreLayer/python, compiled from source on every run"
+    measured = []
+    for index, (label, build_dir) in enumerate(builds):
+        layer, swapped = lambda_like_layer(
+            build_dir / "CoreLayer" / "python", scratch / f"opt{index}" / "python"
+        )
+        compiled = sum(1 for _ in layer.rglob("*.pyc"))
+        variants = {}
+        for job, (function_id, prepare, status) in jobs.items():
+            env = child_env(functions[function_id], layer=layer)
+            variants[job] = Variant(f"{job} ({label})", build_dir / function_id, env, prepare, status, python)
+        measured.append((label, variants))
+        note = f"{label}: {build_dir}/<Function> and CoreLayer/python ({compiled} .pyc files in the layer)"
         if swapped:
-            note += f"; {', '.join(swapped)} from this environment (the built one is aarch64)"
+            note += (
+                f"; {', '.join(swapped)} extension modules from this environment (the built ones are aarch64)"
+            )
         notes.append(note + ".")
-    return variants, "\n".join(textwrap.fill(note, width=108, subsequent_indent="  ") for note in notes)
+    text = "\n".join(textwrap.fill(note, width=108, subsequent_indent="  ") for note in notes)
+    return yardsticks, measured, text
 
 
 def measure(variants: list[Variant], runs: int, workdir: Path) -> None:
-    for variant in variants:  # warm-up, discarded: disk cache, and the cached variants' .pyc
+    for variant in variants:  # warm-up, discarded: disk cache
         run_once(variant, workdir)
     for round_number in range(runs):
         # Interleaved, and rotated so that no variant always runs right after the same neighbour.
@@ -508,7 +604,7 @@ def measure(variants: list[Variant], runs: int, workdir: Path) -> None:
 
 
 def print_importtimes(variants: list[Variant], top: int, workdir: Path) -> None:
-    for variant in variants[1:]:
+    for variant in variants:
         _, stderr = run_once(variant, workdir, importtime=True)
         print(f"\n`python -X importtime`, top {top} cumulative, {variant.name} (µs):")
         print(f"  {'cumulative':>10} {'self':>8}  module")
@@ -522,36 +618,49 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--runs", type=int, default=7, help="fresh processes per variant (default 7)")
     parser.add_argument(
-        "--build-dir", type=Path, help="a `sam build` output (.aws-sam/build): sizes, as-built runs"
+        "--build-dir",
+        action="append",
+        default=[],
+        metavar="[LABEL=]DIR",
+        help="a `sam build` output; repeat to compare builds (steps) in one run (default .aws-sam/build)",
     )
-    parser.add_argument("--top", type=int, default=10, help="imports listed per function (default 10)")
+    parser.add_argument(
+        "--top", type=int, default=10, help="imports listed per function (default 10; 0: none)"
+    )
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=Path.home() / ".cache" / "zoho-broker-bench",
+        help="where the boto3-only interpreter is kept (default ~/.cache/zoho-broker-bench)",
+    )
     options = parser.parse_args(argv)
     if options.runs < 1:
         parser.error("--runs must be at least 1")
-    build_dir: Path | None = options.build_dir
-    if build_dir is not None:
-        build_dir = build_dir.resolve()
-        if not (build_dir / "CoreLayer").is_dir():
-            parser.error(f"{build_dir} is not a sam build output (no CoreLayer); run `make build` first")
+    builds = parse_builds(options.build_dir or [str(ROOT / ".aws-sam" / "build")])
     for path in (LAYER_SOURCE, ROOT / "local"):
         if str(path) not in sys.path:
             sys.path.insert(0, str(path))
 
-    print(f"Python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} cores")
+    python, held = runtime_interpreter(options.cache)
+    print(f"{platform.machine()}, {os.cpu_count()} cores. Every process runs on {held}.")
     with tempfile.TemporaryDirectory(prefix="cold-start-") as temporary, broker_backend() as backend:
         scratch = Path(temporary)
-        variants, notes = build_variants(backend, scratch, build_dir)
+        yardsticks, measured, notes = build_variants(backend, scratch, builds, python)
         print(
             "Start measured: POST /connect/{link} (Continue) on a fresh link per run, answered by a 302 to Zoho."
         )
         print(notes)
         workdir = scratch / "run"
         workdir.mkdir()
-        measure(variants, options.runs, workdir)
-        print_table(variants, options.runs)
-        print_ratios(variants)
-        print_importtimes(variants, options.top, workdir)
-    if build_dir is not None:
+        everything = [*yardsticks.values(), *(v for _, variants in measured for v in variants.values())]
+        measure(everything, options.runs, workdir)
+        print_table(everything, options.runs)
+        print_ratios(yardsticks, measured)
+        if options.top:
+            print_importtimes(
+                [v for _, variants in measured[-1:] for v in variants.values()], options.top, workdir
+            )
+    for _, build_dir in builds[-1:]:
         print_sizes(build_dir)
 
 
