@@ -7,16 +7,18 @@ cannot be checked is not a passing build.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from benchmarks.cold_start import built_sizes
+from benchmarks.cold_start import built_sizes, lambda_like_layer
 
 pytestmark = pytest.mark.slow
 
@@ -204,3 +206,147 @@ def test_given_the_build_then_the_sizes_fit_lambda(
     assert sizes[LAYER] > 1024 * 1024, (
         f"the layer is only {sizes[LAYER]} bytes; are its dependencies missing?"
     )
+
+
+# The Lambda runtime's own packages (boto3 and what it needs), found in the environment running the tests.
+RUNTIME_MODULES = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "six", "urllib3")
+REGION = "eu-west-1"
+
+
+def compiled_for(source: Path) -> Path:
+    return source.parent / "__pycache__" / f"{source.stem}.cpython-313.pyc"
+
+
+@pytest.fixture(scope="module")
+def lambda_layout(sam_build: SamBuild, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The built layer as /opt/python (aarch64 extension modules swapped for local ones off arm64) and a
+    directory holding only the runtime's boto3, as the Lambda runtime puts them on sys.path."""
+    workdir = tmp_path_factory.mktemp("lambda")
+    layer, _ = lambda_like_layer(sam_build.require() / LAYER / "python", workdir / "opt" / "python")
+    runtime = workdir / "runtime"
+    runtime.mkdir()
+    for name in RUNTIME_MODULES:
+        module = __import__(name)
+        origin = Path(module.__file__ or "")
+        source = origin.parent if origin.name == "__init__.py" else origin
+        (runtime / source.name).symlink_to(source)
+    return {"layer": layer, "runtime": runtime}
+
+
+def run_built(
+    layout: dict[str, Path], function_dir: Path, code: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """python3.13 without site-packages: the function's directory, the layer, then the runtime's boto3."""
+    python313 = find_python313()
+    assert python313 is not None, "python3.13 is needed to run what was built for it"
+    path = os.pathsep.join([str(function_dir), str(layout["layer"]), str(layout["runtime"])])
+    return subprocess.run(
+        [str(python313), "-S", "-v", "-c", f"import sys; sys.path[:0] = {path.split(os.pathsep)!r}\n{code}"],
+        cwd=function_dir,
+        env={**(env or {}), "PYTHONDONTWRITEBYTECODE": "1", "PATH": os.environ.get("PATH", "")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_given_the_build_then_every_python_file_of_the_layer_has_its_bytecode(sam_build: SamBuild) -> None:
+    python = sam_build.require() / LAYER / "python"
+
+    sources = sorted(python.rglob("*.py"))
+    missing = [str(source.relative_to(python)) for source in sources if not compiled_for(source).is_file()]
+
+    assert any(source.parts[-2:] == ("zoho_broker", "models.py") for source in sources)
+    assert not missing, f"{len(missing)} of {len(sources)} files have no .pyc, e.g. {missing[:5]}"
+
+
+def test_given_the_layers_sources_are_newer_when_a_function_imports_then_the_built_bytecode_is_used(
+    sam_build: SamBuild, lambda_layout: dict[str, Path]
+) -> None:
+    # Lambda may give the files any mtime: the .pyc must not be checked against it.
+    for source in lambda_layout["layer"].rglob("*.py"):
+        os.utime(source)
+
+    result = run_built(lambda_layout, sam_build.require() / "CallbackFunction", "import app")
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    layer = str(lambda_layout["layer"])
+    compiled_now = [
+        line
+        for line in result.stderr.splitlines()
+        if line.startswith("# code object from") and layer in line and ".pyc" not in line
+    ]
+    used = [
+        line for line in result.stderr.splitlines() if line.startswith("# code object from") and layer in line
+    ]
+    assert any("zoho_broker" in line for line in used), "the layer's zoho_broker was not imported"
+    assert not compiled_now, f"compiled from source instead of the built .pyc: {compiled_now[:5]}"
+
+
+@pytest.fixture(scope="module")
+def moto_stack() -> Iterator[dict[str, dict[str, str]]]:
+    """A moto server provisioned from the template; the environment each function gets."""
+    from moto.server import ThreadedMotoServer
+
+    from broker_local.provision import session_for
+    from broker_local.template import function_environment, load_template, provision
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        template = load_template(TEMPLATE)
+        stack = provision(template, session=session_for(endpoint, REGION))
+        aws = {
+            "AWS_ENDPOINT_URL": endpoint,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_REGION": REGION,
+        }
+        yield {function: {**function_environment(template, stack, function), **aws} for function in FUNCTIONS}
+    finally:
+        server.stop()
+
+
+INVOKE = """
+import json
+import app
+
+class Context:
+    function_name = "build-test"
+    memory_limit_in_mb = 512
+    invoked_function_arn = "arn:aws:lambda:eu-west-1:123456789012:function:build-test"
+    aws_request_id = "build-test"
+
+with open({event!r}, encoding="utf-8") as stream:
+    answer = app.handler(json.load(stream), Context())
+print("ANSWER " + json.dumps({{"status": answer["statusCode"], "body": answer.get("body", "")}}))
+"""
+
+
+@pytest.mark.parametrize(
+    ("function", "event", "status", "shown"),
+    [
+        ("StartFunction", "start-connect.json", 410, "This connect link can&#x27;t be used"),
+        ("StartFunction", "start-connect-continue.json", 410, "This connect link can&#x27;t be used"),
+        ("CallbackFunction", "callback.json", 400, "malformed"),
+    ],
+)
+def test_given_the_built_function_when_it_gets_a_sample_event_then_it_answers_as_from_source(
+    sam_build: SamBuild,
+    lambda_layout: dict[str, Path],
+    moto_stack: dict[str, dict[str, str]],
+    function: str,
+    event: str,
+    status: int,
+    shown: str,
+) -> None:
+    code = INVOKE.format(event=str(ROOT / "events" / event))
+
+    result = run_built(lambda_layout, sam_build.require() / function, code, moto_stack[function])
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    answer = json.loads(result.stdout.rsplit("ANSWER ", 1)[1])
+    assert (answer["status"], shown in answer["body"]) == (status, True), answer
