@@ -13,7 +13,8 @@ from zoho_broker.store import aws
 from zoho_broker.store.announcements import Announcer
 from zoho_broker.store.flows import FlowStore
 from zoho_broker.store.refresh_queue import RefreshQueue
-from zoho_broker.store.secrets import SecretStore, SigningKeyStore
+from zoho_broker.store.secrets import SecretStore
+from zoho_broker.store.signing_key import SigningKeyStore
 from zoho_broker.store.subscriptions import SubscriptionStore
 
 if TYPE_CHECKING:

@@ -1,11 +1,10 @@
-"""Subscription secrets (client secret and tokens) and the state-signing key in Secrets Manager."""
+"""Subscription secrets (client secret and tokens) in Secrets Manager."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.utilities.parameters import SecretsProvider
 from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
@@ -19,9 +18,6 @@ _GONE = frozenset({"ResourceNotFoundException", "InvalidRequestException"})
 
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
-
-# The signing key changes only when an operator rotates it; five minutes of caching saves a call per request.
-SIGNING_KEY_MAX_AGE_SECONDS = 300
 
 
 class SecretStore:
@@ -74,17 +70,3 @@ class SecretStore:
         except ClientError as error:
             if error.response["Error"]["Code"] not in _GONE:
                 raise
-
-
-class SigningKeyStore:
-    """Reads the HMAC key with Powertools' parameters utility, cached per process."""
-
-    def __init__(self, secret_id: str, client: SecretsManagerClient | None = None) -> None:
-        self._secret_id = secret_id
-        self._provider = SecretsProvider(boto3_client=client or aws.secretsmanager())
-
-    def get(self) -> bytes:
-        value = self._provider.get(self._secret_id, max_age=SIGNING_KEY_MAX_AGE_SECONDS)
-        if not isinstance(value, str) or len(value) < 32:
-            raise RuntimeError("The state-signing key is missing or shorter than 32 characters.")
-        return value.encode()

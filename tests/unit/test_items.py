@@ -1,0 +1,54 @@
+"""DynamoDB items written and read as boto3's serializer did: stored subscriptions and flows stay readable."""
+
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+
+from zoho_broker.store.items import from_item, to_item
+
+STORED: dict[str, Any] = {
+    "pk": "sub#sub_0123",
+    "name": "Acme Zoho CRM",
+    "connect_generation": 3,
+    "refresh_due_at": 1_795_000_000,
+    "throttling": {"requests_per_minute": 100, "max_concurrent_requests": 10},
+    "custom_fields": {"RedirectUrl": "", "OrganizationId": "12345"},
+    "flags": [True, False, None, "x", 7],
+    "last_error": None,
+    "nested": {"empty": {}, "list": [], "deep": {"n": 0}},
+}
+
+
+def test_given_json_like_data_when_stored_then_the_item_is_what_boto3s_serializer_made() -> None:
+    serializer = TypeSerializer()
+    expected = {key: serializer.serialize(value) for key, value in STORED.items() if value is not None}
+
+    assert to_item(STORED) == expected
+
+
+def test_given_an_item_written_by_boto3_when_read_then_numbers_are_int_or_float_and_the_rest_unchanged() -> (
+    None
+):
+    serializer, deserializer = TypeSerializer(), TypeDeserializer()
+    written = {key: serializer.serialize(value) for key, value in STORED.items() if value is not None}
+    written["ratio"] = serializer.serialize(Decimal("0.25"))
+    written["tags"] = serializer.serialize({"a", "b"})
+    written["sizes"] = serializer.serialize({Decimal(1), Decimal("1.5")})
+
+    read = from_item(written)
+
+    assert read == {
+        **{key: value for key, value in STORED.items() if value is not None},
+        "ratio": 0.25,
+        "tags": {"a", "b"},
+        "sizes": {1, 1.5},
+    }
+    assert type(read["refresh_due_at"]) is int
+    assert {key: deserializer.deserialize(value) for key, value in written.items()}.keys() == read.keys()
+
+
+def test_given_a_float_when_stored_then_it_is_refused_as_boto3_refuses_it() -> None:
+    with pytest.raises(TypeError):
+        to_item({"expires_in": 0.5})
