@@ -14,6 +14,13 @@ from zoho_broker.catalogue import Throttling
 from zoho_broker.masking import mask
 
 
+class BrokerModel(BaseModel):
+    """Every model here: its validator is built when first used, not at import. A function uses a few
+    of these models, and building all of them cost each cold start more than its share."""
+
+    model_config = ConfigDict(defer_build=True)
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
 
@@ -49,7 +56,7 @@ class ConnectionStatus(StrEnum):
     NEEDS_REAUTHENTICATION = "needs_reauthentication"
 
 
-class SubscriptionCreate(BaseModel):
+class SubscriptionCreate(BrokerModel):
     """Body of POST /admin/subscriptions (the seed's Subscription Settings)."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
@@ -90,7 +97,7 @@ def _given_fields_are_never_null(schema: JsonDict) -> None:
     schema["minProperties"] = 1
 
 
-class SubscriptionUpdate(BaseModel):
+class SubscriptionUpdate(BrokerModel):
     """Body of PATCH /admin/subscriptions/{id}: only the fields given change."""
 
     model_config = ConfigDict(
@@ -118,7 +125,7 @@ class SubscriptionUpdate(BaseModel):
     custom_fields: CustomFieldValues | None = None
 
 
-class Subscription(BaseModel):
+class Subscription(BrokerModel):
     """A subscription as stored in DynamoDB: no secret ever lives here."""
 
     model_config = ConfigDict(extra="ignore")
@@ -151,7 +158,7 @@ class Subscription(BaseModel):
     updated_at: datetime
 
 
-class PendingRevocation(BaseModel):
+class PendingRevocation(BrokerModel):
     """A refresh token the broker has let go of but Zoho has not yet confirmed revoking."""
 
     refresh_token: str
@@ -163,7 +170,7 @@ class PendingRevocation(BaseModel):
     __str__ = __repr__
 
 
-class SubscriptionSecret(BaseModel):
+class SubscriptionSecret(BrokerModel):
     """The JSON held in a subscription's secret: what consumers read straight from Secrets Manager."""
 
     model_config = ConfigDict(extra="ignore")
@@ -188,12 +195,12 @@ class SubscriptionSecret(BaseModel):
     __str__ = __repr__
 
 
-class MaskedTokens(BaseModel):
+class MaskedTokens(BrokerModel):
     access_token: str | None
     refresh_token: str | None
 
 
-class SubscriptionView(BaseModel):
+class SubscriptionView(BrokerModel):
     """A subscription as the admin API shows it: status and masked secrets."""
 
     subscription_id: str
@@ -243,23 +250,23 @@ class SubscriptionView(BaseModel):
         return cls.model_validate(data)
 
 
-class SubscriptionList(BaseModel):
+class SubscriptionList(BrokerModel):
     subscriptions: list[SubscriptionView]
     next_cursor: str | None = None
 
 
-class ConnectLink(BaseModel):
+class ConnectLink(BrokerModel):
     url: str
     expires_at: datetime
     subscription_id: str
 
 
-class FieldProblem(BaseModel):
+class FieldProblem(BrokerModel):
     field: str = Field(description="Where: path.<name>, query.<name> or body.<field>.")
     message: str
 
 
-class ErrorBody(BaseModel):
+class ErrorBody(BrokerModel):
     """Every error answer of the admin API."""
 
     error: str = Field(
@@ -273,7 +280,7 @@ class ErrorBody(BaseModel):
     )
 
 
-class ConnectLinkRecord(BaseModel):
+class ConnectLinkRecord(BrokerModel):
     """A connect link as stored (keyed by the hash of its token, so a table reader cannot use it)."""
 
     subscription_id: str
@@ -281,7 +288,7 @@ class ConnectLinkRecord(BaseModel):
     generation: int = Field(default=0, description="The subscription's connect_generation when issued.")
 
 
-class StateRecord(BaseModel):
+class StateRecord(BrokerModel):
     """One consent attempt, stored under its nonce until the callback consumes it."""
 
     subscription_id: str
@@ -294,7 +301,7 @@ class StateRecord(BaseModel):
     link_expires_at: int | None = None
 
 
-class AccessToken(BaseModel):
+class AccessToken(BrokerModel):
     """What a consumer gets from the token route: a token valid for at least a few minutes."""
 
     subscription_id: str
@@ -314,7 +321,7 @@ class RefreshResult(StrEnum):
     NEEDS_REAUTHENTICATION = "needs_reauthentication"
 
 
-class RefreshOutcome(BaseModel):
+class RefreshOutcome(BrokerModel):
     subscription_id: str
     result: RefreshResult
     access_token_expires_at: datetime | None = None
