@@ -23,7 +23,7 @@ from flow import (
 
 from broker_local.zoho_standin import ZohoStandIn
 from tests.integration.test_refresh import Announcements
-from zoho_broker import web
+from zoho_broker import page_routes, web
 from zoho_broker.errors import PayloadTooLarge, UnsupportedMediaType, ZohoError
 from zoho_broker.services import get_services
 from zoho_broker.zoho_client import ZohoClient
@@ -251,10 +251,12 @@ def test_pages_and_redirects_send_hsts(admin: httpx.Client, browser: httpx.Clien
 
 
 def test_a_secure_binding_cookie_carries_the_host_prefix() -> None:
-    cookie = str(web.binding_cookie("v" * 43, secure=True, max_age=600))
+    cookie = str(page_routes.binding_cookie("v" * 43, secure=True, max_age=600))
     assert cookie.startswith("__Host-zoho_broker_binding=")
     assert "Secure" in cookie and "Path=/" in cookie and "Domain" not in cookie
-    assert str(web.binding_cookie("v" * 43, secure=False, max_age=600)).startswith("zoho_broker_binding=")
+    assert str(page_routes.binding_cookie("v" * 43, secure=False, max_age=600)).startswith(
+        "zoho_broker_binding="
+    )
 
 
 # ------------------------------------------------------------------------------------------------

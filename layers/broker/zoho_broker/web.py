@@ -1,5 +1,5 @@
-"""HTTP glue shared by the handlers: base URLs, cookies, redirects, request bodies, and errors mapped to
-answers."""
+"""HTTP glue of the admin API (Powertools' event handler): base URLs, bounded JSON bodies, and errors
+mapped to JSON answers. The person-facing functions have their own, lighter glue (page_routes.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import base64
 import binascii
 import json
 from collections.abc import Callable
-from http import HTTPStatus
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
@@ -15,30 +14,19 @@ from aws_lambda_powertools.event_handler.middlewares.openapi_validation import (
     OpenAPIRequestValidationMiddleware,
 )
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
-from aws_lambda_powertools.shared.cookies import Cookie, SameSite
 
-from zoho_broker import pages
+from zoho_broker import page_routes
 from zoho_broker.config import Settings
 from zoho_broker.errors import (
     BrokerError,
-    ConnectLinkInvalid,
     PayloadTooLarge,
-    RetryWithLink,
-    ServiceUnavailable,
-    StateRejected,
     UnsupportedMediaType,
-    UntrustedAccountsServer,
     ZohoError,
 )
 from zoho_broker.observability import logger
+from zoho_broker.page_routes import unavailable, validation_details
 from zoho_broker.store.aws import is_unavailable
 
-BINDING_COOKIE = "zoho_broker_binding"
-# Browsers accept a __Host- cookie only when it is Secure, has Path=/ and no Domain: nobody on a
-# sibling subdomain can plant or overwrite it.
-SECURE_BINDING_COOKIE = "__Host-" + BINDING_COOKIE
-NEW_LINK_HINT = "Ask whoever sent you the connect link for a new one, and open it in this browser."
-RETRY_HINT = "Nothing was changed. Please try again in a minute."
 NO_STORE = {"Cache-Control": "no-store"}
 
 # Admin bodies are small JSON documents; anything beyond these bounds is refused before parsing deeper.
@@ -48,77 +36,7 @@ MAX_NUMBER_CHARACTERS = 32
 
 
 def base_url(app: APIGatewayHttpResolver, settings: Settings) -> str:
-    """The broker's public origin: configured, else the API Gateway domain the request came in on."""
-    if settings.public_base_url:
-        return settings.public_base_url
-    domain = app.current_event.request_context.domain_name
-    return f"https://{domain}"
-
-
-def cookie(app: APIGatewayHttpResolver, name: str) -> str | None:
-    for raw in app.current_event.cookies or []:
-        key, _, value = raw.partition("=")
-        if key.strip() == name:
-            return value.strip()
-    return None
-
-
-def binding_cookie_name(*, secure: bool) -> str:
-    return SECURE_BINDING_COOKIE if secure else BINDING_COOKIE
-
-
-def browser_binding(app: APIGatewayHttpResolver, settings: Settings) -> str | None:
-    return cookie(app, binding_cookie_name(secure=settings.cookie_secure))
-
-
-def binding_cookie(value: str, *, secure: bool, max_age: int) -> Cookie:
-    # Lax: the callback is a top-level navigation from Zoho, which Lax cookies accompany.
-    return Cookie(
-        name=binding_cookie_name(secure=secure),
-        value=value,
-        path="/",
-        secure=secure,
-        http_only=True,
-        max_age=max_age,
-        same_site=SameSite.LAX_MODE,
-    )
-
-
-def redirect(location: str, *, cookies: list[Cookie]) -> Response[str]:
-    return Response(
-        status_code=HTTPStatus.FOUND,
-        headers={
-            "Location": location,
-            "Cache-Control": "no-store",
-            "Referrer-Policy": "no-referrer",
-            "Strict-Transport-Security": pages.HSTS,
-        },
-        cookies=cookies,
-        body="",
-    )
-
-
-def html(page: pages.Page, headers: dict[str, str] | None = None) -> Response[str]:
-    return Response(
-        status_code=page.status_code,
-        content_type="text/html; charset=utf-8",
-        headers=headers or pages.SECURITY_HEADERS,
-        body=page.html,
-    )
-
-
-def validation_details(error: RequestValidationError) -> list[dict[str, str]]:
-    """Where and what, never the input itself (it may be a client secret)."""
-    details = []
-    for item in error.errors():
-        # Dictionary keys of the body appear in the location: keep them short.
-        location = ".".join(str(part)[:64] for part in item.get("loc", ()))
-        message = str(item.get("msg", "invalid value"))
-        given = item.get("input")
-        if isinstance(given, str) and len(given) >= 4 and given in message:
-            message = str(item.get("type", "invalid value"))
-        details.append({"field": location, "message": message})
-    return details
+    return page_routes.base_url(settings, app.current_event.request_context.domain_name)
 
 
 def _body_error(message: str) -> RequestValidationError:
@@ -217,78 +135,6 @@ def json_api(app: APIGatewayHttpResolver) -> APIGatewayHttpResolver:
     return app
 
 
-def _page_for(error: BrokerError) -> pages.Page:
-    if isinstance(error, ConnectLinkInvalid):
-        return pages.failure(
-            "This connect link can't be used", error.message, status_code=410, hint=NEW_LINK_HINT
-        )
-    if isinstance(error, RetryWithLink):
-        return pages.failure(
-            "This sign-in could not be finished",
-            error.message,
-            status_code=error.status_code,
-            hint="Open the same connect link again in a minute: it still works.",
-        )
-    if isinstance(error, ServiceUnavailable):
-        return pages.failure(
-            "The broker is busy right now", error.message, status_code=error.status_code, hint=RETRY_HINT
-        )
-    if isinstance(error, StateRejected | UntrustedAccountsServer):
-        return pages.failure(
-            "This sign-in can't be completed", error.message, status_code=400, hint=NEW_LINK_HINT
-        )
-    if isinstance(error, ZohoError):
-        if error.transient:
-            return pages.failure(
-                "Zoho is not answering right now",
-                f"{error.message} Nothing was changed.",
-                status_code=503,
-                hint="Please try again in a few minutes with a new connect link.",
-            )
-        if error.zoho_code == "invalid_code":
-            message = "Zoho rejected the authorization code: it expired or was already used."
-        else:
-            message = f"Zoho refused the connection ({error.zoho_code})."
-        return pages.failure("Zoho did not accept the sign-in", message, status_code=502, hint=NEW_LINK_HINT)
-    return pages.failure("This request can't be completed", error.message, status_code=error.status_code)
-
-
-def install_page_errors(app: APIGatewayHttpResolver) -> None:
-    """Errors of the person-facing routes become small HTML pages, never a stack trace."""
-
-    @app.exception_handler(BrokerError)
-    def _broker_error(error: BrokerError) -> Response[str]:
-        logger.info("request refused", extra={"error": error.code, "reason": error.message})
-        return html(_page_for(error))
-
-    @app.exception_handler(RequestValidationError)
-    def _invalid(error: RequestValidationError) -> Response[str]:
-        fields = ", ".join(d["field"].removeprefix("query.") for d in validation_details(error))
-        logger.info("invalid request", extra={"fields": fields})
-        return html(
-            pages.failure(
-                "This link is incomplete",
-                f"The address is missing or has an invalid value for: {fields}.",
-                status_code=400,
-                hint=NEW_LINK_HINT,
-            )
-        )
-
-    @app.exception_handler(Exception)
-    def _unexpected(error: Exception) -> Response[str]:
-        if is_unavailable(error):
-            return html(_page_for(_unavailable(error)))
-        logger.exception("unexpected error")
-        return html(
-            pages.failure(
-                "Something went wrong",
-                "The broker could not finish this request.",
-                status_code=500,
-                hint="Please try again in a few minutes.",
-            )
-        )
-
-
 def json_error(
     status_code: int, code: str, message: str, details: list[dict[str, str]] | None = None
 ) -> Response[Any]:
@@ -297,13 +143,6 @@ def json_error(
         body["details"] = details
     return Response(
         status_code=status_code, content_type=content_types.APPLICATION_JSON, body=body, headers=NO_STORE
-    )
-
-
-def _unavailable(error: Exception) -> ServiceUnavailable:
-    logger.warning("an AWS service failed", extra={"error": type(error).__name__})
-    return ServiceUnavailable(
-        "The broker's storage did not answer; nothing was changed. Try again in a minute."
     )
 
 
@@ -326,7 +165,7 @@ def install_json_errors(app: APIGatewayHttpResolver) -> None:
     @app.exception_handler(Exception)
     def _unexpected(error: Exception) -> Response[Any]:
         if is_unavailable(error):
-            refused = _unavailable(error)
+            refused = unavailable(error)
             return json_error(refused.status_code, refused.code, refused.message)
         logger.exception("unexpected error")
         return json_error(500, "internal_error", "The broker could not finish this request.")
