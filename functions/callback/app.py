@@ -8,13 +8,21 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, Field
 
-from zoho_broker import pages
+from zoho_broker import pages, snapstart
 from zoho_broker.logic import connect
 from zoho_broker.observability import logger, metrics
 from zoho_broker.page_routes import Answer, PageRoutes, Request, browser_binding, html, parameters
 from zoho_broker.services import get_services
 
 routes = PageRoutes()
+
+
+# Under SnapStart, into the snapshot: settings, catalogue, AWS clients and the Zoho client (no I/O).
+snapstart.prepare(
+    lambda: get_services().make(
+        "flows", "subscriptions", "secrets", "signing_keys", "accounts_servers", "zoho"
+    )
+)
 
 
 class CallbackQuery(BaseModel):

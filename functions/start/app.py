@@ -8,7 +8,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, Field
 
-from zoho_broker import pages
+from zoho_broker import pages, snapstart
 from zoho_broker.logic import connect
 from zoho_broker.observability import logger
 from zoho_broker.page_routes import (
@@ -25,6 +25,10 @@ from zoho_broker.page_routes import (
 from zoho_broker.services import get_services
 
 routes = PageRoutes()
+
+
+# Under SnapStart, into the snapshot: the settings, the catalogue and the AWS clients (no I/O).
+snapstart.prepare(lambda: get_services().make("flows", "subscriptions", "signing_keys", "accounts_servers"))
 
 
 class LinkPath(BaseModel):

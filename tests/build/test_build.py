@@ -15,6 +15,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -350,3 +351,55 @@ def test_given_the_built_function_when_it_gets_a_sample_event_then_it_answers_as
     assert result.returncode == 0, result.stderr[-3000:]
     answer = json.loads(result.stdout.rsplit("ANSWER ", 1)[1])
     assert (answer["status"], shown in answer["body"]) == (status, True), answer
+
+
+PERSON_FACING = {"StartFunction": "/connect/{link}", "CallbackFunction": "/oauth/callback"}
+
+
+def sam_transformed(monkeypatch: pytest.MonkeyPatch, parameters: dict[str, str]) -> dict[str, Any]:
+    """template.yaml as CloudFormation sees it after the SAM transform (code locations made up)."""
+    from samtranslator.translator.transform import transform
+
+    from broker_local.template import load_template
+
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    template = load_template(TEMPLATE)
+    for resource in template["Resources"].values():
+        if resource["Type"] == "AWS::Serverless::Function":
+            resource["Properties"]["CodeUri"] = "s3://bucket/function.zip"
+        if resource["Type"] == "AWS::Serverless::LayerVersion":
+            resource["Properties"]["ContentUri"] = "s3://bucket/layer.zip"
+
+    class NoManagedPolicies:
+        def load(self) -> dict[str, str]:
+            return {}
+
+    transformed: dict[str, Any] = transform(template, parameters, NoManagedPolicies())
+    return transformed
+
+
+def test_given_the_template_then_snapstart_is_off_unless_asked_for() -> None:
+    from broker_local.template import load_template
+
+    parameter = load_template(TEMPLATE)["Parameters"]["SnapStart"]
+
+    assert (parameter["Default"], parameter["AllowedValues"]) == ("None", ["None", "PublishedVersions"])
+
+
+def test_given_snapstart_when_deployed_then_the_api_invokes_the_published_version_it_applies_to(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    resources = sam_transformed(monkeypatch, {"SnapStart": "PublishedVersions"})["Resources"]
+
+    api = next(r for r in resources.values() if r["Type"] == "AWS::ApiGatewayV2::Api")
+    for function, path in PERSON_FACING.items():
+        assert resources[function]["Properties"]["SnapStart"] == {"ApplyOn": {"Ref": "SnapStart"}}
+        alias = resources[f"{function}Aliaslive"]
+        assert alias["Type"] == "AWS::Lambda::Alias"
+        assert (
+            resources[alias["Properties"]["FunctionVersion"]["Fn::GetAtt"][0]]["Type"]
+            == "AWS::Lambda::Version"
+        )
+        for method in api["Properties"]["Body"]["paths"][path].values():
+            uri = method["x-amazon-apigateway-integration"]["uri"]["Fn::Sub"]
+            assert f"${{{function}Aliaslive}}" in uri

@@ -61,6 +61,11 @@ class Services:
 
         return ZohoClient(timeout_seconds=self.settings.zoho_timeout_seconds)
 
+    def make(self, *parts: str) -> None:
+        """Make these parts now rather than on first use (under SnapStart, init goes into the snapshot)."""
+        for part in parts:
+            getattr(self, part)
+
 
 @cache
 def get_services() -> Services:
