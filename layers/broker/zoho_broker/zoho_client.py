@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import ssl
 from typing import Any
 
 import httpx
@@ -32,6 +33,32 @@ class TokenResponse(BaseModel):
     __str__ = __repr__
 
 
+class TransportPerScheme(httpx.BaseTransport):
+    """httpx's own transport, made on the first request of each scheme.
+
+    Made with the client, it would load certifi's certificates into a TLS context on every cold start
+    (tens of milliseconds) before anything is sent, and also for a plain-http accounts server (the local
+    stand-in), which needs none: its context holds no certificate, so it can verify nothing.
+    """
+
+    def __init__(self) -> None:
+        self._made: dict[str, httpx.HTTPTransport] = {}
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        scheme = request.url.scheme
+        transport = self._made.get(scheme)
+        if transport is None:
+            verify: ssl.SSLContext | bool = (
+                True if scheme == "https" else ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            )
+            transport = self._made[scheme] = httpx.HTTPTransport(verify=verify)
+        return transport.handle_request(request)
+
+    def close(self) -> None:
+        for transport in self._made.values():
+            transport.close()
+
+
 class ZohoClient:
     """Owns one httpx.Client (connection reuse across warm invocations)."""
 
@@ -41,7 +68,7 @@ class ZohoClient:
         self._http = httpx.Client(
             timeout=httpx.Timeout(timeout_seconds, connect=min(3.0, timeout_seconds)),
             follow_redirects=False,
-            transport=transport,
+            transport=transport or TransportPerScheme(),
             headers={"User-Agent": "zoho-oauth-broker"},
         )
 
