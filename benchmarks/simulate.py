@@ -235,13 +235,19 @@ class Simulation:
         self.try_write(now, job)
 
     def try_write(self, now: float, job: Job) -> None:
-        retry_at = try_slot(self.windows, now, self.budget)
-        if retry_at is not None:
-            if retry_at > job.deadline:
+        granted, at = try_slot(self.windows, now, self.budget)
+        if not granted:
+            if at > job.deadline:
                 self.defer(now, job)
             else:
-                self.at(retry_at, "write", job)
+                self.at(at, "write", job)
             return
+        if at > now:  # the slot is the next second's: the write waits for it
+            self.at(at, "send", job)
+            return
+        self.send(now, job)
+
+    def send(self, now: float, job: Job) -> None:
         second = int(now)
         if self.quota[second] >= self.o.quota:  # Secrets Manager answers ThrottlingException
             self.figures.throttled += 1
@@ -296,6 +302,9 @@ class Simulation:
             elif kind == "write":
                 assert isinstance(payload, Job)
                 self.try_write(now, payload)
+            elif kind == "send":
+                assert isinstance(payload, Job)
+                self.send(now, payload)
         # Tokens that lapsed without being refreshed by the end (none should).
         self.lapsed = sum(1 for sub in self.subs if sub.expires_at < end)
 

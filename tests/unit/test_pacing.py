@@ -51,3 +51,11 @@ def test_a_caller_whose_deadline_comes_first_gets_no_slot() -> None:
 
     assert take_slot(windows, clock, per_second=2, deadline=50.9) is False
     assert windows.counts[51] == 0
+
+
+def test_a_slot_asked_for_at_the_very_end_of_a_second_is_taken_in_the_next_and_waits_for_it() -> None:
+    clock, windows = VirtualClock(70.98), Windows()
+
+    assert take_slot(windows, clock, per_second=5, deadline=80.0) is True
+    assert windows.counts == {71: 1}
+    assert clock.now == 71.0  # the write goes out in the second that counted it

@@ -17,6 +17,9 @@ from typing import Protocol
 
 from zoho_broker.clock import Clock
 
+# The time a write takes from its slot to Secrets Manager (the slot's own request, a network hop).
+GUARD_SECONDS = 0.05
+
 
 class WindowCounter(Protocol):
     def take(self, window: int, limit: int) -> bool:
@@ -31,20 +34,28 @@ class Unpaced:
         return True
 
 
-def try_slot(counter: WindowCounter, now: float, per_second: int) -> float | None:
-    """Take a write slot in the current window: None when taken, else when to ask again."""
+def try_slot(counter: WindowCounter, now: float, per_second: int) -> tuple[bool, float]:
+    """Take a write slot: ``(True, when to write)``, or ``(False, when to ask again)``.
+
+    Within ``GUARD_SECONDS`` of a window's end the slot is taken in the next window and the write waits
+    for it: written at once, it would reach Secrets Manager in the next second, uncounted there.
+    """
     window = int(now)
+    if now - window > 1 - GUARD_SECONDS:
+        window += 1
     if counter.take(window, per_second):
-        return None
-    return float(window + 1)
+        return True, max(now, float(window))
+    return False, float(window + 1)
 
 
 def take_slot(counter: WindowCounter, clock: Clock, *, per_second: int, deadline: float) -> bool:
     """Wait for a write slot until ``deadline`` (clock seconds); False when none came in time."""
     while True:
-        retry_at = try_slot(counter, clock.time(), per_second)
-        if retry_at is None:
+        now = clock.time()
+        granted, at = try_slot(counter, now, per_second)
+        if granted:
+            clock.sleep(at - now)
             return True
-        if retry_at > deadline:
+        if at > deadline:
             return False
-        clock.sleep(retry_at - clock.time())
+        clock.sleep(at - now)
