@@ -49,6 +49,18 @@ bench-cold-start: $(BIN)/.installed
 bench-refresh: $(BIN)/.installed
 	$(BIN)/python benchmarks/refresh.py $(ARGS)
 
+# The refresher at Secrets Manager's write quota: N subscriptions (default 10,000) due at once, the quota
+# enforced in front of moto (scaled to 25/s, budget 20/s; see the script). Options: ARGS="--n 2000".
+.PHONY: bench-quota
+bench-quota: $(BIN)/.installed
+	$(BIN)/python benchmarks/quota.py $(ARGS)
+
+# The refresher of a whole region on a virtual clock: 100,000 subscriptions onboarded at once, 24 hours,
+# the broker's own scheduling, pacing and backoff code. Options: ARGS="--schedule legacy".
+.PHONY: bench-simulate
+bench-simulate: $(BIN)/.installed
+	$(BIN)/python benchmarks/simulate.py $(ARGS)
+
 # Debian's Chromium for the browser tests (tests/e2e); Playwright drives it, it downloads no browser.
 .PHONY: browser
 browser:

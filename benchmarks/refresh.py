@@ -737,6 +737,7 @@ def seed(world: World, n: int) -> tuple[list[Seeded], SeedReport]:
             connected_at=now,
             refresh_due_at=int(expired.timestamp()),
             lease_owner=owner,
+            reconnected_from=None,
         )
         seeded.append(Seeded(sid, client_id, tokens.refresh_token, tokens.access_token))
 
@@ -1482,6 +1483,22 @@ def _numbers(text: str) -> list[int]:
     return values
 
 
+def prepare_process() -> None:
+    """The broker's and the local runner's packages importable, and AWS credentials that reach only moto."""
+    for path in (ROOT / "local", ROOT / "layers" / "broker"):
+        if str(path) not in sys.path:
+            sys.path.insert(0, str(path))
+    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN"):
+        os.environ.pop(name, None)
+    os.environ.update(
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_DEFAULT_REGION=REGION,
+        AWS_REGION=REGION,
+    )
+    warnings.filterwarnings("ignore", message="No application metrics to publish")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -1515,18 +1532,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if latency <= 0:
         parser.error("--latency-ms must be above 0")
 
-    for path in (ROOT / "local", ROOT / "layers" / "broker"):
-        if str(path) not in sys.path:
-            sys.path.insert(0, str(path))
-    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN"):
-        os.environ.pop(name, None)
-    os.environ.update(
-        AWS_ACCESS_KEY_ID="testing",
-        AWS_SECRET_ACCESS_KEY="testing",
-        AWS_DEFAULT_REGION=REGION,
-        AWS_REGION=REGION,
-    )
-    warnings.filterwarnings("ignore", message="No application metrics to publish")
+    prepare_process()
     out = sys.stdout
     sink = OutputSink()
     # Powertools' Logger takes sys.stdout when it is made (at import), and its metrics print to it.

@@ -25,14 +25,14 @@ class RefreshMessage(BaseModel):
 
 def refresh_one(record: SQSRecord) -> str:
     message = RefreshMessage.model_validate(json.loads(record.body))
+    sid = message.subscription_id
     try:
-        outcome = refresh.refresh(get_services(), message.subscription_id)
+        outcome = refresh.refresh_queued(get_services(), sid)
     except NotFound:
-        logger.info(
-            "queued subscription no longer exists", extra={"subscription_id": message.subscription_id}
-        )
+        logger.info("queued subscription no longer exists", extra={"subscription_id": sid})
         return "gone"
-    # Zoho's transient failures are rescheduled through the index (with backoff), not through SQS.
+    # Zoho's transient failures, deferrals and lost leases are rescheduled through the index (with
+    # backoff), not through SQS; each outcome is logged and counted where it happens.
     return outcome.result.value
 
 

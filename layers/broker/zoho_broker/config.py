@@ -35,6 +35,10 @@ class Settings(BaseModel):
     max_failing_days: int = Field(default=3, ge=1, le=30)
     retry_base_seconds: int = Field(default=60, ge=1, le=3600)
     retry_cap_seconds: int = Field(default=3600, ge=60, le=86400)
+    # Secret writes per second for the whole region, shared by every refresher through the counters in
+    # this table (empty: unpaced). Secrets Manager's own limit is 50 for all writers in the region.
+    write_budget_table: str = ""
+    secret_writes_per_second: int = Field(default=40, ge=1, le=50)
     event_bus_name: str = "default"
 
     @field_validator("public_base_url")
@@ -73,6 +77,8 @@ class Settings(BaseModel):
             "max_failing_days": "BROKER_MAX_FAILING_DAYS",
             "retry_base_seconds": "BROKER_RETRY_BASE_SECONDS",
             "retry_cap_seconds": "BROKER_RETRY_CAP_SECONDS",
+            "write_budget_table": "BROKER_WRITE_BUDGET_TABLE",
+            "secret_writes_per_second": "BROKER_SECRET_WRITES_PER_SECOND",
             "event_bus_name": "BROKER_EVENT_BUS_NAME",
             "stage": "BROKER_STAGE",
         }

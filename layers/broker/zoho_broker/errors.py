@@ -73,6 +73,15 @@ class Busy(BrokerError):
     code = "busy"
 
 
+class LeaseLost(Busy):
+    """The lease ran out (or was taken over) before the work was recorded: someone else now holds it.
+
+    Distinct from a deleted subscription (NotFound); as an answer it means "busy, retry shortly".
+    """
+
+    code = "busy"
+
+
 class NotConnected(BrokerError):
     """The subscription was never connected, or was disconnected: send a connect link."""
 

@@ -319,6 +319,13 @@ class RefreshResult(StrEnum):
     SKIPPED = "skipped"
     FAILED = "failed"
     NEEDS_REAUTHENTICATION = "needs_reauthentication"
+    # A queued message for a subscription that is not due (re-delivered, or in backoff): nothing done.
+    NOT_DUE = "not_due"
+    # The secret-write budget or Secrets Manager's throttling held the write back: retried soon,
+    # not a failure.
+    DEFERRED = "deferred"
+    # The lease ran out before the result was recorded; whoever holds it now finishes the work.
+    LEASE_LOST = "lease_lost"
 
 
 class RefreshOutcome(BrokerModel):

@@ -7,8 +7,10 @@ from functools import cache, cached_property
 from typing import TYPE_CHECKING
 
 from zoho_broker.catalogue import Catalogue, load_catalogue
+from zoho_broker.clock import Clock, SystemClock
 from zoho_broker.config import Settings
 from zoho_broker.data_centres import AccountsServers
+from zoho_broker.logic.pacing import Unpaced, WindowCounter
 from zoho_broker.store import aws
 from zoho_broker.store.announcements import Announcer
 from zoho_broker.store.flows import FlowStore
@@ -16,6 +18,7 @@ from zoho_broker.store.refresh_queue import RefreshQueue
 from zoho_broker.store.secrets import SecretStore
 from zoho_broker.store.signing_key import SigningKeyStore
 from zoho_broker.store.subscriptions import SubscriptionStore
+from zoho_broker.store.write_budget import WriteBudgetStore
 
 if TYPE_CHECKING:
     from zoho_broker.zoho_client import ZohoClient
@@ -25,6 +28,8 @@ if TYPE_CHECKING:
 class Services:
     settings: Settings
     catalogue: Catalogue = field(default_factory=load_catalogue)
+    # The refresher's time source: a simulation or a test may put a virtual clock here.
+    clock: Clock = field(default_factory=SystemClock)
 
     @cached_property
     def subscriptions(self) -> SubscriptionStore:
@@ -33,6 +38,11 @@ class Services:
     @cached_property
     def secrets(self) -> SecretStore:
         return SecretStore(self.settings.secret_prefix)
+
+    @cached_property
+    def write_budget(self) -> WindowCounter:
+        table = self.settings.write_budget_table
+        return WriteBudgetStore(table) if table else Unpaced()
 
     @cached_property
     def flows(self) -> FlowStore:

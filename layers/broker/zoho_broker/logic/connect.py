@@ -284,7 +284,12 @@ def _finish_consent(services: Services, record: StateRecord, params: CallbackPar
                 refresh_due_at=(
                     int(now.timestamp())
                     if pending
-                    else refresh.next_due(expires_at, now, services.settings.refresh_margin_seconds)
+                    else refresh.next_due(
+                        expires_at,
+                        now,
+                        services.settings.refresh_margin_seconds,
+                        subscription_id=subscription.subscription_id,
+                    )
                 ),
                 lease_owner=held.owner,
                 reconnected_from=current.data_centre if live else None,

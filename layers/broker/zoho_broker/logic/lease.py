@@ -3,7 +3,6 @@ and revoke, so two of them never write one subscription's tokens at once."""
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,18 +34,19 @@ def held(
     ``released``); otherwise it is released on the way out.
     """
     owner = f"{purpose}:{uuid.uuid4().hex}"
-    deadline = time.monotonic() + wait_seconds
+    clock = services.clock
+    deadline = clock.monotonic() + wait_seconds
     while True:
         subscription = services.subscriptions.acquire_lease(
-            subscription_id, owner=owner, now=int(time.time()), seconds=LEASE_SECONDS
+            subscription_id, owner=owner, now=int(clock.time()), seconds=LEASE_SECONDS
         )
         if subscription is not None:
             break
         if services.subscriptions.get(subscription_id) is None:
             raise NotFound(f"No subscription with id {subscription_id!r}.")
-        if time.monotonic() >= deadline:
+        if clock.monotonic() >= deadline:
             raise Busy("Another refresh of this subscription is under way; try again in a few seconds.")
-        time.sleep(POLL_SECONDS)
+        clock.sleep(POLL_SECONDS)
     lease = Lease(owner=owner, subscription=subscription)
     try:
         yield lease

@@ -64,6 +64,17 @@ class SecretStore:
             SecretId=self.name_for(subscription_id), SecretString=secret.model_dump_json()
         )
 
+    def try_put(self, subscription_id: str, secret: SubscriptionSecret) -> bool:
+        """Write the secret; False when Secrets Manager throttled or did not answer (retry it later),
+        other errors raise."""
+        try:
+            self.put(subscription_id, secret)
+        except Exception as error:
+            if aws.is_unavailable(error):
+                return False
+            raise
+        return True
+
     def delete(self, subscription_id: str) -> None:
         try:
             self._client.delete_secret(SecretId=self.name_for(subscription_id), RecoveryWindowInDays=7)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from zoho_broker.errors import Conflict, InvalidInput, NotFound
+from zoho_broker.errors import Conflict, InvalidInput, LeaseLost, NotFound
 from zoho_broker.models import ConnectionStatus, Subscription
 from zoho_broker.store import aws
 from zoho_broker.store.items import from_item, to_item
@@ -273,19 +273,44 @@ class SubscriptionStore:
         failure_day: str,
         lease_owner: str,
     ) -> ConnectionStatus:
+        return self._record_retry(
+            subscription_id,
+            lease_owner,
+            {":error": error, ":due": refresh_due_at, ":failures": consecutive_failures},
+            ", failing_days = :days, last_failure_day = :day",
+            {":days": failing_days, ":day": failure_day},
+        )
+
+    def record_deferral(
+        self,
+        subscription_id: str,
+        *,
+        error: str,
+        refresh_due_at: int,
+        consecutive_failures: int,
+        lease_owner: str,
+    ) -> ConnectionStatus:
+        """Come back soon; unlike a failure, no failing day is counted."""
+        return self._record_retry(
+            subscription_id,
+            lease_owner,
+            {":error": error, ":due": refresh_due_at, ":failures": consecutive_failures},
+        )
+
+    def _record_retry(
+        self,
+        subscription_id: str,
+        lease_owner: str,
+        values: dict[str, Any],
+        extra_sets: str = "",
+        extra_values: dict[str, Any] | None = None,
+    ) -> ConnectionStatus:
         return self._finish(
             subscription_id,
             lease_owner,
             "SET last_error = :error, refresh_partition = :partition, refresh_due_at = :due, "
-            "consecutive_failures = :failures, failing_days = :days, last_failure_day = :day",
-            {
-                ":error": error,
-                ":partition": REFRESH_PARTITION,
-                ":due": refresh_due_at,
-                ":failures": consecutive_failures,
-                ":days": failing_days,
-                ":day": failure_day,
-            },
+            f"consecutive_failures = :failures{extra_sets}",
+            {**values, ":partition": REFRESH_PARTITION, **(extra_values or {})},
         )
 
     def record_needs_reauthentication(
@@ -354,13 +379,17 @@ class SubscriptionStore:
                 ConditionExpression="lease_owner = :owner",
                 ExpressionAttributeValues=to_item({**values, ":owner": lease_owner}),
                 ReturnValues="ALL_OLD",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
                 **kwargs,
             )
         except ClientError as error:
             if _is_condition_failure(error):
-                raise NotFound(
-                    "The subscription was deleted, or its lease expired, during the update."
-                ) from error
+                if error.response.get("Item"):
+                    raise LeaseLost(
+                        "The lease ran out and another refresh took the subscription over; "
+                        "try again in a few seconds."
+                    ) from error
+                raise NotFound("The subscription was deleted during the update.") from error
             raise
         previous = answer.get("Attributes", {}).get("status", {}).get("S")
         return ConnectionStatus(previous) if previous else ConnectionStatus.NOT_CONNECTED

@@ -1,0 +1,368 @@
+"""The refresher at Secrets Manager's write quota: the shared write budget, throttled writes that keep
+the token Zoho minted, queued messages that respect the schedule, lost leases and failed result
+writes. AWS in moto, Zoho's stand-in over real HTTP; waits run on a stepping clock, not in real time."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import boto3
+import httpx
+import pytest
+from botocore.exceptions import ClientError
+
+from broker_local.scheduler import sqs_event
+from broker_local.zoho_standin import ZohoStandIn
+from tests.integration.test_refresh import _connected, _expire, _invoke, _secret, _view, _works
+from zoho_broker.logic import refresh
+from zoho_broker.models import RefreshResult
+from zoho_broker.services import Services, get_services
+from zoho_broker.store import aws
+
+
+class SteppingClock:
+    """Real time plus whatever was slept: waits take no real time, and DynamoDB still sees real
+    epoch seconds."""
+
+    def __init__(self) -> None:
+        self.slept = 0.0
+        self._lock = threading.Lock()
+
+    def time(self) -> float:
+        return time.time() + self.slept
+
+    def monotonic(self) -> float:
+        return time.monotonic() + self.slept
+
+    def sleep(self, seconds: float) -> None:
+        with self._lock:
+            self.slept += max(0.0, seconds)
+
+
+@pytest.fixture
+def services(gateway: Any) -> Services:
+    found = get_services()
+    found.clock = SteppingClock()
+    return found
+
+
+def _throttled(operation: str = "PutSecretValue") -> ClientError:
+    return ClientError(
+        {
+            "Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"},
+            "ResponseMetadata": {"HTTPStatusCode": 400},
+        },
+        operation,
+    )
+
+
+class Refusals:
+    """Makes the broker's own Secrets Manager or DynamoDB client refuse chosen calls."""
+
+    def __init__(self) -> None:
+        self._hooks: list[tuple[Any, str]] = []
+
+    def on(self, client: Any, operation: str, hook: Any) -> None:
+        """``hook(params=...)`` sees the call's parameters before the call is made; raising refuses it."""
+        event = f"before-parameter-build.{client.meta.service_model.service_id.hyphenize()}.{operation}"
+        client.meta.events.register(event, hook, unique_id=f"refusal-{operation}")
+        self._hooks.append((client, event))
+
+    def clear(self) -> None:
+        for client, event in self._hooks:
+            client.meta.events.unregister(event, unique_id=f"refusal-{event.rsplit('.', 1)[-1]}")
+        self._hooks.clear()
+
+
+@pytest.fixture
+def refusals() -> Iterator[Refusals]:
+    made = Refusals()
+    yield made
+    made.clear()
+
+
+def _due_record(services: Services, subscription_id: str) -> dict[str, Any]:
+    item = boto3.client("dynamodb").get_item(
+        TableName=services.settings.subscriptions_table, Key={"pk": {"S": f"sub#{subscription_id}"}}
+    )["Item"]
+    return {key: next(iter(value.values())) for key, value in item.items()}
+
+
+def test_throttled_writes_keep_the_token_zoho_minted_and_write_it_later(
+    admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn, services: Services, refusals: Refusals
+) -> None:
+    sid = _connected(admin, browser)
+    _expire(services, sid, seconds_left=120)
+    before = _secret(services, sid)
+    calls_before = zoho.token_call_count
+    attempts: list[int] = []
+
+    def throttle_three_times(**_: Any) -> None:
+        attempts.append(1)
+        if len(attempts) <= 3:
+            raise _throttled()
+
+    refusals.on(aws.secretsmanager(), "PutSecretValue", throttle_three_times)
+
+    outcome = refresh.refresh(services, sid)
+
+    assert outcome.result == RefreshResult.REFRESHED
+    assert len(attempts) == 4
+    assert zoho.token_call_count == calls_before + 1  # one token minted, and that one is stored
+    after = _secret(services, sid)
+    assert after["access_token"] != before["access_token"]
+    assert _works(zoho, "eu", after["access_token"])
+    view = _view(admin, sid)
+    assert (view["failing_days"], view["last_error"]) == (0, None)
+
+
+def test_writes_throttled_for_longer_are_deferred_without_counting_a_failing_day(
+    admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn, services: Services, refusals: Refusals
+) -> None:
+    sid = _connected(admin, browser)
+    _expire(services, sid, seconds_left=600)
+    before = _secret(services, sid)
+
+    def always(**_: Any) -> None:
+        raise _throttled()
+
+    refusals.on(aws.secretsmanager(), "PutSecretValue", always)
+    outcome = refresh.refresh(services, sid)
+    refusals.clear()
+
+    assert outcome.result == RefreshResult.DEFERRED
+    assert outcome.error == "secret_write_throttled"
+    assert _secret(services, sid) == before  # the previous token stays, still good for ten minutes
+    assert _works(zoho, "eu", before["access_token"])
+    view = _view(admin, sid)
+    assert view["status"] == "connected"
+    assert view["failing_days"] == 0
+    assert view["last_error"] == "secret_write_throttled"
+    retry_in = datetime.fromisoformat(view["next_refresh_at"]) - datetime.fromtimestamp(
+        services.clock.time(), UTC
+    )
+    base = services.settings.retry_base_seconds
+    assert timedelta(seconds=base - 5) <= retry_in <= timedelta(seconds=2 * base)
+    _expire(services, sid, seconds_left=600)
+
+    assert refresh.refresh(services, sid).result == RefreshResult.REFRESHED
+    assert _view(admin, sid)["last_error"] is None
+
+
+def test_a_write_refused_for_another_reason_is_a_failure_that_keeps_the_old_secret(
+    admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn, services: Services, refusals: Refusals
+) -> None:
+    sid = _connected(admin, browser)
+    _expire(services, sid, seconds_left=120)
+    before = _secret(services, sid)
+
+    def denied(**_: Any) -> None:
+        raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": "no"}}, "PutSecretValue")
+
+    refusals.on(aws.secretsmanager(), "PutSecretValue", denied)
+
+    outcome = refresh.refresh(services, sid)
+
+    assert (outcome.result, outcome.error) == (RefreshResult.FAILED, "secret_write_failed")
+    assert _secret(services, sid) == before
+    assert _view(admin, sid)["failing_days"] == 1
+
+
+def test_many_concurrent_refreshers_never_write_more_than_the_budget_in_one_second(
+    admin: httpx.Client,
+    browser: httpx.Client,
+    zoho: ZohoStandIn,
+    services: Services,
+    refusals: Refusals,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    budget, workers = 2, 8
+    monkeypatch.setattr(services.settings, "secret_writes_per_second", budget)
+    services.clock = SteppingClock()  # shared by the workers, as the region's second is
+    # One API Console client each: Zoho grants a client only a few codes a minute.
+    due = [
+        _connected(admin, browser, name=f"Paced {n}", client_id=f"1000.PACED{n:014d}") for n in range(workers)
+    ]
+    for sid in due:
+        _expire(services, sid, seconds_left=600)
+    calls_before = zoho.token_call_count
+    # Each write is counted in the window of the slot its thread took just before it.
+    counter = services.write_budget
+    last_slot: dict[int, int | None] = {}
+    writes_per_window: Counter[int] = Counter()
+    refused: list[int] = []
+    lock = threading.Lock()
+    take = counter.take
+
+    def take_and_note(window: int, limit: int) -> bool:
+        granted = take(window, limit)
+        with lock:
+            if granted:
+                last_slot[threading.get_ident()] = window
+            else:
+                refused.append(window)
+        return granted
+
+    monkeypatch.setattr(counter, "take", take_and_note)
+
+    def count_write(**_: Any) -> None:
+        with lock:
+            window = last_slot.pop(threading.get_ident(), None)
+            assert window is not None, "a secret write without a slot"
+            writes_per_window[window] += 1
+
+    refusals.on(aws.secretsmanager(), "PutSecretValue", count_write)
+    start = threading.Barrier(workers)
+    outcomes: list[RefreshResult] = []
+
+    def worker(sid: str) -> None:
+        start.wait()
+        outcomes.append(refresh.refresh(services, sid).result)
+
+    threads = [threading.Thread(target=worker, args=(sid,)) for sid in due]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert outcomes == [RefreshResult.REFRESHED] * workers
+    assert sum(writes_per_window.values()) == workers
+    assert max(writes_per_window.values()) <= budget
+    assert refused, "the workers never competed for a window"
+    assert zoho.token_call_count == calls_before + workers
+
+
+def test_a_redelivered_message_for_a_subscription_in_backoff_does_nothing(
+    admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn, services: Services
+) -> None:
+    sid = _connected(admin, browser)
+    _expire(services, sid, seconds_left=600)
+    zoho.inject_fault("unavailable")
+    assert refresh.refresh(services, sid).result == RefreshResult.FAILED
+    backing_off = _due_record(services, sid)
+    secret = _secret(services, sid)
+    calls = zoho.token_call_count
+    message = {"MessageId": "m1", "ReceiptHandle": "r1", "Body": json.dumps({"subscription_id": sid})}
+
+    answer = _invoke(
+        "RefreshWorkerFunction", sqs_event([message] * 2, "arn:aws:sqs:eu-west-1:123456789012:q", "eu-west-1")
+    )
+
+    assert answer["batchItemFailures"] == []
+    assert zoho.token_call_count == calls
+    assert _secret(services, sid) == secret
+    after = _due_record(services, sid)
+    for field in ("refresh_due_at", "consecutive_failures", "failing_days", "last_error"):
+        assert after[field] == backing_off[field]
+
+
+def test_a_lost_lease_is_reported_as_such_and_the_new_token_is_kept(
+    admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn, services: Services, refusals: Refusals
+) -> None:
+    sid = _connected(admin, browser)
+    _expire(services, sid, seconds_left=120)
+    table = services.settings.subscriptions_table
+
+    def lease_taken_over(**_: Any) -> None:
+        # The lease ran out while Zoho answered slowly, and another refresher took it.
+        boto3.client("dynamodb").update_item(
+            TableName=table,
+            Key={"pk": {"S": f"sub#{sid}"}},
+            UpdateExpression="SET lease_owner = :other",
+            ExpressionAttributeValues={":other": {"S": "refresh:someone-else"}},
+        )
+
+    refusals.on(aws.secretsmanager(), "PutSecretValue", lease_taken_over)
+
+    outcome = refresh.refresh(services, sid)
+
+    assert outcome.result == RefreshResult.LEASE_LOST
+    assert _view(admin, sid)["status"] == "connected"  # not taken for a deleted subscription
+    assert _works(zoho, "eu", _secret(services, sid)["access_token"])
+
+
+def test_a_subscription_deleted_during_a_refresh_is_still_reported_as_gone(
+    admin: httpx.Client, browser: httpx.Client, services: Services, refusals: Refusals
+) -> None:
+    sid = _connected(admin, browser)
+    _expire(services, sid, seconds_left=120)
+    table = services.settings.subscriptions_table
+
+    def deleted(**_: Any) -> None:
+        boto3.client("dynamodb").delete_item(TableName=table, Key={"pk": {"S": f"sub#{sid}"}})
+
+    refusals.on(aws.secretsmanager(), "PutSecretValue", deleted)
+    message = {"MessageId": "m1", "ReceiptHandle": "r1", "Body": json.dumps({"subscription_id": sid})}
+
+    answer = _invoke(
+        "RefreshWorkerFunction", sqs_event([message], "arn:aws:sqs:eu-west-1:123456789012:q", "eu-west-1")
+    )
+
+    assert answer["batchItemFailures"] == []  # dropped, not retried: there is nothing to refresh
+
+
+def test_a_failed_result_write_is_retried_and_never_leaves_the_subscription_due_now(
+    admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn, services: Services, refusals: Refusals
+) -> None:
+    sid = _connected(admin, browser)
+    _expire(services, sid, seconds_left=120)
+    written: list[int] = []
+    refused: list[int] = []
+
+    def after_the_secret(**_: Any) -> None:
+        written.append(1)
+
+    def refuse_the_result_twice(params: dict[str, Any], **_: Any) -> None:
+        # The result write is the update that sets last_refreshed_at; the lease and budget are others.
+        if written and "last_refreshed_at" in params.get("UpdateExpression", "") and len(refused) < 2:
+            refused.append(1)
+            raise _throttled("UpdateItem")
+
+    refusals.on(aws.secretsmanager(), "PutSecretValue", after_the_secret)
+    refusals.on(aws.dynamodb(), "UpdateItem", refuse_the_result_twice)
+
+    outcome = refresh.refresh(services, sid)
+
+    assert outcome.result == RefreshResult.REFRESHED
+    assert len(refused) == 2
+    view = _view(admin, sid)
+    refreshed_at = datetime.fromisoformat(view["last_refreshed_at"])
+    # Due again at its point of the next period, after this refresh: not left due now.
+    assert datetime.fromisoformat(view["next_refresh_at"]) > refreshed_at
+    assert sid not in list(services.subscriptions.due_for_refresh(due_before=int(refreshed_at.timestamp())))
+
+
+def test_a_result_write_that_keeps_failing_is_put_right_by_the_next_visit_without_a_new_token(
+    admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn, services: Services, refusals: Refusals
+) -> None:
+    sid = _connected(admin, browser)
+    _expire(services, sid, seconds_left=120)
+
+    def refuse_results(params: dict[str, Any], **_: Any) -> None:
+        if "last_refreshed_at" in params.get("UpdateExpression", ""):
+            raise _throttled("UpdateItem")
+
+    refusals.on(aws.dynamodb(), "UpdateItem", refuse_results)
+    with pytest.raises(ClientError):
+        refresh.refresh(services, sid)
+    refusals.clear()
+    calls = zoho.token_call_count
+    boto3.client("dynamodb").update_item(  # the lease runs out (60 s)
+        TableName=services.settings.subscriptions_table,
+        Key={"pk": {"S": f"sub#{sid}"}},
+        UpdateExpression="REMOVE lease_owner, lease_expires_at",
+    )
+
+    visit_started = time.time()
+    visit = refresh.refresh_queued(services, sid)
+
+    assert visit.result == RefreshResult.ALREADY_FRESH
+    assert zoho.token_call_count == calls
+    visited_at = int(visit_started)
+    assert sid not in list(services.subscriptions.due_for_refresh(due_before=visited_at))

@@ -1,0 +1,61 @@
+"""The write budget's waiting logic on a virtual clock: no window gets more than its budget."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from zoho_broker.logic.pacing import take_slot
+
+
+class VirtualClock:
+    def __init__(self, start: float) -> None:
+        self.now = start
+
+    def time(self) -> float:
+        return self.now
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += max(0.0, seconds)
+
+
+class Windows:
+    def __init__(self) -> None:
+        self.counts: Counter[int] = Counter()
+        self.refused = 0
+
+    def take(self, window: int, limit: int) -> bool:
+        if self.counts[window] >= limit:
+            self.refused += 1
+            return False
+        self.counts[window] += 1
+        return True
+
+
+def test_callers_beyond_the_budget_wait_for_the_next_window() -> None:
+    clock, windows = VirtualClock(1000.2), Windows()
+
+    granted = [take_slot(windows, clock, per_second=3, deadline=clock.now + 10) for _ in range(10)]
+
+    assert granted == [True] * 10
+    assert windows.counts == {1000: 3, 1001: 3, 1002: 3, 1003: 1}
+    assert windows.refused == 3
+    assert clock.now == 1003.0
+
+
+def test_a_caller_whose_deadline_comes_first_gets_no_slot() -> None:
+    clock, windows = VirtualClock(50.5), Windows()
+    windows.counts[50] = 2
+
+    assert take_slot(windows, clock, per_second=2, deadline=50.9) is False
+    assert windows.counts[51] == 0
+
+
+def test_a_slot_asked_for_at_the_very_end_of_a_second_is_taken_in_the_next_and_waits_for_it() -> None:
+    clock, windows = VirtualClock(70.98), Windows()
+
+    assert take_slot(windows, clock, per_second=5, deadline=80.0) is True
+    assert windows.counts == {71: 1}
+    assert clock.now == 71.0  # the write goes out in the second that counted it
