@@ -28,6 +28,11 @@ class InvalidInput(BrokerError):
     status_code = 400
     code = "invalid_request"
 
+    def __init__(self, message: str, details: list[dict[str, str]] | None = None) -> None:
+        super().__init__(message)
+        # Where and what ({"field": "body.oauth_url_template", "message": ...}), as request validation says.
+        self.details = details or []
+
 
 class ConnectLinkInvalid(BrokerError):
     """The connect link is unknown, used or expired: the operator must issue a new one."""

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cache, cached_property
 from typing import TYPE_CHECKING
 
-from zoho_broker.catalogue import Catalogue, load_catalogue
+from zoho_broker.catalogue import load_catalogue
 from zoho_broker.config import Settings
 from zoho_broker.data_centres import AccountsServers
 from zoho_broker.store import aws
 from zoho_broker.store.announcements import Announcer
 from zoho_broker.store.flows import FlowStore
+from zoho_broker.store.integrations import IntegrationCatalogue, IntegrationStore
 from zoho_broker.store.refresh_queue import RefreshQueue
 from zoho_broker.store.secrets import SecretStore, SigningKeyStore
 from zoho_broker.store.subscriptions import SubscriptionStore
@@ -23,7 +24,11 @@ if TYPE_CHECKING:
 @dataclass
 class Services:
     settings: Settings
-    catalogue: Catalogue = field(default_factory=load_catalogue)
+
+    @cached_property
+    def catalogue(self) -> IntegrationCatalogue:
+        """The built-in integrations, each replaced by the operator's stored copy when there is one."""
+        return IntegrationCatalogue(load_catalogue(), IntegrationStore(self.settings.subscriptions_table))
 
     @cached_property
     def subscriptions(self) -> SubscriptionStore:

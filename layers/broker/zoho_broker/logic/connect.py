@@ -11,7 +11,7 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.metrics import MetricUnit
 
 from zoho_broker import state
-from zoho_broker.catalogue import REDIRECT_URL_FIELD, IntegrationVersion
+from zoho_broker.catalogue import REDIRECT_URL_FIELD, AuthorizationType, IntegrationVersion
 from zoho_broker.data_centres import label
 from zoho_broker.errors import (
     Busy,
@@ -127,6 +127,10 @@ def start(services: Services, *, link_token: str, browser_binding: str | None, b
     """
     link_hash, link, subscription = _link(services, link_token)
     version = services.catalogue.get(subscription.integration).get_version(subscription.version)
+    if version.authorization_type == AuthorizationType.SELF_CLIENT or not version.oauth_url_template:
+        raise ConnectLinkInvalid(
+            "This subscription now connects with a Self Client grant code, not through a connect link."
+        )
     redirect_uri = redirect_uri_for(subscription, version, base_url)
     binding = browser_binding if state.is_browser_binding(browser_binding) else state.new_browser_binding()
     signed = state.mint(services.signing_keys.get(), subscription.subscription_id)
@@ -145,6 +149,7 @@ def start(services: Services, *, link_token: str, browser_binding: str | None, b
         generation=link.generation,
         link_hash=link_hash,
         link_expires_at=link.expires_at,
+        token_path=version.token_path,
     )
     if not services.flows.start_consent(link_hash, signed.nonce, record):
         raise ConnectLinkInvalid("This connect link has expired or was already used.")
@@ -223,7 +228,7 @@ def _finish_consent(services: Services, record: StateRecord, params: CallbackPar
             raise NotFound("The subscription's secret is missing; recreate the subscription.")
         try:
             tokens = services.zoho.exchange_code(
-                token_url=origin + version.token_path,
+                token_url=origin + (record.token_path or version.token_path),
                 client_id=subscription.client_id,
                 client_secret=secret.client_secret_for(data_centre),
                 code=params.code,
