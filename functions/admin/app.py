@@ -16,11 +16,12 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from zoho_broker import web
 from zoho_broker.catalogue import IntegrationVersion, IntegrationVersionFields
-from zoho_broker.logic import integrations, refresh, subscriptions
+from zoho_broker.logic import connect, integrations, refresh, subscriptions
 from zoho_broker.models import (
     AccessToken,
     ConnectLink,
     ErrorBody,
+    GrantCodeSubmission,
     IntegrationCreate,
     IntegrationList,
     IntegrationVersionUpdate,
@@ -44,7 +45,8 @@ VersionPath = Annotated[str, Path(min_length=1, max_length=32, pattern=r"^[A-Za-
 ERRORS = {
     400: "invalid_request: a parameter or the body is invalid; details names which",
     404: "not_found: there is no such subscription, integration or version",
-    409: "conflict (the name is taken, the version is in use, or changed meanwhile: retry), not_connected, "
+    409: "conflict (the name is taken, the version is in use or changed meanwhile, the authorization type does "
+    "not allow it), not_connected, "
     "needs_reauthentication or secret_unreadable",
     413: "payload_too_large: the body is larger than 64 KiB",
     415: "unsupported_media_type: send the body as JSON, Content-Type: application/json",
@@ -217,6 +219,19 @@ def create_connect_link(subscription_id: SubscriptionId) -> ConnectLink:
     return subscriptions.create_connect_link(
         services, subscription_id, base_url=web.base_url(app, services.settings)
     )
+
+
+@app.post(
+    "/admin/subscriptions/<subscription_id>/grant-code",
+    summary="Connect with a Self Client grant code: exchanged at the data centre that issued it",
+    responses=answers(200, "The subscription, connected", *BODY_ERRORS, 404, 409, 502, 503),
+)
+def submit_grant_code(subscription_id: SubscriptionId, body: GrantCodeSubmission) -> SubscriptionView:
+    services = get_services()
+    connect.exchange_grant_code(
+        services, subscription_id, code=body.code.get_secret_value(), data_centre=body.data_centre
+    )
+    return subscriptions.get(services, subscription_id)
 
 
 @app.get(

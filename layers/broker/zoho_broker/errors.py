@@ -128,3 +128,17 @@ class RetryWithLink(BrokerError):
         reason = cause.message if isinstance(cause, BrokerError) else "The broker's storage did not answer."
         super().__init__(f"{reason} Nothing was connected.")
         self.cause = cause
+
+
+class RetryWithNewGrantCode(BrokerError):
+    """A Self Client grant code exchange failed for a passing reason: a grant code works once and lives
+    minutes, so the owner generates a new one and the operator submits it again."""
+
+    status_code = 503
+    code = "service_unavailable"
+
+    def __init__(self, cause: Exception) -> None:
+        reason = cause.message if isinstance(cause, BrokerError) else "The broker's storage did not answer."
+        super().__init__(
+            f"{reason} Nothing was connected. Generate a new grant code in the Self Client and submit it again."
+        )

@@ -131,6 +131,22 @@ class SubscriptionUpdate(PartialUpdate):
     custom_fields: CustomFieldValues | None = None
 
 
+class GrantCodeSubmission(BaseModel):
+    """Body of POST /admin/subscriptions/{id}/grant-code: a Self Client grant code, and where it was made."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    code: Annotated[SecretStr, Field(min_length=1, max_length=512)] = Field(
+        description="The grant code the account owner generated in the API Console's Self Client (never echoed)."
+    )
+    data_centre: str = Field(
+        min_length=2,
+        max_length=8,
+        pattern=r"^[a-z]{2,8}$",
+        description="The data centre whose API Console generated it (us, eu, in, au, jp, ca, sa, uk, cn).",
+    )
+
+
 class Subscription(BaseModel):
     """A subscription as stored in DynamoDB: no secret ever lives here."""
 
