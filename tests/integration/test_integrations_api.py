@@ -22,6 +22,7 @@ CRM_TEMPLATE = (
     "&redirect_uri={SystemTypeVersion:RedirectUrl}&access_type=offline&prompt=consent&state={iPaaSState}"
 )
 LOCAL_CALLER = "arn:aws:iam::123456789012:user/local"
+BUILT_IN = ["zoho-crm", "zoho-commerce", "zoho-books", "zoho-inventory", "zoho-desk", "bigin"]
 
 
 def _version(name: str, **overrides: Any) -> dict[str, Any]:
@@ -54,11 +55,55 @@ def test_a_fresh_stack_serves_the_built_in_integrations_without_any_step(admin: 
     crm = admin.get("/admin/integrations/zoho-crm")
 
     assert listed.status_code == 200 and crm.status_code == 200
-    ids = [integration["id"] for integration in listed.json()["integrations"]]
-    assert ids[:2] == ["zoho-crm", "zoho-commerce"]
+    integrations = listed.json()["integrations"]
+    assert [i["id"] for i in integrations] == BUILT_IN
+    assert all(i["built_in"] and not i["customised"] and i["revision"] == 0 for i in integrations)
     assert crm.json()["built_in"] is True and crm.json()["customised"] is False
     assert [v["version"] for v in crm.json()["versions"]] == ["1"]
     assert crm.json()["versions"][0]["authorization_type"] == "connect_link"
+
+
+@pytest.mark.parametrize(
+    ("integration", "custom_fields", "scope", "api_url"),
+    [
+        (
+            "zoho-books",
+            {"OrganizationId": "10234695"},
+            "ZohoBooks.fullaccess.all",
+            "https://www.zohoapis.com/books/v3",
+        ),
+        (
+            "zoho-inventory",
+            {"OrganizationId": "10234695"},
+            "ZohoInventory.FullAccess.all",
+            "https://www.zohoapis.com/inventory/v1",
+        ),
+        ("zoho-desk", {"OrgId": "2389290"}, "Desk.tickets.ALL", "https://desk.zoho.com/api/v1"),
+        ("bigin", {}, "ZohoBigin.modules.ALL", "https://www.zohoapis.com/bigin/v2"),
+    ],
+)
+def test_each_more_zoho_product_connects_with_its_scopes_api_url_and_custom_fields(
+    admin: httpx.Client,
+    browser: httpx.Client,
+    integration: str,
+    custom_fields: dict[str, str],
+    scope: str,
+    api_url: str,
+) -> None:
+    created = create_subscription(admin, integration=integration, custom_fields=custom_fields)
+    started = open_link(browser, connect_link(admin, created["subscription_id"]))
+    consent_url = started.headers["location"]
+    page = browser.get(decide_at_zoho(browser, consent_url, data_centre="eu"))
+
+    assert created["api_url"] == api_url
+    assert scope in parse_qs(urlsplit(consent_url).query)["scope"][0].split(",")
+    assert page_title(page).startswith("Connected to ") and page_title(page).endswith("(EU)")
+    if custom_fields:  # the organization id its API needs on every call is required
+        missing = admin.post(
+            "/admin/subscriptions",
+            json={"name": "No org", "integration": integration, "client_id": "c", "client_secret": "s"},
+        )
+        assert missing.status_code == 400 and next(iter(custom_fields)) in missing.json()["message"]
 
 
 def test_the_seed_commerce_template_pasted_verbatim_connects_through_zoho(
