@@ -15,12 +15,17 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from zoho_broker import web
-from zoho_broker.catalogue import Catalogue
-from zoho_broker.logic import refresh, subscriptions
+from zoho_broker.catalogue import IntegrationVersion, IntegrationVersionFields
+from zoho_broker.logic import connect, integrations, refresh, subscriptions
 from zoho_broker.models import (
     AccessToken,
     ConnectLink,
     ErrorBody,
+    GrantCodeSubmission,
+    IntegrationCreate,
+    IntegrationList,
+    IntegrationVersionUpdate,
+    IntegrationView,
     RefreshOutcome,
     SubscriptionCreate,
     SubscriptionList,
@@ -34,11 +39,15 @@ app = APIGatewayHttpResolver(enable_validation=True)
 web.json_api(app)
 
 SubscriptionId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+IntegrationPath = Annotated[str, Path(min_length=2, max_length=64, pattern=r"^[a-z][a-z0-9-]{1,63}$")]
+VersionPath = Annotated[str, Path(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
 
 ERRORS = {
     400: "invalid_request: a parameter or the body is invalid; details names which",
-    404: "not_found: there is no such subscription",
-    409: "conflict (the name is taken), not_connected, needs_reauthentication or secret_unreadable",
+    404: "not_found: there is no such subscription, integration or version",
+    409: "conflict (the name is taken, the version is in use or changed meanwhile, the authorization type does "
+    "not allow it), not_connected, "
+    "needs_reauthentication or secret_unreadable",
     413: "payload_too_large: the body is larger than 64 KiB",
     415: "unsupported_media_type: send the body as JSON, Content-Type: application/json",
     502: "zoho_error: Zoho refused; the message says what to do",
@@ -79,11 +88,74 @@ def no_such_route(_: NotFoundError) -> Response[Any]:
 
 @app.get(
     "/admin/integrations",
-    summary="The integrations catalogue: Zoho products and their versions",
-    responses=answers(200, "The catalogue"),
+    summary="The integrations catalogue: Zoho products and their versions (built-ins and the operator's)",
+    responses=answers(200, "The catalogue", 503),
 )
-def list_integrations() -> Catalogue:
-    return get_services().catalogue
+def list_integrations() -> IntegrationList:
+    return integrations.list_all(get_services())
+
+
+@app.post(
+    "/admin/integrations",
+    summary="Create an integration with its first version",
+    status_code=HTTPStatus.CREATED,
+    responses=answers(201, "The new integration", *BODY_ERRORS, 409, 503),
+)
+def create_integration(body: IntegrationCreate) -> IntegrationView:
+    return integrations.create(get_services(), body, changed_by=web.caller_identity(app))
+
+
+@app.get(
+    "/admin/integrations/<integration>",
+    summary="One integration and its versions",
+    responses=answers(200, "The integration", 400, 404, 503),
+)
+def get_integration(integration: IntegrationPath) -> IntegrationView:
+    return integrations.get(get_services(), integration)
+
+
+@app.post(
+    "/admin/integrations/<integration>/versions",
+    summary="Add a version to an integration",
+    status_code=HTTPStatus.CREATED,
+    responses=answers(201, "The new version", *BODY_ERRORS, 404, 409, 503),
+)
+def create_integration_version(
+    integration: IntegrationPath, body: IntegrationVersionFields
+) -> IntegrationVersion:
+    return integrations.add_version(get_services(), integration, body, changed_by=web.caller_identity(app))
+
+
+@app.get(
+    "/admin/integrations/<integration>/versions/<version>",
+    summary="One version of an integration",
+    responses=answers(200, "The version", 400, 404, 503),
+)
+def get_integration_version(integration: IntegrationPath, version: VersionPath) -> IntegrationVersion:
+    return integrations.get_version(get_services(), integration, version)
+
+
+@app.patch(
+    "/admin/integrations/<integration>/versions/<version>",
+    summary="Change some fields of a version (the next consent uses them)",
+    responses=answers(200, "The version, changed", *BODY_ERRORS, 404, 409, 503),
+)
+def update_integration_version(
+    integration: IntegrationPath, version: VersionPath, body: IntegrationVersionUpdate
+) -> IntegrationVersion:
+    return integrations.update_version(
+        get_services(), integration, version, body, changed_by=web.caller_identity(app)
+    )
+
+
+@app.delete(
+    "/admin/integrations/<integration>/versions/<version>",
+    summary="Delete a version no subscription uses",
+    responses=answers(204, "Deleted; no body", 400, 404, 409, 503),
+)
+def delete_integration_version(integration: IntegrationPath, version: VersionPath) -> Response[str]:
+    integrations.delete_version(get_services(), integration, version, changed_by=web.caller_identity(app))
+    return Response(status_code=HTTPStatus.NO_CONTENT, body="")
 
 
 @app.post(
@@ -147,6 +219,19 @@ def create_connect_link(subscription_id: SubscriptionId) -> ConnectLink:
     return subscriptions.create_connect_link(
         services, subscription_id, base_url=web.base_url(app, services.settings)
     )
+
+
+@app.post(
+    "/admin/subscriptions/<subscription_id>/grant-code",
+    summary="Connect with a Self Client grant code: exchanged at the data centre that issued it",
+    responses=answers(200, "The subscription, connected", *BODY_ERRORS, 404, 409, 502, 503),
+)
+def submit_grant_code(subscription_id: SubscriptionId, body: GrantCodeSubmission) -> SubscriptionView:
+    services = get_services()
+    connect.exchange_grant_code(
+        services, subscription_id, code=body.code.get_secret_value(), data_centre=body.data_centre
+    )
+    return subscriptions.get(services, subscription_id)
 
 
 @app.get(

@@ -14,9 +14,11 @@ from broker_cli.client import DEFAULT_TIMEOUT_SECONDS, DEFAULT_URL
 
 SUBSCRIPTION_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 MAX_PAGE = 100
+INTEGRATION_ID = re.compile(r"^[a-z][a-z0-9-]{1,63}$")
+VERSION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$")
 
 DESCRIPTION = """\
-Administer a Zoho OAuth broker: subscriptions, connect links and tokens.
+Administer a Zoho OAuth broker: subscriptions, connect links, tokens, integrations and versions.
 
 Talks to the local runner (`make dev`, http://127.0.0.1:3000, no signature) or to a deployed stack,
 whose admin routes need an AWS SigV4 signature (execute-api) from your AWS credentials."""
@@ -28,6 +30,8 @@ examples:
       --integration zoho-crm --client-id 1000.XXXX --client-secret-stdin
   broker subscriptions list
   broker connect-link sub_3f2a...
+  broker versions add zoho-commerce 2 --file version.json
+  printf '%s' "$GRANT_CODE" | broker grant-code sub_3f2a... --data-centre eu
   curl -H "Authorization: Zoho-oauthtoken $(broker token sub_3f2a...)" https://www.zohoapis.eu/crm/v8/org
 
 exit codes: 0 done, 1 the broker refused or the operation failed, 2 bad arguments (or --yes missing
@@ -71,6 +75,24 @@ def secret_for_data_centre(text: str) -> tuple[str, str]:
         # Never echo the argument: it holds a secret.
         raise argparse.ArgumentTypeError("expected DC=SECRET with both parts, e.g. eu=...")
     return key.strip(), value
+
+
+def integration_id(text: str) -> str:
+    if not INTEGRATION_ID.match(text):
+        raise argparse.ArgumentTypeError(f"not an integration id: {text!r} (like zoho-crm)")
+    return text
+
+
+def version_name(text: str) -> str:
+    if not VERSION_NAME.match(text):
+        raise argparse.ArgumentTypeError(f"not a version name: {text!r} (letters, digits, '.', '_', '-')")
+    return text
+
+
+def data_centre(text: str) -> str:
+    if not re.fullmatch(r"[a-z]{2,8}", text):
+        raise argparse.ArgumentTypeError(f"not a data centre: {text!r} (us, eu, in, au, jp, ca, sa, uk, cn)")
+    return text
 
 
 def positive_int(text: str) -> int:
@@ -282,6 +304,80 @@ def build_parser() -> argparse.ArgumentParser:
     revoke.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
     revoke.set_defaults(run=commands.revoke)
 
-    integrations = _command(top, "integrations", help="the integrations catalogue")
-    integrations.set_defaults(run=commands.list_integrations)
+    grant = _command(
+        top,
+        "grant-code",
+        help="connect a Self Client subscription with the grant code its owner generated (read from stdin)",
+    )
+    grant.add_argument("subscription_id", type=subscription_id, metavar="ID")
+    grant.add_argument(
+        "--data-centre",
+        required=True,
+        type=data_centre,
+        help="where the code was generated (us, eu, in, ...)",
+    )
+    grant.set_defaults(run=commands.grant_code)
+
+    _integration_commands(top)
     return parser
+
+
+def _integration_commands(top: Any) -> None:
+    integrations = _command(
+        top, "integrations", help="the integrations catalogue (alone: the list); show or create one"
+    )
+    integrations.set_defaults(run=commands.list_integrations)
+    actions = integrations.add_subparsers(title="integration commands", dest="action", metavar="ACTION")
+    show = _command(actions, "show", help="one integration and every version")
+    show.add_argument("integration", type=integration_id, metavar="INTEGRATION")
+    show.set_defaults(run=commands.show_integration)
+    create = _command(actions, "create", help="a new integration with its first version")
+    create.add_argument("integration", type=integration_id, metavar="INTEGRATION")
+    create.add_argument("--name", required=True, help="as people read it, e.g. 'Zoho CRM sandbox'")
+    create.add_argument("--description", default="")
+    create.add_argument("--version", required=True, type=version_name, help="the first version's name")
+    _version_options(create)
+    create.set_defaults(run=commands.create_integration)
+
+    versions = _command(top, "versions", help="an integration's versions: show, add, update, delete")
+    actions = versions.add_subparsers(
+        title="version commands", dest="action", required=True, metavar="ACTION"
+    )
+    for name, help, run in (
+        ("show", "one version", commands.show_version),
+        ("add", "add a version (its fields from --file and the options)", commands.add_version),
+        (
+            "update",
+            "change the fields given (--file and the options); the next consent uses them",
+            commands.update_version,
+        ),
+        ("delete", "delete a version no subscription uses", commands.delete_version),
+    ):
+        action = _command(actions, name, help=help)
+        action.add_argument("integration", type=integration_id, metavar="INTEGRATION")
+        action.add_argument("version", type=version_name, metavar="VERSION")
+        if name in ("add", "update"):
+            _version_options(action)
+        if name == "delete":
+            action.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+        action.set_defaults(run=run)
+
+
+def _version_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--file",
+        metavar="PATH",
+        help="a JSON object of the version's fields ('-' reads standard input); the options below win",
+    )
+    parser.add_argument("--authorization-type", choices=("connect_link", "self_client"))
+    parser.add_argument(
+        "--oauth-url-template",
+        metavar="URL",
+        help="e.g. the seed's, with {Client_Id}, {iPaaSState}, {Scopes}, {SystemTypeVersion:RedirectUrl}",
+    )
+    parser.add_argument("--token-path", metavar="PATH")
+    parser.add_argument("--revoke-path", metavar="PATH")
+    parser.add_argument("--default-api-url", metavar="URL")
+    parser.add_argument(
+        "--default-scope", action="append", metavar="SCOPE", help="repeatable; the set given replaces all"
+    )

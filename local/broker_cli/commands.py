@@ -6,7 +6,9 @@ Each takes the parsed arguments and a Context and returns the exit code.
 from __future__ import annotations
 
 import argparse
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TextIO
 
 from broker_cli import output
@@ -16,6 +18,7 @@ from broker_cli.output import Output, printable, when
 from broker_cli.prompts import confirm, read_secret
 
 SUBSCRIPTIONS = "/admin/subscriptions"
+INTEGRATIONS = "/admin/integrations"
 FAILED_REFRESHES = frozenset({"failed", "needs_reauthentication"})
 
 
@@ -208,9 +211,122 @@ def revoke(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def list_integrations(args: argparse.Namespace, ctx: Context) -> int:
-    catalogue = ctx.client.get("/admin/integrations")
+    catalogue = ctx.client.get(INTEGRATIONS)
     if ctx.out.as_json:
         ctx.out.document(catalogue)
     else:
         ctx.out.line(output.integrations_table(catalogue))
+    return ExitCode.OK
+
+
+def _show_integration(ctx: Context, integration: Any) -> None:
+    if ctx.out.as_json:
+        ctx.out.document(integration)
+    else:
+        ctx.out.line(output.integrations_table({"integrations": [integration]}))
+        for version in integration.get("versions") or []:
+            ctx.out.line("")
+            ctx.out.line(output.version_details(version))
+
+
+def show_integration(args: argparse.Namespace, ctx: Context) -> int:
+    _show_integration(ctx, ctx.client.get(f"{INTEGRATIONS}/{args.integration}"))
+    return ExitCode.OK
+
+
+def create_integration(args: argparse.Namespace, ctx: Context) -> int:
+    body = {
+        "id": args.integration,
+        "name": args.name,
+        "description": args.description,
+        "version": _version_body(args, ctx.stdin, creating=True),
+    }
+    _show_integration(ctx, ctx.client.post(INTEGRATIONS, body))
+    return ExitCode.OK
+
+
+def _version_body(args: argparse.Namespace, stdin: TextIO, *, creating: bool) -> dict[str, Any]:
+    """The version's fields from --file (JSON, '-' for standard input), then the options given."""
+    body: dict[str, Any] = {}
+    if args.file is not None:
+        text = stdin.read() if args.file == "-" else _read_file(args.file)
+        try:
+            body = json.loads(text)
+        except ValueError as error:
+            raise UsageError(f"--file is not JSON: {error}") from None
+        if not isinstance(body, dict):
+            raise UsageError("--file must hold a JSON object of the version's fields")
+    for field in ("authorization_type", "oauth_url_template", "token_path", "revoke_path", "default_api_url"):
+        value = getattr(args, field)
+        if value is not None:
+            body[field] = value
+    if args.default_scope is not None:
+        body["default_scopes"] = args.default_scope
+    if creating:
+        body["version"] = args.version
+    elif not body:
+        raise UsageError("nothing to change: give --file or a version option")
+    return body
+
+
+def _read_file(path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except OSError as error:
+        raise UsageError(f"cannot read --file {path}: {error.strerror}") from None
+
+
+def _version_path(args: argparse.Namespace) -> str:
+    return f"{INTEGRATIONS}/{args.integration}/versions/{args.version}"
+
+
+def _show_version(ctx: Context, version: Any) -> None:
+    if ctx.out.as_json:
+        ctx.out.document(version)
+    else:
+        ctx.out.line(output.version_details(version))
+
+
+def show_version(args: argparse.Namespace, ctx: Context) -> int:
+    _show_version(ctx, ctx.client.get(_version_path(args)))
+    return ExitCode.OK
+
+
+def add_version(args: argparse.Namespace, ctx: Context) -> int:
+    body = _version_body(args, ctx.stdin, creating=True)
+    _show_version(ctx, ctx.client.post(f"{INTEGRATIONS}/{args.integration}/versions", body))
+    return ExitCode.OK
+
+
+def update_version(args: argparse.Namespace, ctx: Context) -> int:
+    _show_version(ctx, ctx.client.patch(_version_path(args), _version_body(args, ctx.stdin, creating=False)))
+    return ExitCode.OK
+
+
+def delete_version(args: argparse.Namespace, ctx: Context) -> int:
+    confirm(
+        lambda: f"Delete version {args.version} of {args.integration}?",
+        action=f"delete version {args.version} of {args.integration}",
+        assume_yes=args.yes,
+        stdin=ctx.stdin,
+        stderr=ctx.out.stderr,
+    )
+    ctx.client.delete(_version_path(args))
+    if not ctx.out.as_json:
+        ctx.out.line(f"Deleted version {args.version} of {args.integration}.")
+    return ExitCode.OK
+
+
+def grant_code(args: argparse.Namespace, ctx: Context) -> int:
+    """A Self Client grant code, read from standard input (never an argument: shell history keeps those)."""
+    code = read_secret(ctx.stdin, what="grant code")
+    body = {"code": code, "data_centre": args.data_centre}
+    subscription = ctx.client.post(_path(args.subscription_id, "grant-code"), body)
+    if ctx.out.as_json:
+        ctx.out.document(subscription)
+    else:
+        ctx.out.line(
+            f"Connected {args.subscription_id} ({printable(subscription.get('data_centre'))}): "
+            f"status {printable(subscription.get('status'))}."
+        )
     return ExitCode.OK

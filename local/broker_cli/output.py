@@ -151,3 +151,33 @@ def integrations_table(catalogue: dict[str, Any]) -> str:
     if not rows:
         return "No integrations."
     return table(["ID", "NAME", "VERSIONS", "CUSTOM FIELDS (LATEST VERSION)"], rows)
+
+
+def version_details(version: dict[str, Any]) -> str:
+    """One integration version, its template whole (it is what an integrator checks)."""
+    fields = [
+        printable(field.get("name"))
+        + (" (required)" if field.get("required") else "")
+        + (f" default {printable(field.get('default'))}" if field.get("default") else "")
+        for field in version.get("custom_fields") or []
+    ]
+    throttling = version.get("default_throttling") or {}
+    pairs = [
+        ("Version", printable(version.get("version"))),
+        ("Authorization type", printable(version.get("authorization_type"))),
+        ("OAuth URL template", printable(version.get("oauth_url_template"))),
+        ("Token path", printable(version.get("token_path"))),
+        ("Revoke path", printable(version.get("revoke_path"))),
+        ("Default scopes", ", ".join(printable(s) for s in version.get("default_scopes") or []) or "-"),
+        ("Default API URL", printable(version.get("default_api_url"))),
+        ("Custom fields", ", ".join(fields) or "-"),
+        (
+            "Default throttling",
+            f"{printable(throttling.get('requests_per_minute'))}/min, "
+            f"{printable(throttling.get('max_concurrent_requests'))} at once",
+        ),
+        ("Changed by", printable(version.get("changed_by"))),
+        ("Changed at", when(version.get("changed_at"))),
+    ]
+    width = max(len(label) for label, _ in pairs)
+    return "\n".join(f"{label.ljust(width)}  {value}" for label, value in pairs)

@@ -1,7 +1,11 @@
-"""The local console: the runner's subscriptions at a glance, with an Authenticate button each.
+"""The local console: the runner's subscriptions at a glance, with an Authenticate button each, and the
+integrations with their versions, editable.
 
 `GET /` lists the subscriptions (status, data centre, token expiry, masked tokens) and `POST
-/console/subscriptions/<id>/authenticate` starts the consent flow. The console is a real client of
+/console/subscriptions/<id>/authenticate` starts the consent flow. `GET /console/integrations` lists the
+integrations and versions; `GET` and `POST /console/integrations/<id>/versions/<version>` show a plain
+form for a version's template, scopes, API URL, authorization type and custom fields, and save it with
+the admin API's PATCH (its refusal, naming the problem, shown above the form as sent). The console is a real client of
 the broker's admin API over HTTP, so it sees exactly what an operator's tooling sees, and serves
 server-rendered HTML with the same strict headers as the broker's own pages (no script at all).
 Only the local runner serves it; no Lambda function does.
@@ -9,12 +13,13 @@ Only the local runner serves it; no Lambda function does.
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from html import escape
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 
@@ -24,6 +29,11 @@ from zoho_broker.data_centres import ZOHO_ACCOUNTS_SERVERS, label
 
 TITLE = "Zoho OAuth broker: local console"
 AUTHENTICATE_PATH = "/console/subscriptions/{subscription_id}/authenticate"
+INTEGRATIONS_PATH = "/console/integrations"
+VERSION_PATH = "/console/integrations/{integration}/versions/{version}"
+_INTEGRATION_ID = re.compile(r"^[a-z][a-z0-9-]{1,63}$")
+_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$")
+_BLANK_FIELD_ROWS = 2  # empty rows under a version's custom fields, to add new ones
 _SUBSCRIPTION_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _MAX_PAGES = 20  # 100 subscriptions a page: more than anyone runs locally
 
@@ -52,6 +62,15 @@ CONSOLE_CSS = (
     "button:hover{background:#0842a0;border-color:#0842a0}"
     ".button.secondary{background:#fff;color:#0b57d0}.button.secondary:hover{background:#eef3fd}"
     ".problem{color:#a4262c}"
+    ".version-form label{display:block;font-weight:600;margin:1rem 0 .25rem}"
+    ".version-form textarea,.version-form input[type=text],.version-form input[type=url],.version-form select"
+    "{font:inherit;width:100%;box-sizing:border-box;padding:.4rem}"
+    ".version-form textarea{font-family:ui-monospace,Menlo,Consolas,monospace;min-height:7rem}"
+    ".fields{width:100%;border-collapse:collapse}.fields td,.fields th{padding:.25rem;text-align:left}"
+    ".fields input[type=text]{width:100%;box-sizing:border-box}"
+    ".versions{list-style:none;padding:0;margin:.5rem 0}.versions li{margin:.25rem 0}"
+    "@media (max-width:36rem){.fields,.fields tbody,.fields tr,.fields td{display:block;width:100%}"
+    ".fields thead{display:none}}"
     "footer{margin-top:2rem}"
     "@media (max-width:36rem){main.console{padding:1rem .75rem 2rem}.bar h1{font-size:1.25rem}"
     ".sub dl{grid-template-columns:minmax(0,1fr);gap:0}.sub dt{margin-top:.5rem}"
@@ -98,7 +117,13 @@ class Console:
         self.headers = pages.security_headers(CSS, form_action=form_action)
 
     def routes(self) -> dict[tuple[str, str], ExtraRoute]:
-        return {("GET", "/"): self.index, ("POST", AUTHENTICATE_PATH): self.authenticate}
+        return {
+            ("GET", "/"): self.index,
+            ("POST", AUTHENTICATE_PATH): self.authenticate,
+            ("GET", INTEGRATIONS_PATH): self.integrations,
+            ("GET", VERSION_PATH): self.version,
+            ("POST", VERSION_PATH): self.save_version,
+        }
 
     # ---------------------------------------------------------------------------------------------
     # Routes
@@ -139,6 +164,55 @@ class Console:
             },
             "body": "",
         }
+
+    def integrations(self, event: Event) -> Response:
+        try:
+            with self._admin() as admin:
+                catalogue = self._get(admin, "/admin/integrations")
+        except AdminApiError as error:
+            return self._page(502, self._problem_body(str(error)))
+        items = "".join(_integration(item) for item in catalogue.get("integrations", []))
+        return self._page(
+            200,
+            f'<main class="console">{self._bar()}'
+            '<p class="muted">The built-ins ship with the broker; a change stores the operator\'s copy, '
+            "which then replaces the built-in as a whole. A change applies to the next consent.</p>"
+            f'<ul class="subs" aria-label="Integrations">{items}</ul></main>',
+        )
+
+    def version(self, event: Event) -> Response:
+        where = _version_address(event)
+        if where is None:
+            return self._page(404, self._problem_body("There is no such version."))
+        try:
+            with self._admin() as admin:
+                current = self._get(admin, "/admin/integrations/{}/versions/{}".format(*where))
+        except AdminApiError as error:
+            return self._page(404 if "404" in str(error) else 502, self._problem_body(str(error)))
+        return self._page(200, self._version_body(where, current, problem=None))
+
+    def save_version(self, event: Event) -> Response:
+        if not self._same_origin(event):
+            return self._page(403, self._problem_body("The request did not come from this console."))
+        where = _version_address(event)
+        if where is None:
+            return self._page(404, self._problem_body("There is no such version."))
+        form = _form(event)
+        changes = _version_changes(form)
+        try:
+            with self._admin() as admin:
+                answer = admin.patch("/admin/integrations/{}/versions/{}".format(*where), json=changes)
+        except httpx.HTTPError as error:
+            return self._page(
+                502, self._problem_body(f"The admin API did not answer ({type(error).__name__}).")
+            )
+        if answer.status_code == 200:
+            return self._page(200, self._version_body(where, answer.json(), problem=None, saved=True))
+        # Shown as sent, with what is wrong, so the integrator can fix it rather than type it again.
+        sent = {**changes, "version": where[1]}
+        return self._page(
+            answer.status_code, self._version_body(where, sent, problem=_refusal_details(answer))
+        )
 
     # ---------------------------------------------------------------------------------------------
     # The admin API
@@ -213,7 +287,69 @@ class Console:
     def _bar() -> str:
         return (
             f'<header class="bar"><h1>{escape(TITLE)}</h1>'
-            '<a class="button secondary" href="/">Refresh</a></header>'
+            '<nav><a class="button secondary" href="/">Subscriptions</a> '
+            f'<a class="button secondary" href="{INTEGRATIONS_PATH}">Integrations</a></nav></header>'
+        )
+
+    def _version_body(
+        self, where: tuple[str, str], version: Mapping[str, Any], *, problem: str | None, saved: bool = False
+    ) -> str:
+        integration, name = where
+        action = escape(VERSION_PATH.format(integration=integration, version=name))
+        note = (
+            f'<p class="problem" role="alert">{escape(problem)}</p>'
+            if problem
+            else '<p role="status">Saved: the next consent uses it.</p>'
+            if saved
+            else ""
+        )
+        kind = str(version.get("authorization_type") or "connect_link")
+        options = "".join(
+            f'<option value="{value}"{" selected" if value == kind else ""}>{text}</option>'
+            for value, text in (
+                ("connect_link", "connect link (OAuth initiated here)"),
+                ("self_client", "Self Client grant code"),
+            )
+        )
+        throttling = version.get("default_throttling") or {}
+        fields = list(version.get("custom_fields") or []) + [{}] * _BLANK_FIELD_ROWS
+        rows = "".join(_field_row(index, field) for index, field in enumerate(fields))
+        changed = (
+            f'<p class="muted">Last changed by {escape(str(version.get("changed_by")))} at '
+            f"{_when(version.get('changed_at'))}</p>"
+            if version.get("changed_by")
+            else ""
+        )
+        return (
+            f'<main class="console">{self._bar()}'
+            f"<h2>{escape(integration)} version {escape(name)}</h2>{changed}{note}"
+            f'<form class="version-form" method="post" action="{action}">'
+            '<label for="authorization_type">Authorization type</label>'
+            f'<select id="authorization_type" name="authorization_type">{options}</select>'
+            '<label for="oauth_url_template">OAuth URL template</label>'
+            '<textarea id="oauth_url_template" name="oauth_url_template" spellcheck="false">'
+            f"{escape(str(version.get('oauth_url_template') or ''))}</textarea>"
+            '<p class="muted">Placeholders: {Client_Id}, {iPaaSState} (or {State}), {Scopes}, '
+            "{SystemTypeVersion:&lt;custom field&gt;}.</p>"
+            '<label for="default_scopes">Default scopes (comma-separated)</label>'
+            '<input type="text" id="default_scopes" name="default_scopes" '
+            f'value="{escape(", ".join(str(v) for v in version.get("default_scopes") or []))}">'
+            '<label for="default_api_url">Default API URL</label>'
+            '<input type="url" id="default_api_url" name="default_api_url" '
+            f'value="{escape(str(version.get("default_api_url") or ""))}">'
+            '<label for="requests_per_minute">Default requests per minute</label>'
+            '<input type="text" inputmode="numeric" id="requests_per_minute" name="requests_per_minute" '
+            f'value="{escape(str(throttling.get("requests_per_minute") or ""))}">'
+            '<label for="max_concurrent_requests">Default concurrent requests</label>'
+            '<input type="text" inputmode="numeric" id="max_concurrent_requests" name="max_concurrent_requests" '
+            f'value="{escape(str(throttling.get("max_concurrent_requests") or ""))}">'
+            "<h3>Custom fields</h3>"
+            '<table class="fields"><thead><tr><th>Name</th><th>Description</th><th>Default</th>'
+            f"<th>Required</th></tr></thead><tbody>{rows}</tbody></table>"
+            '<p class="muted">A row without a name is left out; empty rows add fields.</p>'
+            '<p><button type="submit">Save version</button> '
+            f'<a class="button secondary" href="{INTEGRATIONS_PATH}">Back to the integrations</a></p>'
+            "</form></main>"
         )
 
     def _problem_body(self, message: str) -> str:
@@ -297,4 +433,105 @@ def _when(value: object) -> str:
     return (
         f'<time datetime="{escape(moment.isoformat())}">{moment:%Y-%m-%d %H:%M} UTC</time> '
         f'<span class="muted">({relative})</span>'
+    )
+
+
+def _integration(item: Mapping[str, Any]) -> str:
+    integration = str(item.get("id") or "")
+    versions = "".join(
+        f'<li><a href="{escape(VERSION_PATH.format(integration=integration, version=v.get("version")))}">'
+        f"version {escape(str(v.get('version')))}</a> "
+        f'<span class="muted">({escape(str(v.get("authorization_type") or ""))})</span></li>'
+        for v in item.get("versions") or []
+    )
+    origin = (
+        "built in" + (", changed by an operator" if item.get("customised") else "")
+        if item.get("built_in")
+        else "added by an operator"
+    )
+    return (
+        f'<li><article class="sub"><h2>{escape(str(item.get("name") or integration))}</h2>'
+        f'<p class="muted"><code>{escape(integration)}</code>, {origin}</p>'
+        f"<p>{escape(str(item.get('description') or ''))}</p>"
+        f'<ul class="versions">{versions}</ul></article></li>'
+    )
+
+
+def _field_row(index: int, field: Mapping[str, Any]) -> str:
+    def text(name: str, label_text: str) -> str:
+        return (
+            f'<td><input type="text" name="field_{name}_{index}" aria-label="{label_text} {index + 1}" '
+            f'value="{escape(str(field.get(name) or ""))}"></td>'
+        )
+
+    checked = " checked" if field.get("required") else ""
+    return (
+        f"<tr>{text('name', 'Name of field')}{text('description', 'Description of field')}"
+        f"{text('default', 'Default of field')}"
+        f'<td><input type="checkbox" name="field_required_{index}" value="yes" '
+        f'aria-label="Field {index + 1} is required"{checked}></td></tr>'
+    )
+
+
+def _version_address(event: Event) -> tuple[str, str] | None:
+    parameters = event.get("pathParameters") or {}
+    integration, version = str(parameters.get("integration", "")), str(parameters.get("version", ""))
+    if _INTEGRATION_ID.fullmatch(integration) and _VERSION.fullmatch(version):
+        return integration, version
+    return None
+
+
+def _form(event: Event) -> dict[str, str]:
+    body = str(event.get("body") or "")
+    if event.get("isBase64Encoded"):
+        body = base64.b64decode(body).decode("utf-8", "replace")
+    return dict(parse_qsl(body, keep_blank_values=True))
+
+
+def _version_changes(form: Mapping[str, str]) -> dict[str, Any]:
+    """The PATCH body from the form; the admin API validates it and names what is wrong."""
+    changes: dict[str, Any] = {
+        "authorization_type": form.get("authorization_type", "connect_link"),
+        "default_scopes": [
+            scope.strip() for scope in form.get("default_scopes", "").split(",") if scope.strip()
+        ],
+        "default_api_url": form.get("default_api_url", "").strip(),
+        "custom_fields": [],
+    }
+    template = form.get("oauth_url_template", "").strip()
+    if template:
+        changes["oauth_url_template"] = template
+    throttling = {
+        key: int(form[key]) if form.get(key, "").strip().isdigit() else form.get(key, "")
+        for key in ("requests_per_minute", "max_concurrent_requests")
+    }
+    changes["default_throttling"] = throttling
+    index = 0
+    while f"field_name_{index}" in form:
+        name = form[f"field_name_{index}"].strip()
+        if name:
+            field: dict[str, Any] = {
+                "name": name,
+                "description": form.get(f"field_description_{index}", "").strip(),
+                "required": form.get(f"field_required_{index}") == "yes",
+            }
+            default = form.get(f"field_default_{index}", "").strip()
+            if default:
+                field["default"] = default
+            changes["custom_fields"].append(field)
+        index += 1
+    return changes
+
+
+def _refusal_details(answer: httpx.Response) -> str:
+    """The admin API's message and every problem it named."""
+    try:
+        document = answer.json()
+    except ValueError:
+        return f"The admin API answered {answer.status_code}."
+    problems = [
+        f"{d.get('field')}: {d.get('message')}" for d in document.get("details") or [] if isinstance(d, dict)
+    ]
+    return " ".join(
+        [str(document.get("message") or f"The admin API answered {answer.status_code}."), *problems]
     )

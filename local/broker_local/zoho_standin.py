@@ -37,6 +37,7 @@ MAX_ACCESS_TOKENS_PER_REFRESH_TOKEN = 30
 CODES_PER_MINUTE = 4
 CODE_BLOCK_SECONDS = 600  # Zoho blocks the user for 10 minutes after too many grant codes.
 TIMEOUT_FAULT_SECONDS = 30.0
+SELF_CLIENT_REDIRECT_URI = ""  # a Self Client's grant code is bound to no redirect URI
 RATE_LIMITED_DESCRIPTION = "You have made too many requests continuously. Please try again after some time."
 TITLE = "Zoho Accounts (stand-in)"
 JSON_TYPE = "application/json;charset=UTF-8"  # exactly what Zoho sends
@@ -394,6 +395,14 @@ class ZohoStandIn:
         with self._lock:
             return self._mint_code(client_id, redirect_uri, scope, "offline", data_centre)
 
+    def issue_self_client_code(self, *, client_id: str, scope: str, data_centre: str) -> str:
+        """What the API Console's Self Client does for the account owner: a one-use grant code for their own
+        account at their data centre, with no redirect URI (its exchange sends none)."""
+        if data_centre not in self._ports:
+            raise ValueError(f"unknown data centre {data_centre!r}")
+        with self._lock:
+            return self._mint_code(client_id, SELF_CLIENT_REDIRECT_URI, scope, "offline", data_centre)
+
     def live_refresh_tokens(self, client_id: str) -> set[str]:
         """The client's refresh tokens Zoho would still honour (for checks that none is left behind)."""
         with self._lock:
@@ -615,9 +624,15 @@ Zoho account with these permissions:</p>
         return _json(answer)
 
     def _exchange_code(self, dc: str, params: dict[str, str]) -> dict[str, Any]:
-        if not all(params.get(name) for name in ("code", "client_id", "client_secret", "redirect_uri")):
+        if not all(params.get(name) for name in ("code", "client_id", "client_secret")):
             return {"error": "invalid_request"}
         code = self._codes.get(params["code"])
+        if (
+            code is not None
+            and code.redirect_uri != SELF_CLIENT_REDIRECT_URI
+            and not params.get("redirect_uri")
+        ):
+            return {"error": "invalid_request"}  # a consent's code is exchanged with its redirect URI
         if code is None or code.data_centre != dc:
             return {"error": "invalid_code"}  # unknown, used, or minted at another data centre
         if code.expires_at <= time.monotonic():
@@ -625,7 +640,7 @@ Zoho account with these permissions:</p>
             return {"error": "invalid_code"}
         # A client or redirect mismatch leaves the code usable: only a successful exchange spends it.
         error = self._client_error(params["client_id"], params["client_secret"], code.client_id)
-        if error is None and params["redirect_uri"] != code.redirect_uri:
+        if error is None and params.get("redirect_uri", "") != code.redirect_uri:
             error = "invalid_redirect_uri"
         if error is not None:
             return {"error": error}

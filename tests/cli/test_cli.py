@@ -21,6 +21,7 @@ import pytest
 from broker_cli.main import main
 from broker_cli.signing import SigV4, should_sign, sigv4_for
 from broker_local.runner import free_port
+from broker_local.zoho_standin import ZohoStandIn
 from tests.conftest import local_runner
 from tests.integration.flow import decide_at_zoho, open_link
 
@@ -33,6 +34,7 @@ CONSOLE_SCRIPT = Path(sys.executable).with_name("broker")
 class Broker:
     url: str
     accounts_servers: dict[str, str]
+    zoho: ZohoStandIn
 
 
 @dataclass(frozen=True)
@@ -62,7 +64,7 @@ def broker() -> Iterator[Broker]:
         url = started["gateway"].base_url
         # Load the admin handler (and the loggers) now, outside any test's captured stdout.
         httpx.get(f"{url}/admin/integrations", timeout=30).raise_for_status()
-        yield Broker(url=url, accounts_servers=started["accounts_servers"])
+        yield Broker(url=url, accounts_servers=started["accounts_servers"], zoho=started["standin"])
 
 
 @pytest.fixture
@@ -307,6 +309,115 @@ def test_given_the_catalogue_when_listing_integrations_then_both_products_show(c
     assert ran.code == 0, ran.err
     assert "zoho-crm" in ran.out and "zoho-commerce" in ran.out
     assert "OrganizationId (required)" in ran.out
+
+
+def _version_file(tmp_path: Path, **fields: Any) -> str:
+    path = tmp_path / "version.json"
+    path.write_text(
+        json.dumps(
+            {
+                "default_scopes": ["ZohoCRM.modules.ALL"],
+                "default_api_url": "https://www.zohoapis.com/crm/v8",
+                "default_throttling": {"requests_per_minute": 100, "max_concurrent_requests": 10},
+                **fields,
+            }
+        )
+    )
+    return str(path)
+
+
+def test_given_a_version_file_when_managing_an_integration_then_each_step_shows_the_result(
+    cli: Cli, tmp_path: Path
+) -> None:
+    integration = f"crm-{uuid.uuid4().hex[:8]}"
+    template = (
+        "https://accounts.zoho.com/oauth/v2/auth?scope={Scopes}&client_id={Client_Id}&response_type=code"
+        "&redirect_uri={SystemTypeVersion:RedirectUrl}&access_type=offline&state={iPaaSState}"
+    )
+    created = cli(
+        "integrations",
+        "create",
+        integration,
+        "--name",
+        "CRM sandbox",
+        "--version",
+        "1",
+        "--file",
+        _version_file(tmp_path, custom_fields=[{"name": "RedirectUrl"}]),
+        "--oauth-url-template",
+        template,
+    )
+    bad = cli(
+        "versions",
+        "add",
+        integration,
+        "2",
+        "--file",
+        _version_file(tmp_path),
+        "--oauth-url-template",
+        template.replace("response_type=code", "response_type=token"),
+    )
+    added = cli(
+        "--json",
+        "versions",
+        "add",
+        integration,
+        "2",
+        "--file",
+        "-",
+        stdin=Path(
+            _version_file(tmp_path, custom_fields=[{"name": "RedirectUrl"}], oauth_url_template=template)
+        ).read_text(),
+    )
+    updated = cli(
+        "versions", "update", integration, "2", "--default-api-url", "https://www.zohoapis.eu/crm/v8"
+    )
+    shown = cli("integrations", "show", integration)
+    deleted = cli("versions", "delete", integration, "2", "--yes")
+    gone = cli("versions", "show", integration, "2")
+
+    assert created.code == 0, created.err
+    assert integration in created.out and "Changed by" in created.out
+    assert bad.code == 1 and "response_type=code (it has token)" in bad.err
+    assert added.code == 0 and added.json()["version"] == "2"
+    assert updated.code == 0 and "https://www.zohoapis.eu/crm/v8" in updated.out
+    assert shown.code == 0 and "1, 2" in shown.out and template in shown.out
+    assert deleted.code == 0 and "Deleted version 2" in deleted.out
+    assert gone.code == 1 and "no version '2'" in gone.err
+
+
+def test_given_a_self_client_grant_code_on_stdin_when_submitted_then_connected_and_never_printed(
+    cli: Cli, broker: Broker, tmp_path: Path
+) -> None:
+    integration = f"own-{uuid.uuid4().hex[:8]}"
+    assert (
+        cli(
+            "integrations",
+            "create",
+            integration,
+            "--name",
+            "Own CRM",
+            "--version",
+            "1",
+            "--authorization-type",
+            "self_client",
+            "--file",
+            _version_file(tmp_path),
+        ).code
+        == 0
+    )
+    created = _create(cli, "--integration", integration)
+    code = broker.zoho.issue_self_client_code(
+        client_id="1000.CLICLIENT0123456789", scope="ZohoCRM.modules.ALL", data_centre="eu"
+    )
+
+    wrong = cli("grant-code", created["subscription_id"], "--data-centre", "us", stdin=code + "\n")
+    ran = cli("grant-code", created["subscription_id"], "--data-centre", "eu", stdin=code + "\n")
+
+    assert wrong.code == 1 and "not generated in the US data centre" in wrong.err
+    assert ran.code == 0, ran.err
+    assert f"Connected {created['subscription_id']} (eu): status connected." in ran.out
+    assert code not in wrong.out + wrong.err + ran.out + ran.err
 
 
 # --------------------------------------------------------------------------------------------------

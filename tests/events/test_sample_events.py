@@ -33,6 +33,8 @@ EXPECTED: dict[str, tuple[int, str]] = {
     "admin-delete-subscription.json": (404, "No subscription with id"),
     "admin-create-connect-link.json": (404, "No subscription with id"),
     "admin-openapi.json": (200, '"openapi"'),
+    "admin-create-integration-version.json": (201, '"changed_by":"arn:aws:iam::123456789012:user/operator"'),
+    "admin-submit-grant-code.json": (404, "No subscription with id"),
 }
 
 

@@ -53,6 +53,8 @@ class Scenario:
     callback_url: str = ""
     last_page: str = ""
     kind: str = ""  # the flow's first word: revoke, delete and update disconnect on purpose
+    version: str | None = None  # the integration version to create the subscription on; None: the latest
+    grant_code: str = ""  # a Self Client grant code the account owner generated
 
     @property
     def name(self) -> str:
@@ -64,6 +66,7 @@ class Scenario:
             "integration": "zoho-crm",
             "client_id": self.client_id,
             "client_secret": SECRET,
+            **({"version": self.version} if self.version else {}),
         }
 
 
@@ -265,6 +268,39 @@ def _create_act(s: Scenario) -> Outcome:
     return _answer(answer, 201)
 
 
+SELF_CLIENT_VERSION = {
+    "version": "self",
+    "authorization_type": "self_client",
+    "default_scopes": ["ZohoCRM.modules.ALL"],
+    "default_api_url": "https://www.zohoapis.com/crm/v8",
+    "default_throttling": {"requests_per_minute": 100, "max_concurrent_requests": 10},
+}
+
+
+def _grant_code_generated(s: Scenario) -> None:
+    """A subscription on a Self Client version, and a grant code its account owner generated (EU)."""
+    added = s.admin.post("/admin/integrations/zoho-crm/versions", json=SELF_CLIENT_VERSION)
+    assert added.status_code in (201, 409), added.text  # 409: an earlier scenario added it
+    s.version = "self"
+    _create(s)
+    s.grant_code = s.zoho.issue_self_client_code(
+        client_id=s.client_id, scope="ZohoCRM.modules.ALL", data_centre="eu"
+    )
+
+
+def _submit_grant_code(s: Scenario) -> Outcome:
+    path = f"/admin/subscriptions/{s.subscription_id}/grant-code"
+    return _answer(s.admin.post(path, json={"code": s.grant_code, "data_centre": "eu"}), 200)
+
+
+def _with_a_new_grant_code(s: Scenario) -> Outcome:
+    """What the answer says: a grant code works once, so the owner generates a new one."""
+    s.grant_code = s.zoho.issue_self_client_code(
+        client_id=s.client_id, scope="ZohoCRM.modules.ALL", data_centre="eu"
+    )
+    return _submit_grant_code(s)
+
+
 FLOWS = [
     Flow(
         "start",
@@ -285,6 +321,13 @@ FLOWS = [
         _callback,
         ends_connected=True,
         retry=_as_the_page_says,
+    ),
+    Flow(
+        "grant code (Self Client)",
+        _grant_code_generated,
+        _submit_grant_code,
+        ends_connected=True,
+        retry=_with_a_new_grant_code,
     ),
     Flow(
         "token",

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import re
 from html.parser import HTMLParser
 from typing import Any
 
 import httpx
+import pytest
 
 CLIENT_SECRET = "zoho-client-secret-0123456789abcdef"
 
@@ -85,3 +87,25 @@ def connect(
 def page_title(response: httpx.Response) -> str:
     match = re.search(r"<h1>(.*?)</h1>", response.text)
     return match.group(1) if match else ""
+
+
+def assert_never_shown(
+    seen: list[str],
+    secrets: dict[str, str],
+    *,
+    capfd: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """None of the secrets is in what was seen, printed, or logged (every attribute of every log record:
+    what the JSON formatter would write, extras included)."""
+    printed = capfd.readouterr()
+    everything = "\n".join(
+        [
+            *seen,
+            printed.out + printed.err,
+            *(json.dumps(vars(record), default=str) for record in caplog.records),
+        ]
+    )
+    for what, value in secrets.items():
+        at = everything.find(value)
+        assert at < 0, f"the {what} leaked: ...{everything[max(0, at - 300) : at + 50]}"

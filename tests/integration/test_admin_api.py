@@ -249,7 +249,14 @@ def test_the_catalogue_and_the_openapi_document_are_served(admin: httpx.Client) 
     catalogue = admin.get("/admin/integrations").json()
     document = admin.get("/admin/openapi.json").json()
 
-    assert [i["id"] for i in catalogue["integrations"]] == ["zoho-crm", "zoho-commerce"]
+    assert [i["id"] for i in catalogue["integrations"]] == [
+        "zoho-crm",
+        "zoho-commerce",
+        "zoho-books",
+        "zoho-inventory",
+        "zoho-desk",
+        "bigin",
+    ]
     assert "/admin/subscriptions" in document["paths"]
     assert "/admin/subscriptions/{subscription_id}/connect-links" in document["paths"]
     assert "SubscriptionCreate" in json.dumps(document["components"])

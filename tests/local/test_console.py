@@ -97,7 +97,7 @@ def test_given_subscriptions_when_listing_then_each_shows_status_data_centre_and
     assert "(expired)" in html
     assert 'action="/console/subscriptions/sub_1/authenticate"' in html
     assert html.count(">Authenticate</button>") == 2
-    assert 'href="/">Refresh</a>' in html
+    assert 'href="/">Subscriptions</a>' in html and 'href="/console/integrations"' in html
     # Lists leave the tokens out, so the console reads each subscription once.
     assert "GET /admin/subscriptions/sub_1" in api.seen
     assert "GET /admin/subscriptions/sub_2" in api.seen

@@ -5,18 +5,10 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from pydantic import ValidationError
 
+from tests.seeds import SEED_COMMERCE_TEMPLATE
 from zoho_broker.catalogue import IntegrationVersion, load_catalogue
 from zoho_broker.errors import InvalidInput, NotFound
 from zoho_broker.oauth_url import render_authorization_url
-
-# The Zoho Commerce template from the seed, pasted verbatim.
-SEED_COMMERCE_TEMPLATE = (
-    "https://accounts.zoho.com/oauth/v2/auth?scope=ZohoCRM.modules.ALL,ZohoCRM.settings.ALL,"
-    "ZohoCommerce.inventoryadjustments.CREATE,ZohoCommerce.items.ALL,ZohoCommerce.salesorders.READ,"
-    "ZohoCommerce.salesorders.CREATE,ZohoCommerce.salesorders.UPDATE,ZohoCommerce.settings.READ,"
-    "ZohoCommerce.webhooks.READ,ZohoCommerce.webhooks.CREATE,ZohoCommerce.webhooks.ALL&client_id={Client_Id}"
-    "&response_type=code&redirect_uri={SystemTypeVersion:RedirectUrl}&access_type=offline&state={iPaaSState}"
-)
 
 
 def _version(template: str, fields: list[dict[str, object]] | None = None) -> IntegrationVersion:

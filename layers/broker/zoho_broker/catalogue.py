@@ -1,24 +1,44 @@
-"""The integrations catalogue: Zoho products as data (integrations.json), validated by pydantic.
+"""The integrations catalogue: Zoho products and their versions, validated by pydantic.
 
-Adding a Zoho product is a new entry in the JSON file, not a new module.
+The packaged ``integrations.json`` is the built-in starting content; an operator's edits are stored in
+DynamoDB (store/integrations.py) and win over it, integration by integration (logic/integrations.py).
 """
 
 from __future__ import annotations
 
 import re
+from datetime import datetime
+from enum import StrEnum
 from functools import cache
 from importlib import resources
+from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from zoho_broker.data_centres import ZOHO_ACCOUNTS_SERVERS
 from zoho_broker.errors import InvalidInput, NotFound
 
 # Placeholders an OAuth URL template may use: the seeds' own names plus {Scopes} and {State}.
 PLACEHOLDER = re.compile(r"\{([A-Za-z_]+(?::[A-Za-z0-9_]+)?)\}")
+# Anything in braces, so a misspelt placeholder ({client-id}) is named rather than sent to Zoho as is.
+ANY_BRACES = re.compile(r"\{([^{}]*)\}")
 STATE_PLACEHOLDERS = frozenset({"iPaaSState", "State"})
 SIMPLE_PLACEHOLDERS = frozenset({"Client_Id", "Scopes"}) | STATE_PLACEHOLDERS
 CUSTOM_FIELD_PREFIX = "SystemTypeVersion:"
 REDIRECT_URL_FIELD = "RedirectUrl"
+# A template sends the person (and later the code exchange goes) to one of Zoho's own accounts servers.
+ACCOUNTS_HOSTS = frozenset(urlsplit(url).hostname or "" for url in ZOHO_ACCOUNTS_SERVERS.values())
+KNOWN_PLACEHOLDERS = "{Client_Id}, {iPaaSState} (or {State}), {Scopes} and {SystemTypeVersion:<custom field>}"
+
+
+class AuthorizationType(StrEnum):
+    """How a subscription of this version gets its tokens."""
+
+    # The seeds' "OAuth Initiated within iPaaS": a person opens a connect link and consents at Zoho.
+    CONNECT_LINK = "connect_link"
+    # Zoho's Self Client: the account owner generates a grant code in the API Console; the operator
+    # submits it and the broker exchanges it.
+    SELF_CLIENT = "self_client"
 
 
 class Throttling(BaseModel):
@@ -34,56 +54,127 @@ class CustomField(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
-    description: str = ""
+    description: str = Field(default="", max_length=1000)
     required: bool = False
-    default: str | None = None
+    default: str | None = Field(default=None, max_length=2048)
 
 
-class IntegrationVersion(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+def template_problems(template: str, field_names: set[str]) -> list[str]:
+    """Everything wrong with an OAuth URL template, each problem named so an integrator can fix it."""
+    problems: list[str] = []
+    names = set(ANY_BRACES.findall(template))
+    for name in sorted(names):
+        if name.startswith(CUSTOM_FIELD_PREFIX) and PLACEHOLDER.fullmatch("{" + name + "}"):
+            if name.removeprefix(CUSTOM_FIELD_PREFIX) not in field_names:
+                problems.append(f"template placeholder {{{name}}} names no custom field of this version")
+        elif name not in SIMPLE_PLACEHOLDERS:
+            problems.append(f"unknown template placeholder {{{name}}}: use {KNOWN_PLACEHOLDERS}")
+    if not names & STATE_PLACEHOLDERS:
+        problems.append("the template must carry the state, as {iPaaSState} or {State}")
+    if "Client_Id" not in names:
+        problems.append("the template must carry {Client_Id}")
+    try:
+        parts = urlsplit(template)
+        host = parts.hostname or ""
+    except ValueError:
+        return [*problems, "the template is not a URL"]
+    if parts.scheme != "https":
+        problems.append("the template must be an https URL")
+    if host not in ACCOUNTS_HOSTS:
+        problems.append(
+            f"the template's host {host or '(none)'} is not one of Zoho's accounts servers "
+            f"({', '.join(sorted(ACCOUNTS_HOSTS))})"
+        )
+    response_types = [
+        value for key, value in parse_qsl(parts.query, keep_blank_values=True) if key == "response_type"
+    ]
+    if response_types != ["code"]:
+        given = ", ".join(response_types) or "none"
+        problems.append(f"the template must ask for response_type=code (it has {given})")
+    return problems
 
-    version: str = Field(min_length=1, max_length=32)
-    oauth_url_template: str = Field(min_length=1)
-    token_path: str = "/oauth/v2/token"
-    revoke_path: str = "/oauth/v2/token/revoke"
-    default_scopes: list[str] = Field(min_length=1)
-    default_api_url: str
-    custom_fields: list[CustomField] = Field(default_factory=list)
+
+class IntegrationVersionFields(BaseModel):
+    """What an integrator sets on a version (the seed's Version dialog)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    version: str = Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    authorization_type: AuthorizationType = AuthorizationType.CONNECT_LINK
+    oauth_url_template: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=4096,
+        description="Required for connect_link; a Self Client version needs none.",
+    )
+    token_path: str = Field(default="/oauth/v2/token", pattern=r"^/[A-Za-z0-9/._-]{0,200}$")
+    revoke_path: str = Field(default="/oauth/v2/token/revoke", pattern=r"^/[A-Za-z0-9/._-]{0,200}$")
+    default_scopes: list[str] = Field(min_length=1, max_length=100)
+    default_api_url: str = Field(min_length=1, max_length=2048, pattern=r"^https://[^\s]+$")
+    custom_fields: list[CustomField] = Field(default_factory=list, max_length=50)
     default_throttling: Throttling
 
     @model_validator(mode="after")
-    def _template_is_complete(self) -> IntegrationVersion:
-        names = set(PLACEHOLDER.findall(self.oauth_url_template))
-        field_names = {field.name for field in self.custom_fields}
-        for name in names:
-            if name.startswith(CUSTOM_FIELD_PREFIX):
-                if name.removeprefix(CUSTOM_FIELD_PREFIX) not in field_names:
-                    raise ValueError(f"template placeholder {{{name}}} names no custom field of this version")
-            elif name not in SIMPLE_PLACEHOLDERS:
-                raise ValueError(f"unknown template placeholder {{{name}}}")
-        if not names & STATE_PLACEHOLDERS:
-            raise ValueError("the template must carry the state, as {iPaaSState} or {State}")
-        if "Client_Id" not in names:
-            raise ValueError("the template must carry {Client_Id}")
+    def _template_is_complete(self) -> IntegrationVersionFields:
+        problems: list[str] = []
+        counted: dict[str, int] = {}
+        for field in self.custom_fields:
+            counted[field.name] = counted.get(field.name, 0) + 1
+        problems += [f"the custom field {name} is defined {n} times" for name, n in counted.items() if n > 1]
+        if self.oauth_url_template is not None:
+            problems += template_problems(self.oauth_url_template, set(counted))
+        elif self.authorization_type == AuthorizationType.CONNECT_LINK:
+            problems.append("a connect_link version needs an oauth_url_template")
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
     def custom_field(self, name: str) -> CustomField | None:
         return next((field for field in self.custom_fields if field.name == name), None)
+
+    def scopes(self) -> frozenset[str]:
+        """The scopes a consent asks for: the template's literal scope list, else the default scopes."""
+        if self.oauth_url_template and "{Scopes}" not in self.oauth_url_template:
+            query = urlsplit(self.oauth_url_template).query
+            literal = [value for key, value in parse_qsl(query) if key == "scope"]
+            if literal:
+                return frozenset(scope for scope in literal[0].split(",") if scope)
+        return frozenset(self.default_scopes)
+
+
+class IntegrationVersion(IntegrationVersionFields):
+    """A version as stored and shown: the integrator's fields and who changed them last, when."""
+
+    changed_by: str | None = Field(default=None, description="The IAM caller who last changed it.")
+    changed_at: datetime | None = None
 
 
 class Integration(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     id: str = Field(pattern=r"^[a-z][a-z0-9-]{1,63}$")
-    name: str
+    name: str = Field(min_length=1, max_length=128)
+    description: str = Field(
+        default="", max_length=4000, description="What it connects, and any fact not confirmed with Zoho."
+    )
     versions: list[IntegrationVersion] = Field(min_length=1)
 
+    @model_validator(mode="after")
+    def _unique_versions(self) -> Integration:
+        names = [version.version for version in self.versions]
+        if len(names) != len(set(names)):
+            raise ValueError(f"the versions of {self.id} must have different names")
+        return self
+
+    def find_version(self, version: str) -> IntegrationVersion | None:
+        return next((candidate for candidate in self.versions if candidate.version == version), None)
+
     def get_version(self, version: str) -> IntegrationVersion:
-        for candidate in self.versions:
-            if candidate.version == version:
-                return candidate
-        known = ", ".join(v.version for v in self.versions)
-        raise InvalidInput(f"Integration {self.id!r} has no version {version!r} (known: {known}).")
+        found = self.find_version(version)
+        if found is None:
+            known = ", ".join(v.version for v in self.versions)
+            raise InvalidInput(f"Integration {self.id!r} has no version {version!r} (known: {known}).")
+        return found
 
     @property
     def latest(self) -> IntegrationVersion:
@@ -114,3 +205,15 @@ class Catalogue(BaseModel):
 def load_catalogue() -> Catalogue:
     text = resources.files("zoho_broker").joinpath("integrations.json").read_text(encoding="utf-8")
     return Catalogue.model_validate_json(text)
+
+
+class StoredIntegration(Integration):
+    """An integration as stored in DynamoDB: it wins over the built-in of the same id as a whole."""
+
+    # Bumped by every write; a write names the revision it read, so concurrent edits cannot lose one.
+    revision: int = Field(default=0, ge=0)
+    # Versions being deleted: no subscription may start using them (see logic/integrations.py).
+    retiring: list[str] = Field(default_factory=list)
+
+    def as_integration(self) -> Integration:
+        return Integration.model_validate(self.model_dump(exclude={"revision", "retiring"}))

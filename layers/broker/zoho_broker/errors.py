@@ -28,6 +28,11 @@ class InvalidInput(BrokerError):
     status_code = 400
     code = "invalid_request"
 
+    def __init__(self, message: str, details: list[dict[str, str]] | None = None) -> None:
+        super().__init__(message)
+        # Where and what ({"field": "body.oauth_url_template", "message": ...}), as request validation says.
+        self.details = details or []
+
 
 class ConnectLinkInvalid(BrokerError):
     """The connect link is unknown, used or expired: the operator must issue a new one."""
@@ -132,3 +137,17 @@ class RetryWithLink(BrokerError):
         reason = cause.message if isinstance(cause, BrokerError) else "The broker's storage did not answer."
         super().__init__(f"{reason} Nothing was connected.")
         self.cause = cause
+
+
+class RetryWithNewGrantCode(BrokerError):
+    """A Self Client grant code exchange failed for a passing reason: a grant code works once and lives
+    minutes, so the owner generates a new one and the operator submits it again."""
+
+    status_code = 503
+    code = "service_unavailable"
+
+    def __init__(self, cause: Exception) -> None:
+        reason = cause.message if isinstance(cause, BrokerError) else "The broker's storage did not answer."
+        super().__init__(
+            f"{reason} Nothing was connected. Generate a new grant code in the Self Client and submit it again."
+        )

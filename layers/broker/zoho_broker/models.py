@@ -10,7 +10,13 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic.config import JsonDict
 
-from zoho_broker.catalogue import Throttling
+from zoho_broker.catalogue import (
+    AuthorizationType,
+    CustomField,
+    IntegrationVersion,
+    IntegrationVersionFields,
+    Throttling,
+)
 from zoho_broker.masking import mask
 
 
@@ -97,8 +103,8 @@ def _given_fields_are_never_null(schema: JsonDict) -> None:
     schema["minProperties"] = 1
 
 
-class SubscriptionUpdate(BrokerModel):
-    """Body of PATCH /admin/subscriptions/{id}: only the fields given change."""
+class PartialUpdate(BrokerModel):
+    """A PATCH body: only the fields given change; none may be null and at least one is given."""
 
     model_config = ConfigDict(
         extra="forbid", str_strip_whitespace=True, json_schema_extra=_given_fields_are_never_null
@@ -115,6 +121,13 @@ class SubscriptionUpdate(BrokerModel):
                 raise ValueError(f"{', '.join(nulls)} cannot be null: leave a field out to keep it")
         return data
 
+
+class SubscriptionUpdate(PartialUpdate):
+    """Body of PATCH /admin/subscriptions/{id}: only the fields given change.
+
+    A new ``version`` moves the subscription to it (its custom fields are checked against that version).
+    """
+
     name: Name | None = None
     version: str | None = Field(default=None, max_length=32)
     client_id: ClientId | None = None
@@ -123,6 +136,22 @@ class SubscriptionUpdate(BrokerModel):
     api_url: HttpUrlText | None = None
     throttling: Throttling | None = None
     custom_fields: CustomFieldValues | None = None
+
+
+class GrantCodeSubmission(BrokerModel):
+    """Body of POST /admin/subscriptions/{id}/grant-code: a Self Client grant code, and where it was made."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    code: Annotated[SecretStr, Field(min_length=1, max_length=512)] = Field(
+        description="The grant code the account owner generated in the API Console's Self Client (never echoed)."
+    )
+    data_centre: str = Field(
+        min_length=2,
+        max_length=8,
+        pattern=r"^[a-z]{2,8}$",
+        description="The data centre whose API Console generated it (us, eu, in, au, jp, ca, sa, uk, cn).",
+    )
 
 
 class Subscription(BrokerModel):
@@ -154,6 +183,9 @@ class Subscription(BrokerModel):
     connect_generation: int = 0
     reconnected_at: datetime | None = None
     reconnected_from: str | None = Field(default=None, description="Data centre of the replaced connection.")
+    # Moved to a version that asks for other scopes: the tokens still work, with the old scopes, until a
+    # person connects it again (cleared by the next connection).
+    reconnect_required: bool = False
     created_at: datetime
     updated_at: datetime
 
@@ -223,6 +255,9 @@ class SubscriptionView(BrokerModel):
     failing_days: int
     reconnected_at: datetime | None
     reconnected_from: str | None
+    reconnect_required: bool = Field(
+        description="Moved to a version with other scopes: send a connect link so the new scopes are granted."
+    )
     tokens: MaskedTokens | None = Field(description="Masked; only on single reads.")
     revocation_pending: bool | None = Field(
         description="A refresh token the broker let go of awaits revocation at Zoho (the refresher retries); "
@@ -299,6 +334,9 @@ class StateRecord(BrokerModel):
     # The connect link that started it, given back when the consent fails for a passing reason.
     link_hash: str | None = None
     link_expires_at: int | None = None
+    # Where the code is exchanged, as the version said when the consent started: an edit of the version
+    # meanwhile applies to the next consent, not this one.
+    token_path: str | None = None
 
 
 class AccessToken(BrokerModel):
@@ -334,3 +372,56 @@ class RefreshOutcome(BrokerModel):
     access_token_expires_at: datetime | None = None
     error: str | None = None
     next_attempt_at: datetime | None = None
+
+
+# ------------------------------------------------------------------------------------------------
+# Integrations and their versions, as the admin API takes and shows them.
+
+IntegrationId = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{1,63}$")]
+
+
+class IntegrationCreate(BrokerModel):
+    """Body of POST /admin/integrations: a new integration with its first version."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    id: IntegrationId
+    name: str = Field(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f]+$")
+    description: str = Field(default="", max_length=4000)
+    version: IntegrationVersionFields
+
+
+class IntegrationVersionUpdate(PartialUpdate):
+    """Body of PATCH /admin/integrations/{integration}/versions/{version}: the fields given change.
+
+    The result is validated as a whole, as a new version would be.
+    """
+
+    authorization_type: AuthorizationType | None = None
+    oauth_url_template: str | None = Field(default=None, min_length=1, max_length=4096)
+    token_path: str | None = Field(default=None, pattern=r"^/[A-Za-z0-9/._-]{0,200}$")
+    revoke_path: str | None = Field(default=None, pattern=r"^/[A-Za-z0-9/._-]{0,200}$")
+    default_scopes: list[str] | None = Field(default=None, min_length=1, max_length=100)
+    default_api_url: str | None = Field(
+        default=None, min_length=1, max_length=2048, pattern=r"^https://[^\s]+$"
+    )
+    custom_fields: list[CustomField] | None = Field(default=None, max_length=50)
+    default_throttling: Throttling | None = None
+
+
+class IntegrationView(BrokerModel):
+    """An integration as the admin API shows it."""
+
+    id: str
+    name: str
+    description: str
+    versions: list[IntegrationVersion]
+    built_in: bool = Field(description="It ships with the broker (integrations.json).")
+    customised: bool = Field(
+        description="An operator changed it: the stored copy replaces the built-in as a whole."
+    )
+    revision: int = Field(description="Bumped by every change; 0 while it is the packaged built-in.")
+
+
+class IntegrationList(BrokerModel):
+    integrations: list[IntegrationView]

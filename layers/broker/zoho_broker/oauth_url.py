@@ -38,4 +38,6 @@ def render_authorization_url(
         # Commas stay readable: Zoho's scope lists are comma-separated.
         return quote(value, safe=",")
 
+    if version.oauth_url_template is None:
+        raise InvalidInput(f"Version {version.version!r} has no OAuth URL template (it uses a Self Client).")
     return PLACEHOLDER.sub(substitute, version.oauth_url_template)

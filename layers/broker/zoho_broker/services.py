@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from functools import cache, cached_property
 from typing import TYPE_CHECKING
 
-from zoho_broker.catalogue import Catalogue, load_catalogue
+from zoho_broker.catalogue import load_catalogue
 from zoho_broker.clock import Clock, SystemClock
 from zoho_broker.config import Settings
 from zoho_broker.data_centres import AccountsServers
@@ -14,6 +14,7 @@ from zoho_broker.logic.pacing import Unpaced, WindowCounter
 from zoho_broker.store import aws
 from zoho_broker.store.announcements import Announcer
 from zoho_broker.store.flows import FlowStore
+from zoho_broker.store.integrations import IntegrationCatalogue, IntegrationStore
 from zoho_broker.store.refresh_queue import RefreshQueue
 from zoho_broker.store.secrets import SecretStore
 from zoho_broker.store.signing_key import SigningKeyStore
@@ -27,9 +28,13 @@ if TYPE_CHECKING:
 @dataclass
 class Services:
     settings: Settings
-    catalogue: Catalogue = field(default_factory=load_catalogue)
     # The refresher's time source: a simulation or a test may put a virtual clock here.
     clock: Clock = field(default_factory=SystemClock)
+
+    @cached_property
+    def catalogue(self) -> IntegrationCatalogue:
+        """The built-in integrations, each replaced by the operator's stored copy when there is one."""
+        return IntegrationCatalogue(load_catalogue(), IntegrationStore(self.settings.subscriptions_table))
 
     @cached_property
     def subscriptions(self) -> SubscriptionStore:

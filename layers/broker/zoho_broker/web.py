@@ -19,6 +19,7 @@ from zoho_broker import page_routes
 from zoho_broker.config import Settings
 from zoho_broker.errors import (
     BrokerError,
+    InvalidInput,
     PayloadTooLarge,
     UnsupportedMediaType,
     ZohoError,
@@ -37,6 +38,12 @@ MAX_NUMBER_CHARACTERS = 32
 
 def base_url(app: APIGatewayHttpResolver, settings: Settings) -> str:
     return page_routes.base_url(settings, app.current_event.request_context.domain_name)
+
+
+def caller_identity(app: APIGatewayHttpResolver) -> str:
+    """Who signed the admin request (API Gateway's IAM authorizer context): recorded on what they change."""
+    iam = app.current_event.request_context.authorizer.iam
+    return iam.user_arn or iam.caller_id or "unknown"
 
 
 def _body_error(message: str) -> RequestValidationError:
@@ -154,7 +161,8 @@ def install_json_errors(app: APIGatewayHttpResolver) -> None:
         logger.info("request refused", extra={"error": error.code, "reason": error.message})
         # Zoho slow or failing is a passing condition: 503 (retry); a refusal stays 502.
         transient = isinstance(error, ZohoError) and error.transient
-        return json_error(503 if transient else error.status_code, error.code, error.message)
+        details = error.details if isinstance(error, InvalidInput) else None
+        return json_error(503 if transient else error.status_code, error.code, error.message, details)
 
     @app.exception_handler(RequestValidationError)
     def _invalid(error: RequestValidationError) -> Response[Any]:

@@ -76,18 +76,18 @@ class ZohoClient:
         self._http.close()
 
     def exchange_code(
-        self, *, token_url: str, client_id: str, client_secret: str, code: str, redirect_uri: str
+        self, *, token_url: str, client_id: str, client_secret: str, code: str, redirect_uri: str | None
     ) -> TokenResponse:
-        return self._token_call(
-            token_url,
-            {
-                "grant_type": "authorization_code",
-                "client_id": client_id,
-                "client_secret": client_secret,
-                "code": code,
-                "redirect_uri": redirect_uri,
-            },
-        )
+        """A grant code for tokens; a Self Client's code comes with no redirect URI."""
+        form = {
+            "grant_type": "authorization_code",
+            "client_id": client_id,
+            "client_secret": client_secret,
+            "code": code,
+        }
+        if redirect_uri is not None:
+            form["redirect_uri"] = redirect_uri
+        return self._token_call(token_url, form)
 
     def refresh(
         self, *, token_url: str, client_id: str, client_secret: str, refresh_token: str

@@ -11,14 +11,16 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.metrics import MetricUnit
 
 from zoho_broker import state
-from zoho_broker.catalogue import REDIRECT_URL_FIELD, IntegrationVersion
+from zoho_broker.catalogue import REDIRECT_URL_FIELD, AuthorizationType, IntegrationVersion
 from zoho_broker.data_centres import label
 from zoho_broker.errors import (
     Busy,
+    Conflict,
     ConnectLinkInvalid,
     InvalidInput,
     NotFound,
     RetryWithLink,
+    RetryWithNewGrantCode,
     ServiceUnavailable,
     StateRejected,
     ZohoError,
@@ -127,6 +129,10 @@ def start(services: Services, *, link_token: str, browser_binding: str | None, b
     """
     link_hash, link, subscription = _link(services, link_token)
     version = services.catalogue.get(subscription.integration).get_version(subscription.version)
+    if version.authorization_type == AuthorizationType.SELF_CLIENT or not version.oauth_url_template:
+        raise ConnectLinkInvalid(
+            "This subscription now connects with a Self Client grant code, not through a connect link."
+        )
     redirect_uri = redirect_uri_for(subscription, version, base_url)
     binding = browser_binding if state.is_browser_binding(browser_binding) else state.new_browser_binding()
     signed = state.mint(services.signing_keys.get(), subscription.subscription_id)
@@ -145,6 +151,7 @@ def start(services: Services, *, link_token: str, browser_binding: str | None, b
         generation=link.generation,
         link_hash=link_hash,
         link_expires_at=link.expires_at,
+        token_path=version.token_path,
     )
     if not services.flows.start_consent(link_hash, signed.nonce, record):
         raise ConnectLinkInvalid("This connect link has expired or was already used.")
@@ -209,12 +216,89 @@ def _finish_consent(services: Services, record: StateRecord, params: CallbackPar
         location=params.location, accounts_server=params.accounts_server
     )
     version = integration.get_version(subscription.version)
+    return _connect_with_code(
+        services,
+        subscription,
+        integration.name,
+        code=params.code,
+        data_centre=data_centre,
+        token_url=origin + (record.token_path or version.token_path),
+        redirect_uri=record.redirect_uri,
+        generation=record.generation,
+        failure="connect",
+    )
+
+
+def exchange_grant_code(
+    services: Services, subscription_id: str, *, code: str, data_centre: str
+) -> ConnectOutcome:
+    """Zoho's Self Client: the account owner generated a grant code for their own account in the API
+    Console; exchange it at the data centre that issued it and connect the subscription as a consent would.
+
+    The code is a secret: it is never logged, stored or put in a message.
+    """
+    subscription = services.subscriptions.require(subscription_id)
+    integration = services.catalogue.get(subscription.integration)
+    version = integration.get_version(subscription.version)
+    if version.authorization_type != AuthorizationType.SELF_CLIENT:
+        raise Conflict(
+            f"Version {version.version!r} of {integration.id!r} connects through connect links, not Self Client "
+            "grant codes: move the subscription to a self_client version first."
+        )
+    servers = services.accounts_servers.by_data_centre
+    if data_centre not in servers:
+        raise InvalidInput(f"Unknown data centre {data_centre!r}; known: {', '.join(sorted(servers))}.")
+    try:
+        return _connect_with_code(
+            services,
+            subscription,
+            integration.name,
+            code=code,
+            data_centre=data_centre,
+            token_url=servers[data_centre] + version.token_path,
+            redirect_uri=None,
+            generation=None,
+            failure="grant code",
+        )
+    except ZohoError as error:
+        if error.zoho_code == "invalid_code":
+            raise ZohoError(
+                f"Zoho rejected the grant code: it expired, was already used, or was not generated in the "
+                f"{label(data_centre)} data centre. Generate a new one in the Self Client of the account's "
+                "data centre and submit it with that data centre.",
+                zoho_code="invalid_code",
+                transient=False,
+            ) from error
+        if error.transient:
+            raise RetryWithNewGrantCode(error) from error
+        raise
+    except Exception as error:
+        if _passing(error):
+            raise RetryWithNewGrantCode(error) from error
+        raise
+
+
+def _connect_with_code(
+    services: Services,
+    subscription: Subscription,
+    integration_name: str,
+    *,
+    code: str,
+    data_centre: str,
+    token_url: str,
+    redirect_uri: str | None,
+    generation: int | None,
+    failure: str,
+) -> ConnectOutcome:
+    """Exchange a grant code, store the tokens and announce the connection: a consent's callback and a
+    Self Client grant code alike. ``generation`` (a consent's) must still be the subscription's."""
+    log = {"subscription_id": subscription.subscription_id}
     # Under the lease, so a scheduled refresh cannot overwrite the new tokens with refreshed old ones.
     with lease.held(
         services, subscription.subscription_id, purpose="connect", wait_seconds=LEASE_WAIT_SECONDS
     ) as held:
         current = held.subscription
-        if current.connect_generation != record.generation:
+        if generation is not None and current.connect_generation != generation:
             raise StateRejected(
                 "This connect link was replaced: the subscription was connected or disconnected since."
             )
@@ -223,11 +307,11 @@ def _finish_consent(services: Services, record: StateRecord, params: CallbackPar
             raise NotFound("The subscription's secret is missing; recreate the subscription.")
         try:
             tokens = services.zoho.exchange_code(
-                token_url=origin + version.token_path,
+                token_url=token_url,
                 client_id=subscription.client_id,
                 client_secret=secret.client_secret_for(data_centre),
-                code=params.code,
-                redirect_uri=record.redirect_uri,
+                code=code,
+                redirect_uri=redirect_uri,
             )
             refresh_token = tokens.refresh_token
             if refresh_token is None and secret.data_centre == data_centre:
@@ -241,7 +325,7 @@ def _finish_consent(services: Services, record: StateRecord, params: CallbackPar
         except ZohoError as error:
             services.subscriptions.record_connect_failure(
                 subscription.subscription_id,
-                error=f"connect failed: {error.zoho_code}",
+                error=f"{failure} failed: {error.zoho_code}",
                 lease_owner=held.owner,
             )
             held.released = True
@@ -308,8 +392,8 @@ def _finish_consent(services: Services, record: StateRecord, params: CallbackPar
             new_data_centre=data_centre,
         )
     refresh.announce_if_recovered(services, subscription, previous)
-    logger.info("subscription connected", extra={**log, "data_centre": data_centre})
-    return ConnectOutcome(subscription.subscription_id, integration.name, data_centre)
+    logger.info("subscription connected", extra={**log, "data_centre": data_centre, "by": failure})
+    return ConnectOutcome(subscription.subscription_id, integration_name, data_centre)
 
 
 def _let_go(services: Services, subscription: Subscription, token: str | None, data_centre: str) -> None:

@@ -10,10 +10,16 @@ from urllib.parse import urlsplit
 from aws_lambda_powertools import Logger
 
 from zoho_broker import state
-from zoho_broker.catalogue import REDIRECT_URL_FIELD, Integration, IntegrationVersion
-from zoho_broker.errors import InvalidInput, NotFound
+from zoho_broker.catalogue import (
+    REDIRECT_URL_FIELD,
+    AuthorizationType,
+    IntegrationVersion,
+    StoredIntegration,
+)
+from zoho_broker.errors import Conflict, InvalidInput, NotFound
 from zoho_broker.logic import lease, refresh
 from zoho_broker.models import (
+    ConnectionStatus,
     ConnectLink,
     ConnectLinkRecord,
     Subscription,
@@ -32,11 +38,19 @@ LINK_TOKEN_BYTES = 32
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
-def _integration(services: Services, integration_id: str) -> Integration:
+def _integration(services: Services, integration_id: str) -> StoredIntegration:
     try:
-        return services.catalogue.get(integration_id)
+        return services.catalogue.current(integration_id)
     except NotFound as error:
         raise InvalidInput(error.message) from error
+
+
+def _usable_version(integration: StoredIntegration, version: str | None) -> IntegrationVersion:
+    """The version a subscription may start using: named (or the latest), and not being deleted."""
+    chosen = integration.get_version(version) if version else integration.latest
+    if chosen.version in integration.retiring:
+        raise Conflict(f"Version {chosen.version!r} of {integration.id!r} is being deleted: choose another.")
+    return chosen
 
 
 def _check_redirect_url(services: Services, value: str) -> None:
@@ -90,7 +104,7 @@ def _view(
 
 def create(services: Services, body: SubscriptionCreate) -> SubscriptionView:
     integration = _integration(services, body.integration)
-    version = integration.get_version(body.version) if body.version else integration.latest
+    version = _usable_version(integration, body.version)
     _check_custom_fields(services, version, body.custom_fields)
     _check_data_centres(services, body.client_secrets_by_data_centre)
     now = utc_now()
@@ -114,7 +128,10 @@ def create(services: Services, body: SubscriptionCreate) -> SubscriptionView:
         },
     )
     # The name check lives in DynamoDB's transaction, so test it first and only then create the secret.
-    services.subscriptions.create(subscription)
+    services.subscriptions.create(
+        subscription,
+        integration_check=services.catalogue.store.unchanged_check(integration.id, integration.revision),
+    )
     try:
         services.secrets.create(subscription.subscription_id, secret)
     except Exception:
@@ -137,12 +154,21 @@ def list_page(services: Services, *, limit: int, cursor: str | None) -> Subscrip
 def update(services: Services, subscription_id: str, body: SubscriptionUpdate) -> SubscriptionView:
     current = services.subscriptions.require(subscription_id)
     integration = _integration(services, current.integration)
-    version = integration.get_version(body.version or current.version)
+    moving = body.version is not None and body.version != current.version
+    version = (
+        _usable_version(integration, body.version) if moving else integration.get_version(current.version)
+    )
     changes: dict[str, Any] = body.model_dump(
         exclude_unset=True, exclude={"client_secret", "client_secrets_by_data_centre"}
     )
     if body.throttling is not None:
         changes["throttling"] = body.throttling
+    if moving and current.status != ConnectionStatus.NOT_CONNECTED:
+        # The tokens were granted for the old version's scopes: they keep working, but a person must
+        # consent again for the new ones.
+        previous = integration.find_version(current.version)
+        if previous is None or previous.scopes() != version.scopes():
+            changes["reconnect_required"] = True
     updated = current.model_copy(update={**changes, "updated_at": utc_now()})
     _check_custom_fields(services, version, updated.custom_fields)
     if body.client_secrets_by_data_centre is not None:
@@ -164,6 +190,11 @@ def update(services: Services, subscription_id: str, body: SubscriptionUpdate) -
                 previous_name=current.name,
                 disconnect=client_changed,
                 revoke_due_at=int(utc_now().timestamp()) if new_secret.pending_revocations else None,
+                integration_check=(
+                    services.catalogue.store.unchanged_check(integration.id, integration.revision)
+                    if moving
+                    else None
+                ),
             )
         except Exception:
             if new_secret is not secret:
@@ -207,6 +238,12 @@ def delete(services: Services, subscription_id: str) -> None:
 
 def create_connect_link(services: Services, subscription_id: str, *, base_url: str) -> ConnectLink:
     subscription = services.subscriptions.require(subscription_id)
+    version = services.catalogue.get(subscription.integration).get_version(subscription.version)
+    if version.authorization_type == AuthorizationType.SELF_CLIENT:
+        raise Conflict(
+            f"Version {version.version!r} connects with Zoho's Self Client: submit the grant code the account "
+            f"owner generated with POST /admin/subscriptions/{subscription_id}/grant-code."
+        )
     token = secrets.token_urlsafe(LINK_TOKEN_BYTES)
     expires_at = utc_now() + timedelta(seconds=services.settings.connect_link_ttl_seconds)
     services.flows.put_connect_link(

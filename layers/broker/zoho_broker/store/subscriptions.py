@@ -25,7 +25,16 @@ REFRESH_INDEX = "RefreshDue"
 # One partition of the sparse index holds every subscription that has tokens to keep fresh.
 REFRESH_PARTITION = "due"
 # Fields an operator may change; the refresher's fields are never overwritten by an edit.
-SETTINGS_FIELDS = ("name", "version", "client_id", "api_url", "throttling", "custom_fields", "updated_at")
+SETTINGS_FIELDS = (
+    "name",
+    "version",
+    "client_id",
+    "api_url",
+    "throttling",
+    "custom_fields",
+    "reconnect_required",
+    "updated_at",
+)
 
 
 def _key(subscription_id: str) -> dict[str, Any]:
@@ -57,7 +66,9 @@ class SubscriptionStore:
     def _name_guard(self, subscription: Subscription) -> dict[str, Any]:
         return {**_name_key(subscription.name), "subscription_id": {"S": subscription.subscription_id}}
 
-    def create(self, subscription: Subscription) -> None:
+    def create(self, subscription: Subscription, *, integration_check: dict[str, Any] | None = None) -> None:
+        """``integration_check`` (IntegrationStore.unchanged_check) fails the creation when the integration
+        changed since its version was read, so no subscription lands on a version being deleted."""
         self._transact(
             [
                 {
@@ -76,6 +87,7 @@ class SubscriptionStore:
                 },
             ],
             name=subscription.name,
+            integration_check=integration_check,
         )
 
     def get(self, subscription_id: str) -> Subscription | None:
@@ -111,6 +123,26 @@ class SubscriptionStore:
             if not start_key:
                 return found, None
 
+    def count_using(self, integration: str, version: str) -> int:
+        """How many subscriptions name this version (strongly consistent: a delete relies on it)."""
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "FilterExpression": "begins_with(pk, :prefix) AND #integration = :integration AND #version = :version",
+            "ExpressionAttributeNames": {"#integration": "integration", "#version": "version"},
+            "ExpressionAttributeValues": to_item(
+                {":prefix": SUBSCRIPTION_PREFIX, ":integration": integration, ":version": version}
+            ),
+            "Select": "COUNT",
+            "ConsistentRead": True,
+        }
+        count = 0
+        while True:
+            answer = self._client.scan(**kwargs)
+            count += answer.get("Count", 0)
+            if "LastEvaluatedKey" not in answer:
+                return count
+            kwargs["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+
     def update_settings(
         self,
         subscription: Subscription,
@@ -118,6 +150,7 @@ class SubscriptionStore:
         previous_name: str,
         disconnect: bool,
         revoke_due_at: int | None = None,
+        integration_check: dict[str, Any] | None = None,
     ) -> None:
         """Write the operator's fields only; ``disconnect`` also drops the connection (new client id).
 
@@ -167,7 +200,7 @@ class SubscriptionStore:
                     }
                 },
             ]
-        self._transact(actions, name=subscription.name)
+        self._transact(actions, name=subscription.name, integration_check=integration_check)
 
     def delete(self, subscription: Subscription) -> None:
         self._transact(
@@ -202,8 +235,10 @@ class SubscriptionStore:
         return self._record_tokens(
             subscription_id,
             lease_owner,
-            f"data_centre = :dc, connected_at = :now, updated_at = :now, {replaced}{_NEXT_GENERATION}, ",
-            {":dc": data_centre, ":from": reconnected_from, **_GENERATION_VALUES},
+            # A person consented to the version's scopes as they are now: no reconnection is owed.
+            f"data_centre = :dc, connected_at = :now, updated_at = :now, reconnect_required = :no, "
+            f"{replaced}{_NEXT_GENERATION}, ",
+            {":dc": data_centre, ":from": reconnected_from, ":no": False, **_GENERATION_VALUES},
             api_domain=api_domain,
             access_token_expires_at=access_token_expires_at,
             at=connected_at,
@@ -450,13 +485,23 @@ class SubscriptionStore:
                 return
             kwargs["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
 
-    def _transact(self, actions: list[dict[str, Any]], *, name: str) -> None:
+    def _transact(
+        self, actions: list[dict[str, Any]], *, name: str, integration_check: dict[str, Any] | None = None
+    ) -> None:
+        items = [integration_check, *actions] if integration_check else actions
         try:
-            self._client.transact_write_items(TransactItems=actions)  # type: ignore[arg-type]
+            self._client.transact_write_items(TransactItems=items)  # type: ignore[arg-type]
         except ClientError as error:
             if error.response["Error"]["Code"] != "TransactionCanceledException":
                 raise
             reasons = [reason.get("Code") for reason in error.response.get("CancellationReasons", [])]
+            if integration_check:
+                if reasons and reasons[0] == "ConditionalCheckFailed":
+                    raise Conflict(
+                        "The subscription's integration was changed meanwhile (a version edited or being "
+                        "deleted): try again."
+                    ) from error
+                reasons = reasons[1:]
             if len(reasons) > 1 and reasons[-1] == "ConditionalCheckFailed" and actions[-1].get("Put"):
                 raise Conflict(f"A subscription named {name!r} already exists.") from error
             if reasons and reasons[0] == "ConditionalCheckFailed":
