@@ -400,12 +400,16 @@ def runtime_interpreter(cache: Path) -> tuple[str, str]:
     version = platform.python_version()
     venv = cache / f"python{version}-{'-'.join(pin.replace('==', '') for pin in pins)}"
     python = venv / "bin" / "python"
+    # The interpreter alone: PYTHONPATH (the Makefile sets one) would show pip the repository's packages.
+    clean = {key: value for key, value in os.environ.items() if not key.startswith("PYTHON")}
     if not (venv / ".complete").exists():
         shutil.rmtree(venv, ignore_errors=True)
         venv.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, env=clean)
         subprocess.run(
-            [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *pins], check=True
+            [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *pins],
+            check=True,
+            env=clean,
         )
         (venv / ".complete").touch()
     listed = subprocess.run(
@@ -413,6 +417,7 @@ def runtime_interpreter(cache: Path) -> tuple[str, str]:
         capture_output=True,
         text=True,
         check=True,
+        env=clean,
     )
     held = {entry["name"].lower(): entry["version"] for entry in json.loads(listed.stdout)}
     extra = set(held) - RUNTIME_DISTRIBUTIONS - {"pip", "setuptools"}
