@@ -43,6 +43,24 @@ build: $(BIN)/.installed
 bench-cold-start: $(BIN)/.installed
 	$(BIN)/python benchmarks/cold_start.py --build-dir .aws-sam/build
 
+# The same, for each optimisation step in one run: every commit of COLD_START_STEPS (label=commit) is
+# exported and built with sam into .aws-sam/steps/<label> (once), then all are measured together.
+COLD_START_STEPS ?= main=68a5bea bytecode=678dc07 botocore=755f28e defer_build=22002e4 \
+	page_routes=d619324 lazy_tls=a548914
+.PHONY: bench-cold-start-steps
+bench-cold-start-steps: $(BIN)/.installed
+	set -e; dirs=; for step in $(COLD_START_STEPS); do \
+		label=$${step%%=*}; commit=$${step#*=}; out=.aws-sam/steps/$$label; \
+		if [ ! -d $$out/build/CoreLayer ]; then \
+			rm -rf $$out; mkdir -p $$out/src; git archive $$commit | tar -x -C $$out/src; \
+			SAM_CLI_TELEMETRY=0 $(BIN)/sam build --template-file $$out/src/template.yaml \
+				--build-dir $$out/build --cache-dir $$out/cache >$$out/build.log 2>&1 \
+				|| { tail -20 $$out/build.log; exit 1; }; \
+		fi; \
+		dirs="$$dirs --build-dir $$label=$$out/build"; \
+	done; \
+	$(BIN)/python benchmarks/cold_start.py $$dirs $(ARGS)
+
 # Refresh throughput: N due subscriptions (default 1,000 and 10,000) swept, queued and refreshed by
 # C workers against the Zoho stand-in (100 ms latency) and moto. Options: ARGS="--concurrency 5,10,20".
 .PHONY: bench-refresh

@@ -400,12 +400,16 @@ def runtime_interpreter(cache: Path) -> tuple[str, str]:
     version = platform.python_version()
     venv = cache / f"python{version}-{'-'.join(pin.replace('==', '') for pin in pins)}"
     python = venv / "bin" / "python"
+    # The interpreter alone: PYTHONPATH (the Makefile sets one) would show pip the repository's packages.
+    clean = {key: value for key, value in os.environ.items() if not key.startswith("PYTHON")}
     if not (venv / ".complete").exists():
         shutil.rmtree(venv, ignore_errors=True)
         venv.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, env=clean)
         subprocess.run(
-            [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *pins], check=True
+            [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *pins],
+            check=True,
+            env=clean,
         )
         (venv / ".complete").touch()
     listed = subprocess.run(
@@ -413,6 +417,7 @@ def runtime_interpreter(cache: Path) -> tuple[str, str]:
         capture_output=True,
         text=True,
         check=True,
+        env=clean,
     )
     held = {entry["name"].lower(): entry["version"] for entry in json.loads(listed.stdout)}
     extra = set(held) - RUNTIME_DISTRIBUTIONS - {"pip", "setuptools"}
@@ -612,6 +617,47 @@ def print_importtimes(variants: list[Variant], top: int, workdir: Path) -> None:
             print(f"  {cumulative:>10,} {own:>8,}  {name}")
 
 
+# What each dependency costs when a cold process imports it (and, for two, makes what the functions make).
+DEPENDENCIES = {
+    "boto3 + 2 clients (the bare handler)": "import boto3; boto3.client('dynamodb'); boto3.client('secretsmanager')",
+    "botocore + 2 clients (the broker's)": "import botocore.session as s; x = s.get_session(); "
+    "x.create_client('dynamodb'); x.create_client('secretsmanager')",
+    "Powertools Logger and Metrics": "from aws_lambda_powertools import Logger, Metrics",
+    "Powertools event handler": "from aws_lambda_powertools.event_handler import APIGatewayHttpResolver",
+    "Powertools event handler + validation": "from aws_lambda_powertools.event_handler import APIGatewayHttpResolver; "
+    "import aws_lambda_powertools.event_handler.middlewares.openapi_validation",
+    "pydantic": "import pydantic",
+    "httpx": "import httpx",
+    "httpx + Client() (certifi TLS context)": "import httpx; httpx.Client()",
+    "urllib.request (the minimal callback's)": "import urllib.request",
+}
+
+
+def print_dependency_costs(python: str, layer: Path, runs: int, env: dict[str, str]) -> None:
+    """Each dependency's import in fresh processes, interleaved, against the bare boto3 handler's."""
+    samples: dict[str, list[float]] = {name: [] for name in DEPENDENCIES}
+    timer = (
+        "import time; started = time.perf_counter(); {code}; print((time.perf_counter() - started) * 1000)"
+    )
+    for _ in range(runs):
+        for name, code in DEPENDENCIES.items():
+            finished = subprocess.run(
+                [python, "-c", timer.format(code=code)],
+                env={**env, "PYTHONPATH": str(layer)},
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            samples[name].append(float(finished.stdout))
+    bare = statistics.median(samples[next(iter(DEPENDENCIES))])
+    print(
+        f"\nWhat each dependency costs a cold process (medians of {runs}, as built, on the same interpreter):"
+    )
+    print(f"  {'dependency':<42} {'ms':>8} {'vs bare boto3 handler':>22}")
+    for name, values in samples.items():
+        print(f"  {name:<42} {statistics.median(values):>8.1f} {statistics.median(values) / bare:>21.2f}x")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -632,6 +678,9 @@ def main(argv: list[str] | None = None) -> None:
         type=Path,
         default=Path.home() / ".cache" / "zoho-broker-bench",
         help="where the boto3-only interpreter is kept (default ~/.cache/zoho-broker-bench)",
+    )
+    parser.add_argument(
+        "--dependencies", action="store_true", help="also what each dependency costs at import, as built"
     )
     options = parser.parse_args(argv)
     if options.runs < 1:
@@ -656,6 +705,9 @@ def main(argv: list[str] | None = None) -> None:
         measure(everything, options.runs, workdir)
         print_table(everything, options.runs)
         print_ratios(yardsticks, measured)
+        if options.dependencies:
+            last = measured[-1][1]["start"].env  # the last build's layer, as Lambda runs it
+            print_dependency_costs(python, Path(last["PYTHONPATH"]), options.runs, last)
         if options.top:
             print_importtimes(
                 [v for _, variants in measured[-1:] for v in variants.values()], options.top, workdir
