@@ -496,6 +496,7 @@ class ZohoStandIn:
             "/oauth/v2/token/revoke": ("POST", self._revoke_endpoint),
             "/oauth/serverinfo": ("GET", self._serverinfo),
             "/standin/whoami": ("GET", lambda dc, params: self._whoami(dc, authorization)),
+            "/standin/self-client": ("POST", self._self_client),
         }
         route = routes.get(path)
         if route is None:
@@ -685,6 +686,23 @@ Zoho account with these permissions:</p>
         # Unknown (or already revoked) tokens get the same success: Zoho is lenient here, and a broker
         # that revokes on re-authorization must not fail because the user already removed the app.
         return _json({"status": "success"})
+
+    def _self_client(self, dc: str, params: dict[str, str]) -> _Answer:
+        """The API Console's Self Client, Generate Code: a page showing a grant code for this data centre
+        (POST client_id and scope), for trying `broker grant-code` under `make dev`."""
+        for name in ("client_id", "scope"):
+            if not params.get(name):
+                return _bad_request(f"The parameter {name} is missing.")
+        with self._lock:
+            code = self._mint_code(
+                params["client_id"], SELF_CLIENT_REDIRECT_URI, params["scope"], "offline", dc
+            )
+        minutes = max(1, self._code_ttl // 60)
+        return _page(
+            "Self Client grant code",
+            f"<p>Valid once, at the {html.escape(dc.upper())} data centre, for {minutes} min:</p>"
+            f'<p><code id="grant-code">{html.escape(code)}</code></p>',
+        )
 
     def _serverinfo(self, dc: str, params: dict[str, str]) -> _Answer:
         return _json({"result": "success", "locations": self.accounts_servers})

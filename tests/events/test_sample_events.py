@@ -35,6 +35,11 @@ EXPECTED: dict[str, tuple[int, str]] = {
     "admin-openapi.json": (200, '"openapi"'),
     "admin-create-integration-version.json": (201, '"changed_by":"arn:aws:iam::123456789012:user/operator"'),
     "admin-submit-grant-code.json": (404, "No subscription with id"),
+    "admin-create-integration.json": (201, '"built_in":false'),
+    "admin-get-integration.json": (200, "ZohoBooks.fullaccess.all"),
+    "admin-get-integration-version.json": (200, "Desk.tickets.ALL"),
+    "admin-update-integration-version.json": (200, '"default_api_url":"https://www.zohoapis.eu/crm/v8"'),
+    "admin-delete-integration-version.json": (409, "is the only version"),
 }
 
 

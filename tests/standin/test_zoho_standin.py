@@ -593,3 +593,28 @@ def test_given_the_command_line_then_it_serves_and_prints_the_accounts_servers()
     finally:
         process.terminate()
         process.wait(timeout=5)
+
+
+def test_the_self_client_page_issues_a_one_use_code_valid_only_at_its_data_centre(
+    standin: ZohoStandIn,
+) -> None:
+    us, eu = standin.accounts_servers["us"], standin.accounts_servers["eu"]
+    page = httpx.post(
+        f"{eu}/standin/self-client", data={"client_id": CLIENT_ID, "scope": "ZohoCRM.modules.ALL"}
+    )
+    found = re.search(r'<code id="grant-code">([^<]+)</code>', page.text)
+    assert page.status_code == 200 and found is not None
+    form = {
+        "grant_type": "authorization_code",
+        "client_id": CLIENT_ID,
+        "client_secret": "s",
+        "code": found.group(1),
+    }
+
+    elsewhere = httpx.post(f"{us}/oauth/v2/token", data=form).json()
+    exchanged = httpx.post(f"{eu}/oauth/v2/token", data=form).json()
+    again = httpx.post(f"{eu}/oauth/v2/token", data=form).json()
+
+    assert elsewhere == {"error": "invalid_code"}
+    assert "refresh_token" in exchanged and exchanged["api_domain"] == "https://www.zohoapis.eu"
+    assert again == {"error": "invalid_code"}
