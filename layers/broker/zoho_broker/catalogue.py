@@ -193,10 +193,13 @@ class Catalogue(BaseModel):
             raise ValueError("integration ids must be unique")
         return self
 
+    def find(self, integration_id: str) -> Integration | None:
+        return next((i for i in self.integrations if i.id == integration_id), None)
+
     def get(self, integration_id: str) -> Integration:
-        for integration in self.integrations:
-            if integration.id == integration_id:
-                return integration
+        integration = self.find(integration_id)
+        if integration is not None:
+            return integration
         known = ", ".join(i.id for i in self.integrations)
         raise NotFound(f"Unknown integration {integration_id!r} (known: {known}).")
 

@@ -99,7 +99,7 @@ class IntegrationCatalogue:
         self.store = store
 
     def find_built_in(self, integration_id: str) -> Integration | None:
-        return next((i for i in self.built_in.integrations if i.id == integration_id), None)
+        return self.built_in.find(integration_id)
 
     def current(self, integration_id: str) -> StoredIntegration:
         """The integration with the revision to name when writing it (0: not stored yet)."""
