@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import json
-import logging
 import os
 import secrets
 import signal
 import socket
+import sys
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from moto.server import ThreadedMotoServer
 from broker_local.console import Console
 from broker_local.gateway import LocalApiGateway
 from broker_local.moto_atomic import make_dynamodb_atomic
+from broker_local.output import configure_logging, quiet_metrics
 from broker_local.scheduler import LocalScheduler
 from broker_local.template import Stack, function_environment, http_routes, load_template, provision
 from broker_local.zoho_standin import ZohoStandIn
@@ -51,6 +53,31 @@ def free_port(host: str) -> int:
         probe.bind((host, 0))
         port: int = probe.getsockname()[1]
         return port
+
+
+class PortInUse(Exception):
+    """A port the runner needs is taken; the message names it and the option that picks another."""
+
+
+def check_ports(options: Options) -> None:
+    """Fail before starting anything when a port is taken, with what to do instead of a traceback."""
+    wanted = [(options.port, f"--port {options.port + 1}")]
+    if not options.real_zoho:
+        us, eu = options.standin_ports
+        wanted += [(port, f"--standin-ports {us + 10},{eu + 10}") for port in options.standin_ports]
+    for port, instead in wanted:
+        if port == 0:
+            continue
+        with socket.socket() as probe:
+            try:
+                probe.bind((options.host, port))
+            except OSError as error:
+                if error.errno != errno.EADDRINUSE:
+                    raise
+                raise PortInUse(
+                    f"Port {port} on {options.host} is already in use (another `make dev`?). "
+                    f'Pick another: make dev ARGS="{instead}"'
+                ) from None
 
 
 def functions_environment(template: dict[str, Any], stack: Stack) -> dict[str, str]:
@@ -187,7 +214,12 @@ def parse_args(argv: list[str] | None = None) -> Options:
     parser.add_argument("--standin-ports", default="9001,9002", help="ports of the US and EU stand-ins")
     parser.add_argument("--real-zoho", action="store_true", help="talk to Zoho's real accounts servers")
     parser.add_argument("--no-demo", action="store_true", help="create no demo subscriptions")
-    parser.add_argument("--log-level", default="WARNING", help="Powertools log level of the handlers")
+    parser.add_argument(
+        "--log-level",
+        default="WARNING",
+        help="WARNING (default): one line per request and per refresh run; INFO adds the handlers' logs; "
+        "DEBUG adds botocore's, metrics and more",
+    )
     parser.add_argument(
         "--refresh-interval", type=float, default=60.0, help="seconds between runs of the scheduled refresher"
     )
@@ -206,13 +238,16 @@ def parse_args(argv: list[str] | None = None) -> Options:
 
 def main(argv: list[str] | None = None) -> None:
     options = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    # One line per broker request is enough; moto's and httpx's own request lines are noise here.
-    for noisy in ("werkzeug", "httpx"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    configure_logging(options.log_level)
+    try:
+        check_ports(options)
+    except PortInUse as problem:
+        print(problem, file=sys.stderr)
+        raise SystemExit(2) from None
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with running_broker(options) as started:
+        quiet_metrics()
         base_url = started["gateway"].base_url
         standin = started["standin"] is not None
         demos = create_demo_subscriptions(base_url) if options.demo and standin else []
