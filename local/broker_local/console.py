@@ -23,12 +23,22 @@ from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 
+from broker_local.console_actions import (
+    ACTIONS_CSS,
+    AUTHENTICATE_PATH,
+    ConsoleActions,
+    events_panel,
+    subscription_actions,
+    zoho_controls_panel,
+)
+from broker_local.event_feed import EventFeed
 from broker_local.gateway import Event, ExtraRoute, Response
+from broker_local.zoho_standin import ZohoStandIn
 from zoho_broker import pages
 from zoho_broker.data_centres import ZOHO_ACCOUNTS_SERVERS, label
+from zoho_broker.wording import problem_in_words
 
 TITLE = "Zoho OAuth broker: local console"
-AUTHENTICATE_PATH = "/console/subscriptions/{subscription_id}/authenticate"
 INTEGRATIONS_PATH = "/console/integrations"
 VERSION_PATH = "/console/integrations/{integration}/versions/{version}"
 _INTEGRATION_ID = re.compile(r"^[a-z][a-z0-9-]{1,63}$")
@@ -76,7 +86,7 @@ CONSOLE_CSS = (
     ".sub dl{grid-template-columns:minmax(0,1fr);gap:0}.sub dt{margin-top:.5rem}"
     "button{width:100%}}"
 )
-CSS = pages.BASE_CSS + CONSOLE_CSS
+CSS = pages.BASE_CSS + CONSOLE_CSS + ACTIONS_CSS
 
 _STATUS = {
     "connected": ("\u2713", "connected"),
@@ -106,10 +116,15 @@ class Console:
         base_url: str,
         accounts_servers: Mapping[str, str] | None = None,
         *,
-        timeout: float = 10.0,
+        standin: ZohoStandIn | None = None,
+        events: EventFeed | None = None,
+        timeout: float = 45.0,  # a refresh against a slow Zoho takes the admin API up to its 29 s
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self._standin = standin
+        self._events = events
+        self._actions = ConsoleActions(self, standin)
         self._timeout = timeout
         self._transport = transport
         servers = accounts_servers or ZOHO_ACCOUNTS_SERVERS
@@ -123,19 +138,38 @@ class Console:
             ("GET", INTEGRATIONS_PATH): self.integrations,
             ("GET", VERSION_PATH): self.version,
             ("POST", VERSION_PATH): self.save_version,
-        }
+        } | self._actions.routes()
 
     # ---------------------------------------------------------------------------------------------
     # Routes
 
-    def index(self, event: Event) -> Response:
+    def index(self, event: Event, *, notice: str = "", problem: bool = False, status: int = 200) -> Response:
+        """The subscriptions; after an action, what happened written above them."""
         try:
             with self._admin() as admin:
                 names = self._integration_names(admin)
                 rows = [self._detail(admin, item["subscription_id"]) for item in self._list(admin)]
         except AdminApiError as error:
             return self._page(502, self._problem_body(str(error)))
-        return self._page(200, self._index_body(rows, names))
+        if self._events is not None:
+            self._events.drain()
+        note = (
+            f'<p class="notice{" problem" if problem else ""}" role="{"alert" if problem else "status"}">'
+            f"{escape(notice)}</p>"
+            if notice
+            else ""
+        )
+        return self._page(status, self._index_body(rows, names, note))
+
+    def framed(self, status: int, body: str) -> Response:
+        return self._page(status, f'<main class="console">{self._bar()}{body}</main>')
+
+    def problem(self, status: int, message: str) -> Response:
+        return self._page(status, self._problem_body(message))
+
+    @staticmethod
+    def when(value: object, *, expiry: bool = False) -> str:
+        return _when(value, expiry=expiry)
 
     def authenticate(self, event: Event) -> Response:
         if not self._same_origin(event):
@@ -359,24 +393,30 @@ class Console:
             '<p><a href="/">Back to the subscriptions</a></p></main>'
         )
 
-    def _index_body(self, rows: list[dict[str, Any]], names: Mapping[str, str]) -> str:
+    def _index_body(self, rows: list[dict[str, Any]], names: Mapping[str, str], note: str = "") -> str:
+        controls = self._standin is not None
         if rows:
-            items = "".join(_row(row, names) for row in sorted(rows, key=lambda r: str(r["name"]).lower()))
+            items = "".join(
+                _row(row, names, controls) for row in sorted(rows, key=lambda r: str(r["name"]).lower())
+            )
             listing = f'<ul class="subs" aria-label="Subscriptions">{items}</ul>'
         else:
             listing = "<p>No subscriptions yet. Create one with <code>POST /admin/subscriptions</code>.</p>"
         count = f"{len(rows)} subscription" + ("" if len(rows) == 1 else "s")
         return (
-            f'<main class="console">{self._bar()}'
-            f'<p class="muted">{count}. <strong>Authenticate</strong> opens a single-use connect link: '
-            "pick the account's data centre at Zoho and click Accept.</p>"
+            f'<main class="console">{self._bar()}{note}'
+            f'<p class="muted">{count}. <strong>Authenticate</strong> opens a single-use connect link in this '
+            "browser: pick the account's data centre at Zoho and click Accept. <strong>Connect link</strong> "
+            "makes one to send to someone else.</p>"
             f"{listing}"
-            '<footer class="muted">Admin API: <a href="/admin/subscriptions">/admin/subscriptions</a> '
+            + (zoho_controls_panel(self._standin.accounts_servers) if self._standin is not None else "")
+            + (events_panel(self._events.recent()) if self._events is not None else "")
+            + '<footer class="muted">Admin API: <a href="/admin/subscriptions">/admin/subscriptions</a> '
             '&middot; <a href="/admin/openapi.json">OpenAPI document</a></footer></main>'
         )
 
 
-def _row(row: Mapping[str, Any], names: Mapping[str, str]) -> str:
+def _row(row: Mapping[str, Any], names: Mapping[str, str], zoho_controls: bool = False) -> str:
     subscription_id = str(row["subscription_id"])
     heading_id = "sub-" + re.sub(r"[^A-Za-z0-9_-]", "_", subscription_id)
     status = str(row.get("status") or "not_connected")
@@ -390,23 +430,31 @@ def _row(row: Mapping[str, Any], names: Mapping[str, str]) -> str:
             f"{escape(names.get(integration, integration))} "
             f'<span class="muted nowrap">({escape(integration)} v{escape(str(row.get("version") or ""))})</span>',
         ),
+        ("Subscription id", f"<code>{escape(subscription_id)}</code>"),
         ("Data centre", escape(label(str(data_centre))) if data_centre else "&mdash;"),
-        ("Access token expires", _when(row.get("access_token_expires_at"))),
+        ("API domain", escape(str(row.get("api_domain") or "")) or "&mdash;"),
+        ("Connected at", _when(row.get("connected_at"))),
+    ]
+    if status == "connected":  # needing re-authentication, the token's expiry means nothing
+        fields += [
+            ("Access token expires", _when(row.get("access_token_expires_at"), expiry=True)),
+            ("Last refresh", _when(row.get("last_refreshed_at"))),
+            ("Next refresh", _when(row.get("next_refresh_at"))),
+        ]
+    fields += [
         ("Access token", _masked(tokens.get("access_token"))),
         ("Refresh token", _masked(tokens.get("refresh_token"))),
     ]
     if row.get("last_error"):
-        fields.append(("Last error", f'<span class="problem">{escape(str(row["last_error"]))}</span>'))
+        words = problem_in_words(str(row["last_error"]))
+        fields.append(("Last error", f'<span class="problem">{escape(words)}</span>'))
     details = "".join(f"<dt>{name}</dt><dd>{value}</dd>" for name, value in fields)
-    action = escape(AUTHENTICATE_PATH.format(subscription_id=subscription_id))
     return (
         f'<li><article class="sub {status if status in _STATUS else "unknown"}" aria-labelledby="{heading_id}">'
         f'<h2 id="{heading_id}">{escape(str(row.get("name") or subscription_id))}</h2>'
         f'<p class="status"><span aria-hidden="true">{symbol}</span> '
         f'<span class="status-text">{escape(status_text)}</span></p>'
-        f"<dl>{details}</dl>"
-        f'<form method="post" action="{action}">'
-        f'<button type="submit" aria-describedby="{heading_id}">Authenticate</button></form>'
+        f"<dl>{details}</dl>{subscription_actions(row, zoho_controls=zoho_controls)}"
         "</article></li>"
     )
 
@@ -415,7 +463,7 @@ def _masked(value: object) -> str:
     return f"<code>{escape(str(value))}</code>" if value else "&mdash;"
 
 
-def _when(value: object) -> str:
+def _when(value: object, *, expiry: bool = False) -> str:
     """An ISO timestamp as UTC minutes, with how far away it is."""
     if not value:
         return "&mdash;"
@@ -425,7 +473,9 @@ def _when(value: object) -> str:
         return escape(str(value))
     minutes = round((moment - datetime.now(UTC)).total_seconds() / 60)
     if minutes < 0:
-        relative = "expired"
+        relative = (
+            "expired" if expiry else f"{-minutes} min ago" if minutes > -120 else f"{-minutes // 60} h ago"
+        )
     elif minutes < 120:
         relative = f"in {minutes} min"
     else:

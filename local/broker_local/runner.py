@@ -25,6 +25,7 @@ import httpx
 from moto.server import ThreadedMotoServer
 
 from broker_local.console import Console
+from broker_local.event_feed import EventFeed
 from broker_local.gateway import LocalApiGateway
 from broker_local.moto_atomic import make_dynamodb_atomic
 from broker_local.output import configure_logging, quiet_metrics
@@ -34,7 +35,7 @@ from broker_local.zoho_standin import ZohoStandIn
 
 ROOT = Path(__file__).resolve().parents[2]
 ACCOUNTS_SERVERS_VARIABLE = "BROKER_ZOHO_ACCOUNTS_SERVERS"
-DEMO_CLIENT_ID = "1000.LOCALDEMOCLIENT"
+DEMO_CLIENT_IDS = {"zoho-crm": "1000.LOCALDEMOCRM", "zoho-commerce": "1000.LOCALDEMOCOMMERCE"}
 
 
 @dataclass(frozen=True)
@@ -123,7 +124,9 @@ def running_broker(options: Options, environ: Mapping[str, str] | None = None) -
             servers = None  # Zoho's own published list
         else:
             standin = ZohoStandIn(
-                {"us": options.standin_ports[0], "eu": options.standin_ports[1]}, host=options.host
+                {"us": options.standin_ports[0], "eu": options.standin_ports[1]},
+                host=options.host,
+                learn_client_secrets=True,  # a wrong secret, after the first one used, is invalid_client
             ).start()
             servers = standin.accounts_servers
         os.environ[ACCOUNTS_SERVERS_VARIABLE] = json.dumps(servers) if servers else ""
@@ -136,7 +139,8 @@ def running_broker(options: Options, environ: Mapping[str, str] | None = None) -
         os.environ["POWERTOOLS_LOG_LEVEL"] = options.log_level
 
         scheduler = LocalScheduler(template, stack, ROOT, interval_seconds=options.refresh_interval_seconds)
-        console = Console(base_url, servers)
+        events = EventFeed(stack, os.environ["BROKER_EVENT_BUS_NAME"]).start()
+        console = Console(base_url, servers, standin=standin, events=events)
         with LocalApiGateway(
             http_routes(template), ROOT, host=options.host, port=options.port, extra_routes=console.routes()
         ) as gateway:
@@ -148,9 +152,11 @@ def running_broker(options: Options, environ: Mapping[str, str] | None = None) -
                     "standin": standin,
                     "accounts_servers": servers,
                     "scheduler": scheduler,
+                    "events": events,
                 }
             finally:
                 scheduler.stop()
+                events.stop()
     finally:
         if standin is not None:
             standin.stop()
@@ -158,7 +164,8 @@ def running_broker(options: Options, environ: Mapping[str, str] | None = None) -
 
 
 def create_demo_subscriptions(base_url: str) -> list[tuple[str, str]]:
-    """One subscription per integration with the stand-in's lenient client, and a connect link each."""
+    """One subscription per integration, each with a client of its own (so revoking one at Zoho leaves
+    the other), and a connect link each."""
     made: list[tuple[str, str]] = []
     demos = [
         {"name": "Demo Zoho CRM", "integration": "zoho-crm", "custom_fields": {}},
@@ -170,7 +177,8 @@ def create_demo_subscriptions(base_url: str) -> list[tuple[str, str]]:
     ]
     with httpx.Client(base_url=base_url, timeout=10) as admin:
         for demo in demos:
-            body = {**demo, "client_id": DEMO_CLIENT_ID, "client_secret": secrets.token_urlsafe(24)}
+            client_id = DEMO_CLIENT_IDS[str(demo["integration"])]
+            body = {**demo, "client_id": client_id, "client_secret": secrets.token_urlsafe(24)}
             created = admin.post("/admin/subscriptions", json=body)
             created.raise_for_status()
             subscription_id = created.json()["subscription_id"]
