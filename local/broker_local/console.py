@@ -471,11 +471,14 @@ def _when(value: object, *, expiry: bool = False) -> str:
         moment = datetime.fromisoformat(str(value).replace("Z", "+00:00")).astimezone(UTC)
     except ValueError:
         return escape(str(value))
-    minutes = round((moment - datetime.now(UTC)).total_seconds() / 60)
-    if minutes < 0:
-        relative = (
-            "expired" if expiry else f"{-minutes} min ago" if minutes > -120 else f"{-minutes // 60} h ago"
-        )
+    seconds = (moment - datetime.now(UTC)).total_seconds()
+    minutes = round(seconds / 60)
+    if seconds < 0 and expiry:
+        relative = "expired"
+    elif minutes == 0:
+        relative = "just now" if seconds <= 0 else "in under a minute"
+    elif minutes < 0:
+        relative = f"{-minutes} min ago" if minutes > -120 else f"{-minutes // 60} h ago"
     elif minutes < 120:
         relative = f"in {minutes} min"
     else:

@@ -323,7 +323,10 @@ def _refused(answer: httpx.Response) -> str:
     except ValueError:
         return f"The admin API answered {answer.status_code}."
     message = str(document.get("message") or f"The admin API answered {answer.status_code}.")
-    return re.sub(r"\(([a-z_0-9]+)\)\.?$", lambda m: "- " + problem_in_words(m.group(1)), message)
+    code = re.search(r" \(([a-z][a-z_0-9]*)\)", message)
+    if code is None:
+        return message
+    return f"{message.replace(code.group(0), '')} {problem_in_words(code.group(1))}"
 
 
 def _form(event: Event) -> dict[str, str]:
