@@ -268,3 +268,14 @@ def test_an_invalid_failure_control_is_refused_with_the_field_named(broker: Brok
 
     assert answer.status_code == 400
     assert "Nothing changed: check kind, count." in answer.text
+
+
+def test_a_damaged_sign_in_link_is_explained_in_plain_words(broker: Broker, person: Person) -> None:
+    response = person.page.goto(f"{broker.base_url}/oauth/callback?state=not-a-state&code=1000.x&location=eu")
+
+    assert response is not None
+    assert response.status == 400
+    text = person.page.locator("main").inner_text()
+    assert "This sign-in link is incomplete or damaged." in text
+    for jargon in ("malformed", "state", "invalid_"):
+        assert jargon not in text

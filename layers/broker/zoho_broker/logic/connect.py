@@ -176,7 +176,7 @@ def complete(services: Services, params: CallbackParams, *, browser_binding: str
     if record is None:
         raise StateRejected("This sign-in was already completed or has expired.")
     if record.subscription_id != signed.subscription_id:
-        raise StateRejected("The sign-in state belongs to another subscription.")
+        raise StateRejected("This sign-in belongs to another subscription's connect link.")
     if record.expires_at <= int(utc_now().timestamp()):
         raise StateRejected("This sign-in has expired.")
     if not state.is_browser_binding(browser_binding) or not _same_hash(browser_binding, record.binding_hash):
