@@ -188,8 +188,12 @@ class Console:
             return self._page(404, self._problem_body("There is no such subscription."))
         if answer.status_code != 201:
             return self._page(502, self._problem_body(self._refusal(answer)))
-        # 307 keeps the POST: the link's own Continue step is this same button press.
+        # 307 keeps the POST: the link's own Continue step is this same button press. The cookie tells
+        # the Connected page to link back here.
         return {
+            "cookies": [
+                f"{pages.CONSOLE_FLOW_COOKIE}=1; Path=/oauth/callback; Max-Age=900; HttpOnly; SameSite=Lax"
+            ],
             "statusCode": 307,
             "headers": {
                 "Location": str(answer.json()["url"]),

@@ -134,6 +134,7 @@ def running_broker(options: Options, environ: Mapping[str, str] | None = None) -
         public_host = "127.0.0.1" if options.host in ("0.0.0.0", "::", "") else options.host  # noqa: S104
         base_url = f"http://{public_host}:{options.port}"
         os.environ["BROKER_PUBLIC_BASE_URL"] = base_url
+        os.environ["BROKER_CONSOLE_URL"] = f"{base_url}/"
         # Plain http locally; deployed stacks keep Secure cookies.
         os.environ["BROKER_COOKIE_SECURE"] = "false"
         os.environ["POWERTOOLS_LOG_LEVEL"] = options.log_level

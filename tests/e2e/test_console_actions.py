@@ -130,7 +130,9 @@ def test_revoked_at_zoho_then_refreshed_needs_re_authentication_and_reconnect_co
     _press(person, name, "Reconnect")
     _consent(person)
     expect(page.get_by_role("heading", level=1)).to_have_text("Connected to Zoho CRM (EU)")
-    _console(person, broker)
+    expect(page.get_by_text(f"{name} is connected.")).to_be_visible()
+    page.get_by_role("link", name="Back to the console").click()  # the flow began at the console
+    page.wait_for_load_state()
     card = _card(page, name)
     expect(card.locator(".status-text")).to_have_text("connected")
     assert "Last error" not in _details(card)
@@ -209,6 +211,9 @@ def test_a_connect_link_to_send_works_in_another_browser(
         customer.page.get_by_role("button", name="Continue to Zoho").click()
         _consent(customer, "us")
         expect(customer.page.get_by_role("heading", level=1)).to_have_text("Connected to Zoho CRM (US)")
+        expect(customer.page.get_by_text(f"{name} is connected.")).to_be_visible()
+        # The customer's flow did not begin at the console: nothing to go back to.
+        expect(customer.page.get_by_role("link", name="Back to the console")).to_have_count(0)
     _console(person, broker)
     expect(_card(page, name).locator(".status-text")).to_have_text("connected")
     person.assert_clean(broker)

@@ -40,6 +40,8 @@ class Settings(BaseModel):
     write_budget_table: str = ""
     secret_writes_per_second: int = Field(default=40, ge=1, le=50)
     event_bus_name: str = "default"
+    # Only the local runner sets it: the Connected page links back to its console when the flow began there.
+    console_url: str = ""
 
     @field_validator("public_base_url")
     @classmethod
@@ -81,6 +83,7 @@ class Settings(BaseModel):
             "secret_writes_per_second": "BROKER_SECRET_WRITES_PER_SECOND",
             "event_bus_name": "BROKER_EVENT_BUS_NAME",
             "stage": "BROKER_STAGE",
+            "console_url": "BROKER_CONSOLE_URL",
         }
         for field, name in optional.items():
             if env.get(name):

@@ -163,6 +163,11 @@ def binding_cookie_name(*, secure: bool) -> str:
     return SECURE_BINDING_COOKIE if secure else BINDING_COOKIE
 
 
+def console_url(request: Request, settings: Settings) -> str:
+    """The local console to link back to, when the flow began there; empty deployed."""
+    return settings.console_url if settings.console_url and request.cookie(pages.CONSOLE_FLOW_COOKIE) else ""
+
+
 def browser_binding(request: Request, settings: Settings) -> str | None:
     return request.cookie(binding_cookie_name(secure=settings.cookie_secure))
 

@@ -72,6 +72,7 @@ class ConnectOutcome:
     integration_name: str
     data_centre: str | None
     denied: bool = False
+    subscription_name: str = ""
 
     @property
     def data_centre_label(self) -> str:
@@ -393,7 +394,9 @@ def _connect_with_code(
         )
     refresh.announce_if_recovered(services, subscription, previous)
     logger.info("subscription connected", extra={**log, "data_centre": data_centre, "by": failure})
-    return ConnectOutcome(subscription.subscription_id, integration_name, data_centre)
+    return ConnectOutcome(
+        subscription.subscription_id, integration_name, data_centre, subscription_name=subscription.name
+    )
 
 
 def _let_go(services: Services, subscription: Subscription, token: str | None, data_centre: str) -> None:
