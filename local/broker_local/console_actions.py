@@ -48,7 +48,7 @@ FAULT_CHOICES = {
 
 ACTIONS_CSS = (
     ".actions{display:flex;flex-wrap:wrap;gap:.5rem;margin-top:auto}.actions form{margin:0}"
-    ".actions button{padding:.45rem .9rem}"
+    ".actions button{padding:.45rem .9rem;margin:0}"
     "button.secondary{background:#fff;color:#0b57d0}button.secondary:hover{background:#eef3fd}"
     "button.danger{background:#fff;color:#a4262c;border-color:#a4262c}button.danger:hover{background:#fdecec}"
     ".notice{background:#fff;border-left:6px solid #0b57d0;border-radius:8px;padding:.75rem 1rem;margin:1rem 0}"

@@ -1,6 +1,6 @@
 """The broker's EventBridge events, caught locally so the console can show the recent ones.
 
-Deployed, a team routes `source: zoho-broker` events with a rule (README: Operating). Locally the runner
+Deployed, a team routes `source: zoho-broker` events with a rule (docs/operations.md). Locally the runner
 does the same in moto: a rule on the stack's bus sends them to a queue of the runner's own, and a thread
 keeps the last few. Events carry subscription ids and reasons, never a token or a secret.
 """
