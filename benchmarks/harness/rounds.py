@@ -70,9 +70,9 @@ def run_round(
     """The sweep, then C instances until the queue is empty (or, with a limit, until that many are done)."""
     import boto3
 
+    from broker_local.functions import function_entry
     from broker_local.gateway import LambdaContext, import_handler
     from broker_local.scheduler import scheduled_event, sqs_event
-    from broker_local.template import function_entry
 
     refresher = import_handler(function_entry(world.template, REFRESHER_FUNCTION), ROOT)
     tally = Tally()

@@ -60,7 +60,8 @@ class World:
 
 
 def open_world(standin: RemoteStandIn, *, moto_sqs: bool) -> World:
-    from broker_local.template import function_environment, load_template, provision, queue_sources
+    from broker_local.functions import function_environment, queue_sources
+    from broker_local.template import load_template, provision
     from zoho_broker.services import get_services, reset_services
     from zoho_broker.store import aws
 

@@ -27,7 +27,8 @@ from types import ModuleType, TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
-from broker_local.template import ACCOUNT_ID, Route
+from broker_local.functions import Route
+from broker_local.template import ACCOUNT_ID
 
 logger = logging.getLogger(__name__)
 

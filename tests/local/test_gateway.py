@@ -14,8 +14,8 @@ import pytest
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 from aws_lambda_powertools.utilities.parser.models import APIGatewayProxyEventV2Model
 
+from broker_local.functions import http_routes
 from broker_local.gateway import LocalApiGateway
-from broker_local.template import http_routes
 
 ECHO = """
 import json
