@@ -243,7 +243,8 @@ def broker_backend() -> Iterator[dict[str, Any]]:
         for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
             os.environ.pop(name, None)
 
-        from broker_local.template import function_environment, load_template, provision
+        from broker_local.functions import function_environment
+        from broker_local.template import load_template, provision
 
         template = load_template(ROOT / "template.yaml")
         stack = provision(template)

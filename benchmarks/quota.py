@@ -2,7 +2,7 @@
 
     python benchmarks/quota.py [--n 10000] [--concurrency 10] [--quota 25] [--budget 20] [--unpaced]
 
-The world is benchmarks/refresh.py's (moto from template.yaml, the Zoho stand-in over HTTP with added
+The world is benchmarks/harness's (as in benchmarks/refresh.py) (moto from template.yaml, the Zoho stand-in over HTTP with added
 latency, the real RefresherFunction and RefreshWorkerFunction handlers, C worker instances behind
 their SQS pollers), with two differences:
 
@@ -39,7 +39,11 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import refresh as bench
+from harness.common import AWS_BACKENDS, DATA_CENTRE
+from harness.instruments import OutputSink
+from harness.processes import RemoteStandIn, aws_backend, prepare_process
+from harness.rounds import run_round
+from harness.world import World, batch_put, open_world, scan_subscriptions, seed
 
 
 class Raw:
@@ -84,16 +88,16 @@ class QuotaLimiter:
         return AWSResponse(request.url, 400, headers, Raw(body))
 
 
-def _all_due_now(world: bench.World) -> dict[str, float]:
+def _all_due_now(world: World) -> dict[str, float]:
     """Make every subscription due now; returns each one's access-token expiry (epoch seconds)."""
-    items = list(bench._scan_subscriptions(world))
+    items = list(scan_subscriptions(world))
     due = {"N": str(int(time.time()) - 1)}
     expiries: dict[str, float] = {}
     for item in items:
         item["refresh_due_at"] = due
         sid = item["pk"]["S"].removeprefix("sub#")
         expiries[sid] = datetime.fromisoformat(item["access_token_expires_at"]["S"]).timestamp()
-    bench._batch_put(world, items)
+    batch_put(world, items)
     return expiries
 
 
@@ -111,15 +115,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--unpaced", action="store_true", help="no write budget (the broker before it)")
     parser.add_argument("--rounds", type=int, default=4, help="sweeps at most, for deferred refreshes")
-    parser.add_argument("--aws", choices=list(bench.AWS_BACKENDS), default="split")
+    parser.add_argument("--aws", choices=list(AWS_BACKENDS), default="split")
     options = parser.parse_args(argv)
-    bench.prepare_process()
+    prepare_process()
 
     from zoho_broker.logic.pacing import Unpaced
     from zoho_broker.store import aws
 
     out = sys.stdout
-    sink = bench.OutputSink()
+    sink = OutputSink()
     sys.stdout = sink  # Powertools' logger and metrics print here; the figures go to ``out``
     try:
         print(
@@ -127,19 +131,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"due at once · C {options.concurrency} · Zoho latency {options.latency_ms:.0f} ms · Secrets Manager "
             f"quota {options.quota}/s (scaled from 50/s) · write budget "
             f"{'none (unpaced)' if options.unpaced else f'{options.budget}/s'} · tokens expire in "
-            f"{options.expires_in} s · AWS: {bench.AWS_BACKENDS[options.aws]}",
+            f"{options.expires_in} s · AWS: {AWS_BACKENDS[options.aws]}",
             file=out,
             flush=True,
         )
-        # The seed writes tokens that expire ``expires_in`` seconds ahead instead of a minute ago.
-        bench.EXPIRED_AGO = timedelta(seconds=-options.expires_in)
-        with bench.aws_backend(options.aws), bench.RemoteStandIn({bench.DATA_CENTRE: 0}) as standin:
-            world = bench.open_world(standin, moto_sqs=False)
+        with aws_backend(options.aws), RemoteStandIn({DATA_CENTRE: 0}) as standin:
+            world = open_world(standin, moto_sqs=False)
+            # The seed writes tokens that expire ``expires_in`` seconds ahead instead of a minute ago.
+            world.expired_ago = timedelta(seconds=-options.expires_in)
             world.services.settings.secret_writes_per_second = options.budget
             if options.unpaced:
                 world.services.__dict__["write_budget"] = Unpaced()
             seeding = time.perf_counter()
-            seeded, _ = bench.seed(world, options.n)
+            seeded, _ = seed(world, options.n)
             expiries = _all_due_now(world)
             print(f"  seeded {options.n:,} in {time.perf_counter() - seeding:.0f} s", file=out, flush=True)
             limiter = QuotaLimiter(options.quota)
@@ -151,7 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             refreshed: set[str] = set()
             while rounds < options.rounds:
                 rounds += 1
-                result = bench.run_round(world, options.concurrency, options.latency_ms / 1000, sink)
+                result = run_round(world, options.concurrency, options.latency_ms / 1000, sink)
                 outcomes.update(result.tally.outcomes)
                 prefix = world.services.secrets.name_for("")
                 refreshed = {secret_id.removeprefix(prefix) for _, secret_id in limiter.writes}

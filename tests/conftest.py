@@ -14,10 +14,11 @@ import httpx
 import pytest
 from moto import mock_aws
 
+from broker_local.functions import function_environment, http_routes
 from broker_local.gateway import LocalApiGateway
 from broker_local.moto_atomic import make_dynamodb_atomic
 from broker_local.runner import Options, free_port, running_broker
-from broker_local.template import Stack, function_environment, http_routes, load_template, provision, resolve
+from broker_local.template import Stack, load_template, provision, resolve
 from broker_local.zoho_standin import ZohoStandIn
 
 ROOT = Path(__file__).resolve().parent.parent

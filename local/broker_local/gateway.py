@@ -21,13 +21,17 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import ModuleType, TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
-from broker_local.template import ACCOUNT_ID, Route
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+from werkzeug.wrappers import Request
+from werkzeug.wrappers import Response as HttpResponse
+
+from broker_local.functions import Route
+from broker_local.template import ACCOUNT_ID
 
 logger = logging.getLogger(__name__)
 
@@ -335,82 +339,11 @@ def to_http(result: Any) -> tuple[int, list[tuple[str, str]], bytes]:
 # The server.
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    gateway: LocalApiGateway
+class _QuietRequestHandler(WSGIRequestHandler):
+    """Werkzeug's handler without its own access log: the gateway logs one line per request itself."""
 
-
-class _RequestHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, as API Gateway offers
-    server_version = "LocalApiGateway"
-    sys_version = ""
-    server: _Server
-
-    def _dispatch(self) -> None:
-        started = time.perf_counter()
-        raw_path, _, raw_query = self.path.partition("?")
-        request = IncomingRequest(
-            method=self.command,
-            raw_path=raw_path,
-            raw_query=raw_query,
-            headers=list(self.headers.items()),
-            body=self._read_body(),
-            source_ip=self.client_address[0],
-            server_host=self.server.gateway.host,
-            server_port=self.server.gateway.port,
-        )
-        status, headers, body = self.server.gateway.handle(request)
-        self.send_response(status)
-        for name, value in headers:
-            if name.lower() not in _HOP_BY_HOP:
-                self.send_header(name, value)
-        self.send_header("Content-Length", str(len(body)))
-        # Logged before the body goes out, so the line exists by the time the client has the answer.
-        logger.info("%s %s %d %.0fms", self.command, raw_path, status, (time.perf_counter() - started) * 1000)
-        self.end_headers()
-        if self.command != "HEAD" and status not in (204, 304):
-            self.wfile.write(body)
-
-    def _read_body(self) -> bytes:
-        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            chunks: list[bytes] = []
-            while True:
-                size = int(self.rfile.readline().split(b";", 1)[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass  # trailers
-                    return b"".join(chunks)
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length else b""
-
-    def do_GET(self) -> None:
-        self._dispatch()
-
-    def do_HEAD(self) -> None:
-        self._dispatch()
-
-    def do_POST(self) -> None:
-        self._dispatch()
-
-    def do_PUT(self) -> None:
-        self._dispatch()
-
-    def do_PATCH(self) -> None:
-        self._dispatch()
-
-    def do_DELETE(self) -> None:
-        self._dispatch()
-
-    def do_OPTIONS(self) -> None:
-        self._dispatch()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Per-request lines come from _dispatch, through logging; this drops http.server's own."""
-
-    def log_error(self, format: str, *args: Any) -> None:
-        logger.warning("%s: " + format, self.address_string(), *args)
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        return None
 
 
 class LocalApiGateway:
@@ -454,7 +387,7 @@ class LocalApiGateway:
         )
         self._functions: dict[str, _Function] = {}
         self._functions_lock = threading.Lock()
-        self._server: _Server | None = None
+        self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
 
     @property
@@ -464,8 +397,9 @@ class LocalApiGateway:
     def start(self) -> LocalApiGateway:
         if self._server is not None:
             return self
-        server = _Server((self.host, self.port), _RequestHandler)
-        server.gateway = self
+        server = make_server(
+            self.host, self.port, self._wsgi, threaded=True, request_handler=_QuietRequestHandler
+        )
         self.port = int(server.server_address[1])
         self._server = server
         self._thread = threading.Thread(
@@ -490,6 +424,34 @@ class LocalApiGateway:
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
     ) -> None:
         self.stop()
+
+    def _wsgi(self, environ: dict[str, Any], start_response: Any) -> Any:
+        """Werkzeug serves HTTP (keep-alive, chunked bodies); this maps each request to payload 2.0."""
+        started = time.perf_counter()
+        request = Request(environ)
+        # RAW_URI is the path as sent, percent-encoding kept: API Gateway's rawPath, and what routing
+        # splits into segments before decoding each (so %2F stays inside its segment).
+        raw_path = str(environ.get("RAW_URI") or request.path).partition("?")[0]
+        incoming = IncomingRequest(
+            method=request.method,
+            raw_path=raw_path,
+            raw_query=request.query_string.decode("latin-1"),
+            headers=list(request.headers.items()),
+            body=request.get_data(),
+            source_ip=request.remote_addr or "127.0.0.1",
+            server_host=self.host,
+            server_port=self.port,
+        )
+        status, headers, body = self.handle(incoming)
+        response = HttpResponse(body, status=status)
+        response.headers.clear()
+        for name, value in headers:
+            if name.lower() not in _HOP_BY_HOP:
+                response.headers.add(name, value)
+        logger.info(
+            "%s %s %d %.0fms", request.method, raw_path, status, (time.perf_counter() - started) * 1000
+        )
+        return response(environ, start_response)
 
     def handle(self, request: IncomingRequest) -> tuple[int, list[tuple[str, str]], bytes]:
         """Route one request and answer it; never raises (failures become API Gateway's 500)."""

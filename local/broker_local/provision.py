@@ -25,14 +25,8 @@ from urllib.parse import urlsplit, urlunsplit
 import boto3
 import botocore.session
 
-from broker_local.template import (
-    DEFAULT_REGION,
-    DEFAULT_STACK_NAME,
-    Stack,
-    function_environment,
-    load_template,
-    provision,
-)
+from broker_local.functions import function_environment
+from broker_local.template import DEFAULT_REGION, DEFAULT_STACK_NAME, Stack, load_template, provision
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_ENDPOINT = "http://127.0.0.1:5000"

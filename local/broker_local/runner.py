@@ -26,11 +26,12 @@ from moto.server import ThreadedMotoServer
 
 from broker_local.console import Console
 from broker_local.event_feed import EventFeed
+from broker_local.functions import function_environment, http_routes
 from broker_local.gateway import LocalApiGateway
 from broker_local.moto_atomic import make_dynamodb_atomic
 from broker_local.output import configure_logging, quiet_metrics
 from broker_local.scheduler import LocalScheduler
-from broker_local.template import Stack, function_environment, http_routes, load_template, provision
+from broker_local.template import Stack, load_template, provision
 from broker_local.zoho_standin import ZohoStandIn
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -14,8 +14,9 @@ from typing import Any
 
 import boto3
 
+from broker_local.functions import function_entry, queue_sources, schedules
 from broker_local.gateway import LambdaContext, import_handler
-from broker_local.template import ACCOUNT_ID, Stack, function_entry, queue_sources, schedules
+from broker_local.template import ACCOUNT_ID, Stack
 
 log = logging.getLogger("broker_local.scheduler")
 

@@ -289,8 +289,9 @@ def moto_stack() -> Iterator[dict[str, dict[str, str]]]:
     """A moto server provisioned from the template; the environment each function gets."""
     from moto.server import ThreadedMotoServer
 
+    from broker_local.functions import function_environment
     from broker_local.provision import session_for
-    from broker_local.template import function_environment, load_template, provision
+    from broker_local.template import load_template, provision
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()

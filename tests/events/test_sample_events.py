@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from broker_local.gateway import LambdaContext, import_handler
-from broker_local.template import function_entry, http_routes
+from broker_local.functions import function_entry, http_routes
 from tests.conftest import ROOT, TEMPLATE
 
 EVENTS = sorted((ROOT / "events").glob("*.json"))

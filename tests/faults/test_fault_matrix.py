@@ -27,9 +27,9 @@ import boto3
 import httpx
 import pytest
 
+from broker_local.functions import function_entry
 from broker_local.gateway import LambdaContext, LocalApiGateway, import_handler
 from broker_local.scheduler import sqs_event
-from broker_local.template import function_entry
 from broker_local.zoho_standin import ZohoStandIn
 from tests.conftest import ROOT, TEMPLATE
 from tests.faults.injection import Call, CallLog, install

@@ -15,9 +15,10 @@ import httpx
 import pytest
 from flow import connect, create_subscription
 
+from broker_local.functions import function_entry
 from broker_local.gateway import LambdaContext, import_handler
 from broker_local.scheduler import LocalScheduler, sqs_event
-from broker_local.template import Stack, function_entry
+from broker_local.template import Stack
 from broker_local.zoho_standin import ZohoStandIn
 from tests.conftest import ROOT, TEMPLATE
 from zoho_broker.logic import refresh, schedule

@@ -14,8 +14,8 @@ import pytest
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 from aws_lambda_powertools.utilities.parser.models import APIGatewayProxyEventV2Model
 
+from broker_local.functions import http_routes
 from broker_local.gateway import LocalApiGateway
-from broker_local.template import http_routes
 
 ECHO = """
 import json
@@ -304,3 +304,28 @@ def test_given_a_request_when_served_then_one_concise_line_is_logged(
     method, path, status, elapsed = lines[0].split()
     assert (method, path, status) == ("GET", "/plain", "200")
     assert elapsed.endswith("ms")
+
+
+def test_a_chunked_body_arrives_whole(client: httpx.Client) -> None:
+    def chunks() -> Iterator[bytes]:
+        yield b'{"name": '
+        yield b'"Acme"}'
+
+    event = _event(client.post("/items", content=chunks(), headers={"content-type": "application/json"}))
+
+    assert json.loads(event["body"]) == {"name": "Acme"}
+
+
+def test_an_encoded_slash_stays_inside_its_path_parameter(client: httpx.Client) -> None:
+    event = _event(client.get("/items/a%2Fb"))
+
+    assert event["rawPath"] == "/items/a%2Fb"
+    assert event["pathParameters"] == {"item_id": "a/b"}
+
+
+def test_head_answers_the_headers_without_a_body(client: httpx.Client) -> None:
+    answer = client.head("/files/report.txt")
+
+    assert answer.status_code == 200
+    assert answer.headers["x-helper"] == "echo"
+    assert answer.content == b""

@@ -13,17 +13,8 @@ import pytest
 import yaml
 from moto import mock_aws
 
-from broker_local.template import (
-    Route,
-    Stack,
-    function_environment,
-    generate_secret_string,
-    http_routes,
-    load_template,
-    provision,
-    resolve,
-    schedules,
-)
+from broker_local.functions import Route, function_environment, http_routes, schedules
+from broker_local.template import Stack, load_template, provision, resolve
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -135,6 +126,35 @@ def test_given_the_template_when_resolving_outputs_then_the_api_id_that_is_not_l
     assert outputs["SubscriptionsTableName"]["Value"] == stack.physical_ids["SubscriptionsTable"]
 
 
+def test_the_refresh_queue_redrives_to_its_dead_letter_queue_as_the_template_says(
+    template: dict[str, Any], session: boto3.session.Session
+) -> None:
+    stack = provision(template, session=session)
+
+    attributes = session.client("sqs").get_queue_attributes(
+        QueueUrl=stack.physical_ids["RefreshQueue"], AttributeNames=["All"]
+    )["Attributes"]
+    declared = template["Resources"]["RefreshQueue"]["Properties"]
+    assert json.loads(attributes["RedrivePolicy"]) == {
+        "deadLetterTargetArn": stack.attributes["RefreshDeadLetterQueue"]["Arn"],
+        "maxReceiveCount": declared["RedrivePolicy"]["maxReceiveCount"],
+    }
+    assert attributes["VisibilityTimeout"] == str(declared["VisibilityTimeout"])
+
+
+def test_the_refresher_schedule_comes_from_the_template_parameter(
+    template: dict[str, Any], session: boto3.session.Session
+) -> None:
+    stack = provision(template, session=session)
+
+    found = schedules(template, stack)
+
+    default = template["Parameters"]["RefreshSchedule"]["Default"]
+    assert [(item.function_id, item.expression, item.enabled) for item in found] == [
+        ("RefresherFunction", default, True)
+    ]
+
+
 # --- loading ----------------------------------------------------------------------------------------
 
 SHORT_FORMS = """
@@ -146,15 +166,13 @@ Outputs:
   A: !GetAtt Table.Arn
   B: !GetAtt [Table, StreamArn]
   C: !Sub "${AWS::StackName}-x"
-  D: !Sub ["${X}-y", {X: !Ref Stage}]
-  E: !Join [",", [!Select [0, !Split ["/", "a/b"]], !Base64 abc]]
-  F: !If [IsProd, !FindInMap [M, K, V], !ImportValue other]
-  G: !And [!Or [!Condition IsProd, !Equals [a, a]], !Condition NotProd]
-  H: !GetAtt Db.Endpoint.Address
+  D: !If [IsProd, a, b]
+  E: !GetAtt Db.Endpoint.Address
+  F: !Join [",", [a, b]]
 """
 
 
-def test_given_short_form_tags_when_loading_then_they_become_long_form(tmp_path: Path) -> None:
+def test_short_form_tags_load_as_the_long_form(tmp_path: Path) -> None:
     path = tmp_path / "template.yaml"
     path.write_text(SHORT_FORMS)
 
@@ -165,27 +183,17 @@ def test_given_short_form_tags_when_loading_then_they_become_long_form(tmp_path:
         "IsProd": {"Fn::Equals": [{"Ref": "Stage"}, "prod"]},
         "NotProd": {"Fn::Not": [{"Condition": "IsProd"}]},
     }
-    outputs = loaded["Outputs"]
-    assert outputs["A"] == {"Fn::GetAtt": ["Table", "Arn"]}
-    assert outputs["B"] == {"Fn::GetAtt": ["Table", "StreamArn"]}
-    assert outputs["C"] == {"Fn::Sub": "${AWS::StackName}-x"}
-    assert outputs["D"] == {"Fn::Sub": ["${X}-y", {"X": {"Ref": "Stage"}}]}
-    assert outputs["E"] == {
-        "Fn::Join": [",", [{"Fn::Select": [0, {"Fn::Split": ["/", "a/b"]}]}, {"Fn::Base64": "abc"}]]
+    assert loaded["Outputs"] == {
+        "A": {"Fn::GetAtt": ["Table", "Arn"]},
+        "B": {"Fn::GetAtt": ["Table", "StreamArn"]},
+        "C": {"Fn::Sub": "${AWS::StackName}-x"},
+        "D": {"Fn::If": ["IsProd", "a", "b"]},
+        "E": {"Fn::GetAtt": ["Db", "Endpoint.Address"]},
+        "F": {"Fn::Join": [",", ["a", "b"]]},
     }
-    assert outputs["F"] == {
-        "Fn::If": ["IsProd", {"Fn::FindInMap": ["M", "K", "V"]}, {"Fn::ImportValue": "other"}]
-    }
-    assert outputs["G"] == {
-        "Fn::And": [
-            {"Fn::Or": [{"Condition": "IsProd"}, {"Fn::Equals": ["a", "a"]}]},
-            {"Condition": "NotProd"},
-        ]
-    }
-    assert outputs["H"] == {"Fn::GetAtt": ["Db", "Endpoint.Address"]}
 
 
-def test_given_the_cfn_loader_when_loading_then_the_global_safe_loader_is_untouched(tmp_path: Path) -> None:
+def test_the_cfn_loader_leaves_the_global_safe_loader_untouched(tmp_path: Path) -> None:
     path = tmp_path / "template.yaml"
     path.write_text("A: !Ref B\n")
     load_template(path)
@@ -194,136 +202,19 @@ def test_given_the_cfn_loader_when_loading_then_the_global_safe_loader_is_untouc
         yaml.safe_load("A: !Ref B\n")
 
 
-# --- resolve() on small templates ---------------------------------------------------------------------
+# --- resolve(): the intrinsics template.yaml uses, and the refusals ----------------------------------
 
 SMALL: dict[str, Any] = {
-    "Parameters": {
-        "Stage": {"Type": "String", "Default": "dev", "AllowedValues": ["dev", "prod"]},
-        "Size": {"Type": "Number", "Default": 5},
-        "Names": {"Type": "CommaDelimitedList", "Default": "a,b"},
-    },
+    "Parameters": {"Stage": {"Type": "String", "Default": "dev", "AllowedValues": ["dev", "prod"]}},
     "Conditions": {
         "IsProd": {"Fn::Equals": [{"Ref": "Stage"}, "prod"]},
         "IsDev": {"Fn::Not": [{"Condition": "IsProd"}]},
-        "Either": {"Fn::Or": [{"Condition": "IsProd"}, {"Condition": "IsDev"}]},
     },
-    "Mappings": {"Sizes": {"dev": {"Memory": 128}, "prod": {"Memory": 1024}}},
-    "Resources": {
-        # Declared before its dead-letter queue: provisioning must still create the DLQ first.
-        "WorkQueue": {
-            "Type": "AWS::SQS::Queue",
-            "Properties": {
-                "VisibilityTimeout": 90,
-                "MessageRetentionPeriod": 3600,
-                "RedrivePolicy": {
-                    "deadLetterTargetArn": {"Fn::GetAtt": ["DeadLetters", "Arn"]},
-                    "maxReceiveCount": 3,
-                },
-            },
-        },
-        "DeadLetters": {
-            "Type": "AWS::SQS::Queue",
-            "Properties": {"QueueName": {"Fn::Sub": "${AWS::StackName}-dlq"}},
-        },
-        "Ordered": {
-            "Type": "AWS::SQS::Queue",
-            "Properties": {"FifoQueue": True, "ContentBasedDeduplication": True},
-        },
-        "Bus": {
-            "Type": "AWS::Events::EventBus",
-            "Properties": {"Name": {"Fn::Sub": "${AWS::StackName}-events"}},
-        },
-        "Alerts": {"Type": "AWS::SNS::Topic", "Properties": {"DisplayName": "alerts"}},
-        "Events": {
-            "Type": "AWS::DynamoDB::Table",
-            "Properties": {
-                "TableName": {"Fn::Sub": "${AWS::StackName}-events-${Stage}"},
-                "BillingMode": "PAY_PER_REQUEST",
-                "AttributeDefinitions": [
-                    {"AttributeName": "pk", "AttributeType": "S"},
-                    {"AttributeName": "gsi1", "AttributeType": "S"},
-                ],
-                "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
-                "GlobalSecondaryIndexes": [
-                    {
-                        "IndexName": "by-gsi1",
-                        "KeySchema": [{"AttributeName": "gsi1", "KeyType": "HASH"}],
-                        "Projection": {"ProjectionType": "KEYS_ONLY"},
-                    }
-                ],
-                "StreamSpecification": {"StreamViewType": "NEW_IMAGE"},
-            },
-        },
-        "ProdOnly": {
-            "Type": "AWS::SQS::Queue",
-            "Condition": "IsProd",
-            "Properties": {},
-        },
-        "Api": {"Type": "AWS::Serverless::HttpApi", "Properties": {}},
-        "Worker": {
-            "Type": "AWS::Serverless::Function",
-            "Properties": {
-                "CodeUri": "functions/worker",
-                "Handler": "app.handler",
-                "Environment": {
-                    "Variables": {
-                        "QUEUE_URL": {"Ref": "WorkQueue"},
-                        "RETRIES": 3,
-                        "VERBOSE": True,
-                        "LEVEL": "DEBUG",
-                    }
-                },
-                "Events": {
-                    "Tick": {"Type": "Schedule", "Properties": {"Schedule": "rate(5 minutes)"}},
-                    "Nightly": {
-                        "Type": "ScheduleV2",
-                        "Properties": {"ScheduleExpression": "cron(0 2 * * ? *)", "State": "DISABLED"},
-                    },
-                },
-            },
-        },
-    },
-    "Globals": {"Function": {"Environment": {"Variables": {"LEVEL": "INFO", "STAGE": {"Ref": "Stage"}}}}},
+    "Resources": {"Events": {"Type": "AWS::DynamoDB::Table"}, "Api": {"Type": "AWS::Serverless::HttpApi"}},
 }
 
 
-def test_given_a_dead_letter_queue_declared_later_when_provisioning_then_redrive_points_at_it(
-    session: boto3.session.Session,
-) -> None:
-    stack = provision(SMALL, stack_name="small", session=session)
-
-    sqs = session.client("sqs")
-    dlq_url = stack.physical_ids["DeadLetters"]
-    assert dlq_url.endswith("/small-dlq")
-    attributes = sqs.get_queue_attributes(QueueUrl=stack.physical_ids["WorkQueue"], AttributeNames=["All"])[
-        "Attributes"
-    ]
-    assert json.loads(attributes["RedrivePolicy"]) == {
-        "deadLetterTargetArn": stack.attributes["DeadLetters"]["Arn"],
-        "maxReceiveCount": 3,
-    }
-    assert attributes["VisibilityTimeout"] == "90"
-    assert attributes["MessageRetentionPeriod"] == "3600"
-    assert stack.attributes["WorkQueue"]["QueueName"] == "small-WorkQueue"
-    assert stack.attributes["Ordered"]["QueueName"] == "small-Ordered.fifo"
-
-
-def test_given_other_resource_types_when_provisioning_then_bus_topic_and_stream_table_exist(
-    session: boto3.session.Session,
-) -> None:
-    stack = provision(SMALL, stack_name="small", session=session)
-
-    assert stack.physical_ids["Bus"] == "small-events"
-    assert stack.attributes["Bus"]["Arn"].endswith(":event-bus/small-events")
-    assert stack.physical_ids["Alerts"].startswith("arn:aws:sns:eu-west-1:123456789012:small-Alerts")
-    table = session.client("dynamodb").describe_table(TableName="small-events-dev")["Table"]
-    assert table["GlobalSecondaryIndexes"][0]["IndexName"] == "by-gsi1"
-    assert stack.attributes["Events"]["StreamArn"] == table["LatestStreamArn"]
-    assert "ProdOnly" not in stack.physical_ids  # its condition is false
-    assert "Api" not in stack.physical_ids  # serverless resources are not provisioned
-
-
-def test_given_intrinsics_when_resolving_then_sub_getatt_join_select_split_and_findinmap_work() -> None:
+def test_sub_getatt_and_pseudo_parameters_resolve_to_the_local_stack() -> None:
     stack = Stack.from_template(SMALL, stack_name="small", region="eu-west-1")
     stack.physical_ids["Events"] = "events-table"
     stack.attributes["Events"] = {"Arn": "arn:aws:dynamodb:eu-west-1:123456789012:table/events-table"}
@@ -333,13 +224,8 @@ def test_given_intrinsics_when_resolving_then_sub_getatt_join_select_split_and_f
             "sub": {
                 "Fn::Sub": "${AWS::StackName}/${Stage}/${Events}/${Events.Arn}/${AWS::Region}/${!Literal}"
             },
-            "sub_list": {"Fn::Sub": ["${Prefix}-${Size}-${AWS::AccountId}", {"Prefix": {"Ref": "Stage"}}]},
             "get_att": {"Fn::GetAtt": ["Events", "Arn"]},
-            "get_att_dotted": {"Fn::GetAtt": "Events.Arn"},
-            "join": {"Fn::Join": ["+", [{"Ref": "AWS::Partition"}, {"Ref": "AWS::URLSuffix"}, 7]]},
-            "select": {"Fn::Select": ["1", {"Fn::Split": [",", "x,y,z"]}]},
-            "names": {"Ref": "Names"},
-            "memory": {"Fn::FindInMap": ["Sizes", {"Ref": "Stage"}, "Memory"]},
+            "partition": {"Fn::Sub": "${AWS::Partition}:${AWS::AccountId}:${AWS::URLSuffix}"},
             "not_local": {"Ref": "Api"},
             "not_local_att": {"Fn::GetAtt": ["Api", "ApiEndpoint"]},
         },
@@ -350,101 +236,38 @@ def test_given_intrinsics_when_resolving_then_sub_getatt_join_select_split_and_f
         "sub": (
             "small/dev/events-table/arn:aws:dynamodb:eu-west-1:123456789012:table/events-table/eu-west-1/${Literal}"
         ),
-        "sub_list": "dev-5-123456789012",
         "get_att": "arn:aws:dynamodb:eu-west-1:123456789012:table/events-table",
-        "get_att_dotted": "arn:aws:dynamodb:eu-west-1:123456789012:table/events-table",
-        "join": "aws+amazonaws.com+7",
-        "select": "y",
-        "names": ["a", "b"],
-        "memory": 128,
+        "partition": "aws:123456789012:amazonaws.com",
         "not_local": "",
         "not_local_att": "",
     }
 
 
-def test_given_conditions_when_resolving_if_then_the_branch_follows_the_parameters() -> None:
+def test_if_follows_the_conditions_and_no_value_drops_the_key_or_item() -> None:
     dev = Stack.from_template(SMALL, region="eu-west-1")
     prod = Stack.from_template(SMALL, parameters={"Stage": "prod"}, region="eu-west-1")
     value = {
         "memory": {"Fn::If": ["IsProd", 1024, 128]},
-        "either": {"Fn::If": ["Either", "yes", "no"]},
-        "both": {"Fn::And": [{"Condition": "IsDev"}, {"Fn::Equals": [{"Ref": "Size"}, 5]}]},
+        "dev_only": {"Fn::If": ["IsDev", "yes", {"Ref": "AWS::NoValue"}]},
+        "list": ["a", {"Ref": "AWS::NoValue"}, "b"],
     }
 
-    assert resolve(value, dev) == {"memory": 128, "either": "yes", "both": True}
-    assert resolve(value, prod) == {"memory": 1024, "either": "yes", "both": False}
+    assert resolve(value, dev) == {"memory": 128, "dev_only": "yes", "list": ["a", "b"]}
+    assert resolve(value, prod) == {"memory": 1024, "list": ["a", "b"]}
 
 
-def test_given_no_value_when_resolving_then_the_key_or_item_disappears() -> None:
-    stack = Stack.from_template(SMALL, region="eu-west-1")
-
-    value = resolve(
-        {
-            "Keep": 1,
-            "Drop": {"Ref": "AWS::NoValue"},
-            "MaybeDrop": {"Fn::If": ["IsProd", "prod-only", {"Ref": "AWS::NoValue"}]},
-            "List": ["a", {"Ref": "AWS::NoValue"}, "b"],
-        },
-        stack,
-    )
-
-    assert value == {"Keep": 1, "List": ["a", "b"]}
-
-
-def test_given_bad_parameters_when_building_a_stack_then_it_refuses() -> None:
+def test_bad_parameters_are_refused() -> None:
     with pytest.raises(ValueError, match="not one of"):
         Stack.from_template(SMALL, parameters={"Stage": "qa"})
     with pytest.raises(ValueError, match="not declared"):
         Stack.from_template(SMALL, parameters={"Nope": "x"})
 
 
-def test_given_an_unknown_name_when_resolving_a_ref_then_it_says_so() -> None:
-    stack = Stack.from_template(SMALL)
-
+def test_an_unknown_ref_is_named() -> None:
     with pytest.raises(ValueError, match="Typo"):
-        resolve({"Ref": "Typo"}, stack)
+        resolve({"Ref": "Typo"}, Stack.from_template(SMALL))
 
 
-def test_given_globals_and_own_variables_when_reading_the_environment_then_own_wins_and_all_are_strings(
-    session: boto3.session.Session,
-) -> None:
-    stack = provision(SMALL, stack_name="small", session=session)
-
-    env = function_environment(SMALL, stack, "Worker")
-
-    assert env == {
-        "LEVEL": "DEBUG",
-        "STAGE": "dev",
-        "QUEUE_URL": stack.physical_ids["WorkQueue"],
-        "RETRIES": "3",
-        "VERBOSE": "true",
-    }
-
-
-def test_given_schedule_events_when_listing_schedules_then_both_kinds_are_found() -> None:
-    found = schedules(SMALL)
-
-    assert [(item.function_id, item.event_id, item.expression, item.enabled) for item in found] == [
-        ("Worker", "Tick", "rate(5 minutes)", True),
-        ("Worker", "Nightly", "cron(0 2 * * ? *)", False),
-    ]
-
-
-def test_given_a_secret_template_when_generating_then_json_holds_a_password_without_excluded_chars() -> None:
-    value = generate_secret_string(
-        {
-            "SecretStringTemplate": '{"username": "broker"}',
-            "GenerateStringKey": "password",
-            "PasswordLength": 40,
-            "ExcludeCharacters": "abc",
-            "ExcludeUppercase": True,
-        }
-    )
-
-    document = json.loads(value)
-    assert document["username"] == "broker"
-    password = document["password"]
-    assert len(password) == 40
-    assert not set(password) & set("abc" + string.ascii_uppercase)
-    assert set(password) & set(string.punctuation)
-    assert set(password) & set(string.digits)
+def test_an_intrinsic_the_template_does_not_use_is_refused_by_name() -> None:
+    with pytest.raises(ValueError, match="Fn::Join is not supported locally"):
+        resolve({"Fn::Join": [",", ["a", "b"]]}, Stack.from_template(SMALL))

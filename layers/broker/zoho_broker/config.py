@@ -1,4 +1,8 @@
-"""Settings parsed once from the environment (the template's Globals set them)."""
+"""Settings parsed once from the environment (the template's Globals set them).
+
+Each field is read from the variable BROKER_<FIELD NAME>, so adding a setting is one field here and one
+variable in template.yaml's Globals (tests/unit/test_config.py checks that the two agree).
+"""
 
 from __future__ import annotations
 
@@ -7,12 +11,21 @@ import os
 from collections.abc import Mapping
 from functools import cache
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from zoho_broker.data_centres import ZOHO_ACCOUNTS_SERVERS
 
+ENVIRONMENT_PREFIX = "BROKER_"
+
+
+def variable_name(field: str) -> str:
+    """The environment variable a setting is read from."""
+    return ENVIRONMENT_PREFIX + field.upper()
+
 
 class Settings(BaseModel):
+    model_config = ConfigDict(alias_generator=variable_name, populate_by_name=True)
+
     subscriptions_table: str = Field(min_length=1)
     flows_table: str = Field(min_length=1)
     secret_prefix: str = Field(min_length=1)
@@ -59,35 +72,9 @@ class Settings(BaseModel):
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """The settings from BROKER_* variables; an empty variable counts as unset (its default applies)."""
         env = os.environ if env is None else env
-        raw: dict[str, object] = {
-            "subscriptions_table": env.get("BROKER_SUBSCRIPTIONS_TABLE", ""),
-            "flows_table": env.get("BROKER_FLOWS_TABLE", ""),
-            "secret_prefix": env.get("BROKER_SECRET_PREFIX", ""),
-            "state_key_secret_id": env.get("BROKER_STATE_KEY_SECRET_ID", ""),
-            "public_base_url": env.get("BROKER_PUBLIC_BASE_URL", ""),
-            "zoho_accounts_servers": env.get("BROKER_ZOHO_ACCOUNTS_SERVERS", ""),
-        }
-        optional = {
-            "state_ttl_seconds": "BROKER_STATE_TTL_SECONDS",
-            "connect_link_ttl_seconds": "BROKER_CONNECT_LINK_TTL_SECONDS",
-            "cookie_secure": "BROKER_COOKIE_SECURE",
-            "zoho_timeout_seconds": "BROKER_ZOHO_TIMEOUT_SECONDS",
-            "refresh_margin_seconds": "BROKER_REFRESH_MARGIN_SECONDS",
-            "refresh_inline_limit": "BROKER_REFRESH_INLINE_LIMIT",
-            "refresh_queue_url": "BROKER_REFRESH_QUEUE_URL",
-            "max_failing_days": "BROKER_MAX_FAILING_DAYS",
-            "retry_base_seconds": "BROKER_RETRY_BASE_SECONDS",
-            "retry_cap_seconds": "BROKER_RETRY_CAP_SECONDS",
-            "write_budget_table": "BROKER_WRITE_BUDGET_TABLE",
-            "secret_writes_per_second": "BROKER_SECRET_WRITES_PER_SECOND",
-            "event_bus_name": "BROKER_EVENT_BUS_NAME",
-            "stage": "BROKER_STAGE",
-            "console_url": "BROKER_CONSOLE_URL",
-        }
-        for field, name in optional.items():
-            if env.get(name):
-                raw[field] = env[name]
+        raw = {name: value for name, value in env.items() if name.startswith(ENVIRONMENT_PREFIX) and value}
         try:
             return cls.model_validate(raw)
         except (ValidationError, json.JSONDecodeError) as error:

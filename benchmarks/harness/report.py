@@ -1,0 +1,274 @@
+"""The tables and the conclusion the refresh benchmark prints."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, TextIO
+
+if TYPE_CHECKING:
+    pass
+
+from .common import AWS_BACKENDS, MB, SECRETS_MANAGER_WRITE_QUOTA
+from .rounds import RoundResult
+from .world import SeedReport
+
+Row = tuple[str, list[str]]
+
+
+def _per(count: float, total: int, digits: int = 2) -> str:
+    return f"{count / total:.{digits}f}" if total else "-"
+
+
+def _mb(value: int | None) -> str:
+    return "-" if value is None else f"{value / MB:.1f}"
+
+
+def _calls_rows(
+    title: str,
+    results: Sequence[RoundResult],
+    pick: Callable[[RoundResult], Counter[tuple[str, str]]],
+    per_due: bool,
+) -> list[Row]:
+    def denominator(result: RoundResult) -> int:
+        return result.due if per_due else result.refreshed
+
+    keys = sorted({key for result in results for key in pick(result)})
+    rows: list[Row] = [(title, ["" for _ in results])]
+    for service, operation in keys:
+        rows.append(
+            (
+                f"  {service} {operation}",
+                [_per(pick(r).get((service, operation), 0), denominator(r)) for r in results],
+            )
+        )
+    rows.append(("  total", [_per(sum(pick(r).values()), denominator(r)) for r in results]))
+    return rows
+
+
+def _rate(count: int, seconds: float) -> str:
+    return f"{count / seconds:.1f}" if seconds > 0 else "-"
+
+
+def _table(out: TextIO, results: Sequence[RoundResult], rows: Sequence[Row]) -> None:
+    label_width = max(len(label) for label, _ in rows) + 2
+    column_width = max(12, *(len(value) + 2 for _, values in rows for value in values))
+    header = "".ljust(label_width) + "".join(f"C={r.concurrency}".rjust(column_width) for r in results)
+    print(header, file=out)
+    print("-" * len(header), file=out)
+    for label, values in rows:
+        print(label.ljust(label_width) + "".join(value.rjust(column_width) for value in values), file=out)
+
+
+def render(
+    out: TextIO,
+    n: int,
+    latency: float,
+    seed_report: SeedReport,
+    results: Sequence[RoundResult],
+    memory: RoundResult | None,
+    aws: str,
+) -> None:
+    def handled(result: RoundResult) -> int:
+        return result.tally.handled
+
+    rows: list[Row] = [
+        ("sweep: due / queued", [f"{r.due} / {r.queued}" for r in results]),
+        ("sweep wall time (s)", [f"{r.sweep_seconds:.2f}" for r in results]),
+        ("refresh phase wall time (s)", [f"{r.refresh_seconds:.1f}" for r in results]),
+        ("refreshed per second, refresh phase", [_rate(r.refreshed, r.refresh_seconds) for r in results]),
+        (
+            "refreshed per second, sweep + refresh",
+            [_rate(r.refreshed, r.sweep_seconds + r.refresh_seconds) for r in results],
+        ),
+        ("limit: C / latency, Zoho-bound (/s)", [f"{r.concurrency / latency:.0f}" for r in results]),
+        ("limit: PutSecretValue quota (/s)", [f"{SECRETS_MANAGER_WRITE_QUOTA:.0f}" for _ in results]),
+        (
+            "paced production cap min(C/lat, 50) (/s)",
+            [f"{min(r.concurrency / latency, SECRETS_MANAGER_WRITE_QUOTA):.0f}" for r in results],
+        ),
+        ("refreshes succeeded", [str(r.refreshed) for r in results]),
+        ("refreshes failed", [str(r.failed) for r in results]),
+        (
+            "other outcomes",
+            [
+                ", ".join(
+                    f"{name} {count}"
+                    for name, count in sorted(r.tally.outcomes.items())
+                    if name not in ("refreshed", "failed", "needs_reauthentication") and " " not in name
+                )
+                or "none"
+                for r in results
+            ],
+        ),
+        (
+            "invocations / failed / items reported failed",
+            [
+                f"{r.tally.invocations} / {sum(r.tally.handler_errors.values())} / {r.tally.reported_failures}"
+                for r in results
+            ],
+        ),
+        ("duplicate deliveries", [str(r.tally.duplicate_deliveries) for r in results]),
+        (
+            "worker time per message (ms)",
+            [_per(1000 * r.tally.handler_seconds, handled(r), 0) for r in results],
+        ),
+        ("  in the Zoho token call", [_per(1000 * r.zoho_seconds, handled(r), 0) for r in results]),
+        ("  in AWS calls (moto)", [_per(1000 * r.function_call_seconds, handled(r), 0) for r in results]),
+        (
+            "  the rest (Powertools, pydantic, GIL waits)",
+            [
+                _per(
+                    1000 * (r.tally.handler_seconds - r.zoho_seconds - r.function_call_seconds), handled(r), 0
+                )
+                for r in results
+            ],
+        ),
+    ]
+    rows += _calls_rows("AWS calls per refresh: worker function", results, lambda r: r.function_calls, False)
+    rows += _calls_rows("AWS calls per refresh: SQS poller", results, lambda r: r.poller_calls, False)
+    rows += _calls_rows("AWS calls per due subscription: sweep", results, lambda r: r.sweep_calls, True)
+    rows += [
+        ("Zoho token calls per refresh", [_per(r.token_calls, r.refreshed) for r in results]),
+        (
+            "log output per refresh: lines / bytes",
+            [f"{_per(r.log_lines, r.refreshed)} / {_per(r.log_bytes, r.refreshed, 0)}" for r in results],
+        ),
+        (
+            "process CPU (s) / CPU s per wall s",
+            [
+                f"{r.cpu_seconds:.1f} / {r.cpu_seconds / (r.sweep_seconds + r.refresh_seconds):.2f}"
+                for r in results
+            ],
+        ),
+        ("process CPU per refresh (ms)", [_per(1000 * r.cpu_seconds, r.refreshed, 1) for r in results]),
+        ("SQS poller calls, wall (s)", [f"{r.tally.sqs_seconds:.1f}" for r in results]),
+        ("process max RSS so far (MB)", [_mb(r.max_rss) for r in results]),
+    ]
+    checks = [r.verification for r in results]
+    rows += [
+        ("verification", ["" for _ in results]),
+        (
+            "  new access token in the secret",
+            [f"{v.new_access_token}/{v.checked}" if v else "-" for v in checks],
+        ),
+        (
+            "  refresh token unchanged",
+            [f"{v.refresh_token_unchanged}/{v.checked}" if v else "-" for v in checks],
+        ),
+        ("  expiry about an hour ahead", [f"{v.expiry_ahead}/{v.checked}" if v else "-" for v in checks]),
+        (
+            "  new token accepted by whoami",
+            [f"{v.whoami_accepted}/{v.whoami_sampled}" if v else "-" for v in checks],
+        ),
+        ("  still due / leases left", [f"{v.still_due} / {v.leases_left}" if v else "-" for v in checks]),
+        (
+            "  queue visible / in flight / DLQ",
+            [f"{v.queue_visible} / {v.queue_in_flight} / {v.dead_letters}" if v else "-" for v in checks],
+        ),
+        (
+            "  statuses",
+            [", ".join(f"{k} {c}" for k, c in sorted(v.statuses.items())) if v else "-" for v in checks],
+        ),
+        (
+            "  last errors",
+            [
+                ", ".join(f"{k} {c}" for k, c in sorted(v.errors.items())) or "none" if v else "-"
+                for v in checks
+            ],
+        ),
+        ("  verdict", ["OK" if v and v.ok else "FAILED" for v in checks]),
+        (
+            "made due again before the round (s)",
+            [f"{r.made_due_seconds:.1f}" if r.made_due_seconds else "-" for r in results],
+        ),
+    ]
+
+    print(
+        f"\nN = {n:,} due subscriptions · Zoho stand-in latency {latency * 1000:.0f} ms · "
+        f"AWS: {AWS_BACKENDS[aws]} · {os.cpu_count()} CPUs",
+        file=out,
+    )
+    print(
+        f"seeded in {seed_report.seconds:.1f} s (not measured): {seed_report.reference} through the real "
+        f"create + connect path, {seed_report.bulk:,} in bulk; each its own client and real refresh token",
+        file=out,
+    )
+    _table(out, results, rows)
+    if memory is not None:
+        print(
+            f"memory (a separate pass under tracemalloc before the timed rounds, C={memory.concurrency}): the "
+            f"sweep of all {memory.due:,} peaked at {_mb(memory.sweep_peak)} MB and left "
+            f"{_mb(memory.refresh_traced_start)} MB (the queued messages, which SQS would hold); with that, the next "
+            f"{memory.tally.handled:,} refreshes peaked at {_mb(memory.refresh_peak)} MB (moto's new secret "
+            f"versions included); process max RSS {_mb(memory.max_rss)} MB",
+            file=out,
+        )
+
+
+def conclusion(out: TextIO, latency: float, everything: Sequence[tuple[int, Sequence[RoundResult]]]) -> None:
+    print("\nWhat bounds throughput", file=out)
+    measured = [
+        (n, r)
+        for n, results in everything
+        for r in results
+        if r.refreshed and r.refresh_seconds and r.tally.handled
+    ]
+    for n, r in measured:
+        observed = r.refreshed / r.refresh_seconds
+        print(
+            f"  N={n:,} C={r.concurrency}: {observed:.0f}/s, {100 * observed * latency / r.concurrency:.0f}% of "
+            f"C/latency; a message spends {1000 * r.tally.handler_seconds / r.tally.handled:.0f} ms in a worker: "
+            f"{1000 * r.zoho_seconds / r.tally.handled:.0f} at Zoho, "
+            f"{1000 * r.function_call_seconds / r.tally.handled:.0f} in its four AWS calls, the rest in Python",
+            file=out,
+        )
+    if not measured:
+        return
+    least_contended = min((r for _, r in measured), key=lambda r: r.concurrency)
+    aws_ms = 1000 * least_contended.function_call_seconds / least_contended.tally.handled
+    scaling = []
+    for n, results in everything:
+        rounds = sorted(
+            (r for r in results if r.refreshed and r.refresh_seconds), key=lambda r: r.concurrency
+        )
+        if len(rounds) > 1 and rounds[-1].concurrency > rounds[0].concurrency:
+            low, high = rounds[0], rounds[-1]
+            low_rate, high_rate = low.refreshed / low.refresh_seconds, high.refreshed / high.refresh_seconds
+            scaling.append(
+                f"at N={n:,}, {high.concurrency / low.concurrency:.0f} times the workers (C={low.concurrency} to "
+                f"C={high.concurrency}) gave {high_rate / low_rate:.2f} times the rate ({low_rate:.0f} to "
+                f"{high_rate:.0f}/s)"
+            )
+    if scaling:
+        saturation = (
+            "A larger C helps only until the AWS side saturates: "
+            + "; ".join(scaling)
+            + ". Where the rate stops growing, moto (its DynamoDB, on one of two cores) is saturated: that "
+            "ceiling is the benchmark's, not the broker's."
+        )
+    else:
+        saturation = (
+            "With one concurrency level the rate is set by that per-message time, not by saturation; "
+            "--concurrency 5,10,20 shows where moto (its DynamoDB, on one of two cores) saturates, a ceiling "
+            "of the benchmark, not of the broker."
+        )
+    print(
+        "\nEach worker instance handles one message at a time, and each message is five calls in a row: "
+        "UpdateItem (take the lease) and GetSecretValue, the Zoho token call (the latency), then "
+        "PutSecretValue and UpdateItem (record the refresh, release the lease). So C instances refresh at "
+        "most C / (latency + AWS time) a second, below C/latency by the AWS share: at "
+        f"C={least_contended.concurrency} here about {aws_ms:.0f} ms a message of moto's time, not far from "
+        "what four real round trips cost. "
+        f"{saturation} Deployed, DynamoDB does not saturate at these rates, but Secrets Manager does: "
+        "every refresh writes its secret exactly once (the floor), PutSecretValue is limited to "
+        f"{SECRETS_MANAGER_WRITE_QUOTA:.0f} a second per region (moto does not enforce it here), and the "
+        "callback's and admin's writes share that quota. The broker therefore paces its refresh writes to a "
+        "budget across all workers (SecretWritesPerSecond, default 40) and keeps a minted token until its "
+        "write fits, so a deployment refreshes at most min(C / (latency + AWS time), budget) a second: with a "
+        f"Zoho as quick as {latency * 1000:.0f} ms, C=5 already runs near it, and a larger C only waits "
+        "longer for the budget. At 40 a second, 10,000 due subscriptions take about 250 s, well inside the "
+        "15-minute refresh margin; benchmarks/quota.py measures that with the quota enforced.",
+        file=out,
+    )
