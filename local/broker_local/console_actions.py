@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import base64
 import re
-import struct
-import zlib
 from collections.abc import Callable, Iterable, Mapping
 from html import escape
 from typing import TYPE_CHECKING, Any, Literal
@@ -22,6 +20,7 @@ from urllib.parse import parse_qsl
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from broker_local import favicon
 from broker_local.event_feed import CaughtEvent
 from broker_local.gateway import Event, ExtraRoute, Response
 from zoho_broker.wording import problem_in_words
@@ -143,25 +142,6 @@ def _detail(detail: Mapping[str, Any]) -> str:
     return ", ".join(f"{key}: {value}" for key, value in detail.items())
 
 
-def _favicon_png() -> bytes:
-    """A 16x16 PNG (the console's blue), built here so no binary file or extra route is needed."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    row = b"\x00" + bytes((0x0B, 0x57, 0xD0)) * 16
-    header = struct.pack(">IIBBBBB", 16, 16, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(row * 16))
-        + chunk(b"IEND", b"")
-    )
-
-
-FAVICON = _favicon_png()
-
-
 class ConsoleActions:
     """The routes behind the forms above; `console` renders the pages and talks to the admin API."""
 
@@ -186,7 +166,7 @@ class ConsoleActions:
         return {
             "statusCode": 200,
             "headers": {"Content-Type": "image/png", "Cache-Control": "max-age=86400"},
-            "body": base64.b64encode(FAVICON).decode(),
+            "body": base64.b64encode(favicon.CONSOLE).decode(),
             "isBase64Encoded": True,
         }
 

@@ -25,6 +25,8 @@ from types import MappingProxyType, TracebackType
 from typing import Any, Self
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from broker_local import favicon
+
 __all__ = ["FAULTS", "RecordedRequest", "ZohoStandIn", "api_domain_for", "main"]
 
 FAULTS = frozenset(
@@ -518,6 +520,7 @@ class ZohoStandIn:
             "/oauth/serverinfo": ("GET", self._serverinfo),
             "/standin/whoami": ("GET", lambda dc, params: self._whoami(dc, authorization)),
             "/standin/self-client": ("POST", self._self_client),
+            "/favicon.ico": ("GET", lambda dc, params: _Answer(200, favicon.STANDIN, "image/png")),
         }
         route = routes.get(path)
         if route is None:

@@ -652,3 +652,11 @@ def test_given_a_client_revoked_by_the_person_when_refreshed_then_invalid_code(s
     assert _refresh(base, tokens["refresh_token"]) == {"error": "invalid_code"}
     assert _whoami(base, tokens["access_token"]).status_code == 401
     assert "access_token" in _refresh(base, kept["refresh_token"], client_id="1000.SOMEONEELSE")
+
+
+def test_given_a_browser_when_it_asks_for_the_favicon_then_a_png_is_served(standin: ZohoStandIn) -> None:
+    answer = httpx.get(standin.accounts_servers["eu"] + "/favicon.ico")
+
+    assert answer.status_code == 200
+    assert answer.headers["content-type"] == "image/png"
+    assert answer.content.startswith(b"\x89PNG\r\n\x1a\n")
