@@ -123,8 +123,8 @@ def zoho_controls_panel(data_centres: Iterable[str]) -> str:
 def events_panel(events: list[CaughtEvent]) -> str:
     """The broker's recent EventBridge events, newest first (no secrets in them by design)."""
     if not events:
-        rows = '<tr><td colspan="3">None yet: they come with a new connection, a re-connection, a '
-        rows += "subscription needing re-authentication or recovering.</td></tr>"
+        rows = '<tr><td colspan="3">None yet. The broker announces a subscription that needs '
+        rows += "re-authentication, one that recovers, and a connection that replaces a live one.</td></tr>"
     else:
         rows = "".join(
             f"<tr><td><time>{escape(event.time)}</time></td><td>{escape(event.detail_type)}</td>"

@@ -136,6 +136,8 @@ def test_revoked_at_zoho_then_refreshed_needs_re_authentication_and_reconnect_co
     card = _card(page, name)
     expect(card.locator(".status-text")).to_have_text("connected")
     assert "Last error" not in _details(card)
+    recovered = page.get_by_role("region", name="Recent events").get_by_role("row")
+    expect(recovered.filter(has_text="SubscriptionRecovered")).to_contain_text(sid)
     person.assert_clean(broker)
 
 
@@ -144,6 +146,7 @@ def test_revoked_at_zoho_then_refreshed_needs_re_authentication_and_reconnect_co
     [
         ("server_error", "Zoho had a problem on its side (HTTP 500)."),
         ("rate_limited", "Zoho asked the broker to slow down (too many requests)."),
+        ("timeout", "Zoho did not answer in time."),
     ],
 )
 def test_zoho_failing_the_next_calls_is_seen_as_a_retry_later_not_a_lost_connection(
