@@ -13,13 +13,12 @@ Only the local runner serves it; no Lambda function does.
 
 from __future__ import annotations
 
-import base64
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from html import escape
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -31,8 +30,17 @@ from broker_local.console_actions import (
     subscription_actions,
     zoho_controls_panel,
 )
+from broker_local.console_forms import (
+    VERSION_PATH,
+    field_row,
+    form_fields,
+    integration_card,
+    refusal_details,
+    version_address,
+    version_changes,
+)
 from broker_local.event_feed import EventFeed
-from broker_local.gateway import Event, ExtraRoute, Response
+from broker_local.gateway import INTERNAL_HEADER, Event, ExtraRoute, Response
 from broker_local.zoho_standin import ZohoStandIn
 from zoho_broker import pages
 from zoho_broker.data_centres import ZOHO_ACCOUNTS_SERVERS, label
@@ -40,9 +48,6 @@ from zoho_broker.wording import problem_in_words
 
 TITLE = "Zoho OAuth broker: local console"
 INTEGRATIONS_PATH = "/console/integrations"
-VERSION_PATH = "/console/integrations/{integration}/versions/{version}"
-_INTEGRATION_ID = re.compile(r"^[a-z][a-z0-9-]{1,63}$")
-_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$")
 _BLANK_FIELD_ROWS = 2  # empty rows under a version's custom fields, to add new ones
 _SUBSCRIPTION_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _MAX_PAGES = 20  # 100 subscriptions a page: more than anyone runs locally
@@ -209,7 +214,7 @@ class Console:
                 catalogue = self._get(admin, "/admin/integrations")
         except AdminApiError as error:
             return self._page(502, self._problem_body(str(error)))
-        items = "".join(_integration(item) for item in catalogue.get("integrations", []))
+        items = "".join(integration_card(item) for item in catalogue.get("integrations", []))
         return self._page(
             200,
             f'<main class="console">{self._bar()}'
@@ -219,7 +224,7 @@ class Console:
         )
 
     def version(self, event: Event) -> Response:
-        where = _version_address(event)
+        where = version_address(event)
         if where is None:
             return self._page(404, self._problem_body("There is no such version."))
         try:
@@ -232,11 +237,11 @@ class Console:
     def save_version(self, event: Event) -> Response:
         if not self._same_origin(event):
             return self._page(403, self._problem_body("The request did not come from this console."))
-        where = _version_address(event)
+        where = version_address(event)
         if where is None:
             return self._page(404, self._problem_body("There is no such version."))
-        form = _form(event)
-        changes = _version_changes(form)
+        form = form_fields(event)
+        changes = version_changes(form)
         try:
             with self._admin() as admin:
                 answer = admin.patch("/admin/integrations/{}/versions/{}".format(*where), json=changes)
@@ -249,14 +254,19 @@ class Console:
         # Shown as sent, with what is wrong, so the integrator can fix it rather than type it again.
         sent = {**changes, "version": where[1]}
         return self._page(
-            answer.status_code, self._version_body(where, sent, problem=_refusal_details(answer))
+            answer.status_code, self._version_body(where, sent, problem=refusal_details(answer))
         )
 
     # ---------------------------------------------------------------------------------------------
     # The admin API
 
     def _admin(self) -> httpx.Client:
-        return httpx.Client(base_url=self.base_url, timeout=self._timeout, transport=self._transport)
+        return httpx.Client(
+            base_url=self.base_url,
+            timeout=self._timeout,
+            transport=self._transport,
+            headers={INTERNAL_HEADER: "console"},  # logged at DEBUG: the page's own line says it all
+        )
 
     def _get(self, admin: httpx.Client, path: str, **params: Any) -> dict[str, Any]:
         try:
@@ -351,7 +361,7 @@ class Console:
         )
         throttling = version.get("default_throttling") or {}
         fields = list(version.get("custom_fields") or []) + [{}] * _BLANK_FIELD_ROWS
-        rows = "".join(_field_row(index, field) for index, field in enumerate(fields))
+        rows = "".join(field_row(index, field) for index, field in enumerate(fields))
         changed = (
             f'<p class="muted">Last changed by {escape(str(version.get("changed_by")))} at '
             f"{_when(version.get('changed_at'))}</p>"
@@ -490,105 +500,4 @@ def _when(value: object, *, expiry: bool = False) -> str:
     return (
         f'<time datetime="{escape(moment.isoformat())}">{moment:%Y-%m-%d %H:%M} UTC</time> '
         f'<span class="muted">({relative})</span>'
-    )
-
-
-def _integration(item: Mapping[str, Any]) -> str:
-    integration = str(item.get("id") or "")
-    versions = "".join(
-        f'<li><a href="{escape(VERSION_PATH.format(integration=integration, version=v.get("version")))}">'
-        f"version {escape(str(v.get('version')))}</a> "
-        f'<span class="muted">({escape(str(v.get("authorization_type") or ""))})</span></li>'
-        for v in item.get("versions") or []
-    )
-    origin = (
-        "built in" + (", changed by an operator" if item.get("customised") else "")
-        if item.get("built_in")
-        else "added by an operator"
-    )
-    return (
-        f'<li><article class="sub"><h2>{escape(str(item.get("name") or integration))}</h2>'
-        f'<p class="muted"><code>{escape(integration)}</code>, {origin}</p>'
-        f"<p>{escape(str(item.get('description') or ''))}</p>"
-        f'<ul class="versions">{versions}</ul></article></li>'
-    )
-
-
-def _field_row(index: int, field: Mapping[str, Any]) -> str:
-    def text(name: str, label_text: str) -> str:
-        return (
-            f'<td><input type="text" name="field_{name}_{index}" aria-label="{label_text} {index + 1}" '
-            f'value="{escape(str(field.get(name) or ""))}"></td>'
-        )
-
-    checked = " checked" if field.get("required") else ""
-    return (
-        f"<tr>{text('name', 'Name of field')}{text('description', 'Description of field')}"
-        f"{text('default', 'Default of field')}"
-        f'<td><input type="checkbox" name="field_required_{index}" value="yes" '
-        f'aria-label="Field {index + 1} is required"{checked}></td></tr>'
-    )
-
-
-def _version_address(event: Event) -> tuple[str, str] | None:
-    parameters = event.get("pathParameters") or {}
-    integration, version = str(parameters.get("integration", "")), str(parameters.get("version", ""))
-    if _INTEGRATION_ID.fullmatch(integration) and _VERSION.fullmatch(version):
-        return integration, version
-    return None
-
-
-def _form(event: Event) -> dict[str, str]:
-    body = str(event.get("body") or "")
-    if event.get("isBase64Encoded"):
-        body = base64.b64decode(body).decode("utf-8", "replace")
-    return dict(parse_qsl(body, keep_blank_values=True))
-
-
-def _version_changes(form: Mapping[str, str]) -> dict[str, Any]:
-    """The PATCH body from the form; the admin API validates it and names what is wrong."""
-    changes: dict[str, Any] = {
-        "authorization_type": form.get("authorization_type", "connect_link"),
-        "default_scopes": [
-            scope.strip() for scope in form.get("default_scopes", "").split(",") if scope.strip()
-        ],
-        "default_api_url": form.get("default_api_url", "").strip(),
-        "custom_fields": [],
-    }
-    template = form.get("oauth_url_template", "").strip()
-    if template:
-        changes["oauth_url_template"] = template
-    throttling = {
-        key: int(form[key]) if form.get(key, "").strip().isdigit() else form.get(key, "")
-        for key in ("requests_per_minute", "max_concurrent_requests")
-    }
-    changes["default_throttling"] = throttling
-    index = 0
-    while f"field_name_{index}" in form:
-        name = form[f"field_name_{index}"].strip()
-        if name:
-            field: dict[str, Any] = {
-                "name": name,
-                "description": form.get(f"field_description_{index}", "").strip(),
-                "required": form.get(f"field_required_{index}") == "yes",
-            }
-            default = form.get(f"field_default_{index}", "").strip()
-            if default:
-                field["default"] = default
-            changes["custom_fields"].append(field)
-        index += 1
-    return changes
-
-
-def _refusal_details(answer: httpx.Response) -> str:
-    """The admin API's message and every problem it named."""
-    try:
-        document = answer.json()
-    except ValueError:
-        return f"The admin API answered {answer.status_code}."
-    problems = [
-        f"{d.get('field')}: {d.get('message')}" for d in document.get("details") or [] if isinstance(d, dict)
-    ]
-    return " ".join(
-        [str(document.get("message") or f"The admin API answered {answer.status_code}."), *problems]
     )

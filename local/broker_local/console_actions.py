@@ -15,12 +15,12 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from html import escape
 from typing import TYPE_CHECKING, Any, Literal
-from urllib.parse import parse_qsl
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from broker_local import favicon
+from broker_local.console_forms import form_fields
 from broker_local.event_feed import CaughtEvent
 from broker_local.gateway import Event, ExtraRoute, Response
 from zoho_broker.wording import problem_in_words
@@ -221,7 +221,7 @@ class ConsoleActions:
         if not self._console._same_origin(event):
             return self._console.problem(403, "The request did not come from this console.")
         try:
-            form = FaultForm.model_validate(_form(event))
+            form = FaultForm.model_validate(form_fields(event))
             where = None if form.data_centre == "any" else form.data_centre
             self._standin.inject_fault(form.kind, form.count, where)
         except (ValidationError, ValueError) as error:
@@ -307,10 +307,3 @@ def _refused(answer: httpx.Response) -> str:
     if code is None:
         return message
     return f"{message.replace(code.group(0), '')} {problem_in_words(code.group(1))}"
-
-
-def _form(event: Event) -> dict[str, str]:
-    body = str(event.get("body") or "")
-    if event.get("isBase64Encoded"):
-        body = base64.b64decode(body).decode("utf-8", "replace")
-    return dict(parse_qsl(body, keep_blank_values=True))
