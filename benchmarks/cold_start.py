@@ -13,8 +13,9 @@ Yardsticks, on the same interpreter and backend:
   is compared with its import time;
 - minimal start and callback: the same AWS calls and, for the callback, the same token exchange at the
   Zoho stand-in, written by hand with boto3 and the standard library (benchmarks/yardsticks/<job>).
+  `--profile N` lists the AWS calls each one and each function makes, so a difference shows.
 
-    python benchmarks/cold_start.py [--runs 7] [--build-dir [LABEL=]DIR ...]
+    python benchmarks/cold_start.py [--runs 7] [--build-dir [LABEL=]DIR ...] [--profile N]
 
 --build-dir defaults to .aws-sam/build (`make build`); repeat it with labels to compare builds of several
 commits (the steps of an optimisation) in one run. It also prints the built sizes of the last build.
@@ -31,6 +32,7 @@ import json
 import logging
 import os
 import platform
+import pstats
 import shutil
 import statistics
 import subprocess
@@ -82,8 +84,26 @@ class Context:
 started = time.perf_counter()
 import app
 imported = time.perf_counter()
+profiler = None
+calls = []
+if len(sys.argv) > 4:  # --profile: this run is not measured, only looked into
+    import cProfile
+    import botocore.client
+
+    api_call = botocore.client.BaseClient._make_api_call
+
+    def recorded(client, operation, params):
+        calls.append(f"{client.meta.service_model.service_name} {operation}")
+        return api_call(client, operation, params)
+
+    botocore.client.BaseClient._make_api_call = recorded
+    profiler = cProfile.Profile()
+    profiler.enable()
 response = app.handler(event, Context())
 invoked = time.perf_counter()
+if profiler is not None:
+    profiler.disable()
+    profiler.dump_stats(sys.argv[4])
 with open(result_path, "w", encoding="utf-8") as stream:
     json.dump(
         {
@@ -93,6 +113,7 @@ with open(result_path, "w", encoding="utf-8") as stream:
             "answered_at": time.time(),
             "status": response.get("statusCode"),
             "body_head": str(response.get("body", ""))[:300],
+            "aws_calls": calls,
         },
         stream,
     )
@@ -160,7 +181,9 @@ class Variant:
     samples: list[dict[str, float]] = field(default_factory=list)
 
 
-def run_once(variant: Variant, workdir: Path, *, importtime: bool = False) -> tuple[dict[str, Any], str]:
+def run_once(
+    variant: Variant, workdir: Path, *, importtime: bool = False, profile: Path | None = None
+) -> tuple[dict[str, Any], str]:
     """One cold start of the variant in a fresh process; returns its figures and its stderr."""
     event_path = workdir / "event.json"
     result_path = workdir / "result.json"
@@ -168,6 +191,7 @@ def run_once(variant: Variant, workdir: Path, *, importtime: bool = False) -> tu
     result_path.unlink(missing_ok=True)
     command = [variant.python, *(["-X", "importtime"] if importtime else []), "-c", RUNNER]
     command += [str(variant.function_dir), str(event_path), str(result_path)]
+    command += [str(profile)] if profile is not None else []
     # Wall clock, which the child shares: perf_counter's origin is per process on some systems.
     launched = time.time()
     finished = subprocess.run(
@@ -618,6 +642,21 @@ def print_importtimes(variants: list[Variant], top: int, workdir: Path) -> None:
             print(f"  {cumulative:>10,} {own:>8,}  {name}")
 
 
+def print_first_invoke_profiles(variants: list[Variant], top: int, workdir: Path) -> None:
+    """Where each function's first invocation spends its time (cProfile, cumulative), after the import."""
+    for variant in variants:
+        stats_path = workdir / "first-invoke.prof"
+        result, _ = run_once(variant, workdir, profile=stats_path)
+        print(f"\nFirst invocation of {variant.name}: AWS calls {', '.join(result['aws_calls'])}")
+        if variant.function_dir.parent == YARDSTICKS:
+            continue  # the hand-written ones: only their calls, to compare
+        listing = io.StringIO()
+        pstats.Stats(str(stats_path), stream=listing).sort_stats("cumulative").print_stats(top)
+        print(f"top {top} by cumulative time (cProfile):")
+        table = listing.getvalue()
+        print(table[table.find("   ncalls") :].rstrip())
+
+
 # What each dependency costs when a cold process imports it (and, for two, makes what the functions make).
 DEPENDENCIES = {
     "boto3 + 2 clients (the bare handler)": "import boto3; boto3.client('dynamodb'); boto3.client('secretsmanager')",
@@ -683,6 +722,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--dependencies", action="store_true", help="also what each dependency costs at import, as built"
     )
+    parser.add_argument(
+        "--profile",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also profile each function's first invocation and list its N costliest calls",
+    )
     options = parser.parse_args(argv)
     if options.runs < 1:
         parser.error("--runs must be at least 1")
@@ -709,6 +755,12 @@ def main(argv: list[str] | None = None) -> None:
         if options.dependencies:
             last = measured[-1][1]["start"].env  # the last build's layer, as Lambda runs it
             print_dependency_costs(python, Path(last["PYTHONPATH"]), options.runs, last)
+        if options.profile:
+            print_first_invoke_profiles(
+                [*yardsticks.values(), *(v for _, variants in measured[-1:] for v in variants.values())],
+                options.profile,
+                workdir,
+            )
         if options.top:
             print_importtimes(
                 [v for _, variants in measured[-1:] for v in variants.values()], options.top, workdir

@@ -1,5 +1,6 @@
 """Yardstick: the callback's work (GET /oauth/callback with a code) written by hand with boto3 and the
-standard library only: the same AWS calls in the same order, and the token exchange with urllib."""
+standard library only: the same AWS calls in the same order (the stored integration read, and the
+"connected" event published to EventBridge, as the broker does), and the token exchange with urllib."""
 
 import base64
 import hashlib
@@ -15,11 +16,13 @@ import boto3
 
 dynamodb = boto3.client("dynamodb")
 secretsmanager = boto3.client("secretsmanager")
+events = boto3.client("events")
 FLOWS = os.environ["BROKER_FLOWS_TABLE"]
 SUBSCRIPTIONS = os.environ["BROKER_SUBSCRIPTIONS_TABLE"]
 KEY_ID = os.environ["BROKER_STATE_KEY_SECRET_ID"]
 SECRET_PREFIX = os.environ["BROKER_SECRET_PREFIX"]
 ALLOWED = set(json.loads(os.environ["BROKER_ZOHO_ACCOUNTS_SERVERS"]).values())
+BUS = os.environ.get("BROKER_EVENT_BUS_NAME", "default")
 
 
 def _page(status, text):
@@ -47,6 +50,12 @@ def handler(event, context):
         return _page(400, "untrusted accounts server")
     key_attribute = {"pk": {"S": "sub#" + subscription_id}}
     subscription = dynamodb.get_item(TableName=SUBSCRIPTIONS, Key=key_attribute, ConsistentRead=True)["Item"]
+    stored = dynamodb.get_item(
+        TableName=SUBSCRIPTIONS,
+        Key={"pk": {"S": "integration#" + subscription["integration"]["S"]}},
+        ConsistentRead=True,
+    ).get("Item")
+    token_path = stored["token_path"]["S"] if stored else "/oauth/v2/token"
     now = int(time.time())
     owner = f"connect:{uuid.uuid4().hex}"
     dynamodb.update_item(
@@ -73,7 +82,7 @@ def handler(event, context):
             "redirect_uri": state["redirect_uri"]["S"],
         }
     ).encode()
-    request = urllib.request.Request(query["accounts-server"] + "/oauth/v2/token", data=form, method="POST")
+    request = urllib.request.Request(query["accounts-server"] + token_path, data=form, method="POST")
     with urllib.request.urlopen(request, timeout=10) as answer:
         tokens = json.loads(answer.read())
     expires_at = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(now + tokens["expires_in"]))
@@ -103,5 +112,15 @@ def handler(event, context):
             ":owner": {"S": owner},
         },
         ReturnValues="ALL_OLD",
+    )
+    events.put_events(
+        Entries=[
+            {
+                "Source": "zoho-broker",
+                "DetailType": "Subscription connected",
+                "Detail": json.dumps({"subscription_id": subscription_id, "data_centre": query["location"]}),
+                "EventBusName": BUS,
+            }
+        ]
     )
     return _page(200, "<p>Connected to Zoho CRM (US). You may close this page.</p>")

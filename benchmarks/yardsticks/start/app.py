@@ -1,5 +1,8 @@
 """Yardstick: the start function's work (POST /connect/{link}) written by hand with boto3 and the
-standard library only: the same four AWS calls, no framework, no validation library."""
+standard library only: the same five AWS calls, no framework, no validation library.
+
+Like the broker, it reads the subscription's integration from the table (an operator may have edited it
+at runtime) and falls back to the built-in scope when there is no stored copy."""
 
 import base64
 import hashlib
@@ -34,6 +37,12 @@ def handler(event, context):
     subscription = dynamodb.get_item(
         TableName=SUBSCRIPTIONS, Key={"pk": {"S": "sub#" + subscription_id}}, ConsistentRead=True
     )["Item"]
+    stored = dynamodb.get_item(
+        TableName=SUBSCRIPTIONS,
+        Key={"pk": {"S": "integration#" + subscription["integration"]["S"]}},
+        ConsistentRead=True,
+    ).get("Item")
+    scope = stored["scope"]["S"] if stored else "ZohoCRM.modules.ALL"
     key = secretsmanager.get_secret_value(SecretId=KEY_ID)["SecretString"].encode()
     nonce = secrets.token_urlsafe(32)
     digest = hmac.new(key, f"state|{nonce}|{subscription_id}".encode(), hashlib.sha256).digest()
@@ -68,7 +77,7 @@ def handler(event, context):
     )
     query = urlencode(
         {
-            "scope": "ZohoCRM.modules.ALL",
+            "scope": scope,
             "client_id": subscription["client_id"]["S"],
             "response_type": "code",
             "redirect_uri": redirect_uri,
