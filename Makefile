@@ -86,3 +86,8 @@ browser:
 
 clean:
 	rm -rf $(VENV) .aws-sam
+
+# The README's picture of the console (docs/console.png), taken with Playwright and Debian's Chromium.
+.PHONY: docs-screenshot
+docs-screenshot: $(BIN)/.installed browser
+	$(BIN)/python -m broker_local.screenshot

@@ -11,7 +11,15 @@ from pydantic import BaseModel, Field
 from zoho_broker import pages, snapstart
 from zoho_broker.logic import connect
 from zoho_broker.observability import logger, metrics
-from zoho_broker.page_routes import Answer, PageRoutes, Request, browser_binding, html, parameters
+from zoho_broker.page_routes import (
+    Answer,
+    PageRoutes,
+    Request,
+    browser_binding,
+    console_url,
+    html,
+    parameters,
+)
 from zoho_broker.services import get_services
 
 routes = PageRoutes()
@@ -50,7 +58,14 @@ def oauth_callback(request: Request) -> Answer:
     logger.append_keys(subscription_id=outcome.subscription_id)
     if outcome.denied:
         return html(pages.access_denied(outcome.integration_name))
-    return html(pages.connected(outcome.integration_name, outcome.data_centre_label))
+    return html(
+        pages.connected(
+            outcome.integration_name,
+            outcome.data_centre_label,
+            subscription_name=outcome.subscription_name,
+            console_url=console_url(request, services.settings),
+        )
+    )
 
 
 @metrics.log_metrics

@@ -13,26 +13,41 @@ Only the local runner serves it; no Lambda function does.
 
 from __future__ import annotations
 
-import base64
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from html import escape
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
 
 import httpx
 
-from broker_local.gateway import Event, ExtraRoute, Response
+from broker_local.console_actions import (
+    ACTIONS_CSS,
+    AUTHENTICATE_PATH,
+    ConsoleActions,
+    events_panel,
+    subscription_actions,
+    zoho_controls_panel,
+)
+from broker_local.console_forms import (
+    VERSION_PATH,
+    field_row,
+    form_fields,
+    integration_card,
+    refusal_details,
+    version_address,
+    version_changes,
+)
+from broker_local.event_feed import EventFeed
+from broker_local.gateway import INTERNAL_HEADER, Event, ExtraRoute, Response
+from broker_local.zoho_standin import ZohoStandIn
 from zoho_broker import pages
 from zoho_broker.data_centres import ZOHO_ACCOUNTS_SERVERS, label
+from zoho_broker.wording import problem_in_words
 
 TITLE = "Zoho OAuth broker: local console"
-AUTHENTICATE_PATH = "/console/subscriptions/{subscription_id}/authenticate"
 INTEGRATIONS_PATH = "/console/integrations"
-VERSION_PATH = "/console/integrations/{integration}/versions/{version}"
-_INTEGRATION_ID = re.compile(r"^[a-z][a-z0-9-]{1,63}$")
-_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$")
 _BLANK_FIELD_ROWS = 2  # empty rows under a version's custom fields, to add new ones
 _SUBSCRIPTION_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _MAX_PAGES = 20  # 100 subscriptions a page: more than anyone runs locally
@@ -76,7 +91,7 @@ CONSOLE_CSS = (
     ".sub dl{grid-template-columns:minmax(0,1fr);gap:0}.sub dt{margin-top:.5rem}"
     "button{width:100%}}"
 )
-CSS = pages.BASE_CSS + CONSOLE_CSS
+CSS = pages.BASE_CSS + CONSOLE_CSS + ACTIONS_CSS
 
 _STATUS = {
     "connected": ("\u2713", "connected"),
@@ -106,10 +121,15 @@ class Console:
         base_url: str,
         accounts_servers: Mapping[str, str] | None = None,
         *,
-        timeout: float = 10.0,
+        standin: ZohoStandIn | None = None,
+        events: EventFeed | None = None,
+        timeout: float = 45.0,  # a refresh against a slow Zoho takes the admin API up to its 29 s
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self._standin = standin
+        self._events = events
+        self._actions = ConsoleActions(self, standin)
         self._timeout = timeout
         self._transport = transport
         servers = accounts_servers or ZOHO_ACCOUNTS_SERVERS
@@ -123,19 +143,38 @@ class Console:
             ("GET", INTEGRATIONS_PATH): self.integrations,
             ("GET", VERSION_PATH): self.version,
             ("POST", VERSION_PATH): self.save_version,
-        }
+        } | self._actions.routes()
 
     # ---------------------------------------------------------------------------------------------
     # Routes
 
-    def index(self, event: Event) -> Response:
+    def index(self, event: Event, *, notice: str = "", problem: bool = False, status: int = 200) -> Response:
+        """The subscriptions; after an action, what happened written above them."""
         try:
             with self._admin() as admin:
                 names = self._integration_names(admin)
                 rows = [self._detail(admin, item["subscription_id"]) for item in self._list(admin)]
         except AdminApiError as error:
             return self._page(502, self._problem_body(str(error)))
-        return self._page(200, self._index_body(rows, names))
+        if self._events is not None:
+            self._events.drain()
+        note = (
+            f'<p class="notice{" problem" if problem else ""}" role="{"alert" if problem else "status"}">'
+            f"{escape(notice)}</p>"
+            if notice
+            else ""
+        )
+        return self._page(status, self._index_body(rows, names, note))
+
+    def framed(self, status: int, body: str) -> Response:
+        return self._page(status, f'<main class="console">{self._bar()}{body}</main>')
+
+    def problem(self, status: int, message: str) -> Response:
+        return self._page(status, self._problem_body(message))
+
+    @staticmethod
+    def when(value: object, *, expiry: bool = False) -> str:
+        return _when(value, expiry=expiry)
 
     def authenticate(self, event: Event) -> Response:
         if not self._same_origin(event):
@@ -154,8 +193,12 @@ class Console:
             return self._page(404, self._problem_body("There is no such subscription."))
         if answer.status_code != 201:
             return self._page(502, self._problem_body(self._refusal(answer)))
-        # 307 keeps the POST: the link's own Continue step is this same button press.
+        # 307 keeps the POST: the link's own Continue step is this same button press. The cookie tells
+        # the Connected page to link back here.
         return {
+            "cookies": [
+                f"{pages.CONSOLE_FLOW_COOKIE}=1; Path=/oauth/callback; Max-Age=900; HttpOnly; SameSite=Lax"
+            ],
             "statusCode": 307,
             "headers": {
                 "Location": str(answer.json()["url"]),
@@ -171,7 +214,7 @@ class Console:
                 catalogue = self._get(admin, "/admin/integrations")
         except AdminApiError as error:
             return self._page(502, self._problem_body(str(error)))
-        items = "".join(_integration(item) for item in catalogue.get("integrations", []))
+        items = "".join(integration_card(item) for item in catalogue.get("integrations", []))
         return self._page(
             200,
             f'<main class="console">{self._bar()}'
@@ -181,7 +224,7 @@ class Console:
         )
 
     def version(self, event: Event) -> Response:
-        where = _version_address(event)
+        where = version_address(event)
         if where is None:
             return self._page(404, self._problem_body("There is no such version."))
         try:
@@ -194,11 +237,11 @@ class Console:
     def save_version(self, event: Event) -> Response:
         if not self._same_origin(event):
             return self._page(403, self._problem_body("The request did not come from this console."))
-        where = _version_address(event)
+        where = version_address(event)
         if where is None:
             return self._page(404, self._problem_body("There is no such version."))
-        form = _form(event)
-        changes = _version_changes(form)
+        form = form_fields(event)
+        changes = version_changes(form)
         try:
             with self._admin() as admin:
                 answer = admin.patch("/admin/integrations/{}/versions/{}".format(*where), json=changes)
@@ -211,14 +254,19 @@ class Console:
         # Shown as sent, with what is wrong, so the integrator can fix it rather than type it again.
         sent = {**changes, "version": where[1]}
         return self._page(
-            answer.status_code, self._version_body(where, sent, problem=_refusal_details(answer))
+            answer.status_code, self._version_body(where, sent, problem=refusal_details(answer))
         )
 
     # ---------------------------------------------------------------------------------------------
     # The admin API
 
     def _admin(self) -> httpx.Client:
-        return httpx.Client(base_url=self.base_url, timeout=self._timeout, transport=self._transport)
+        return httpx.Client(
+            base_url=self.base_url,
+            timeout=self._timeout,
+            transport=self._transport,
+            headers={INTERNAL_HEADER: "console"},  # logged at DEBUG: the page's own line says it all
+        )
 
     def _get(self, admin: httpx.Client, path: str, **params: Any) -> dict[str, Any]:
         try:
@@ -313,7 +361,7 @@ class Console:
         )
         throttling = version.get("default_throttling") or {}
         fields = list(version.get("custom_fields") or []) + [{}] * _BLANK_FIELD_ROWS
-        rows = "".join(_field_row(index, field) for index, field in enumerate(fields))
+        rows = "".join(field_row(index, field) for index, field in enumerate(fields))
         changed = (
             f'<p class="muted">Last changed by {escape(str(version.get("changed_by")))} at '
             f"{_when(version.get('changed_at'))}</p>"
@@ -359,24 +407,30 @@ class Console:
             '<p><a href="/">Back to the subscriptions</a></p></main>'
         )
 
-    def _index_body(self, rows: list[dict[str, Any]], names: Mapping[str, str]) -> str:
+    def _index_body(self, rows: list[dict[str, Any]], names: Mapping[str, str], note: str = "") -> str:
+        controls = self._standin is not None
         if rows:
-            items = "".join(_row(row, names) for row in sorted(rows, key=lambda r: str(r["name"]).lower()))
+            items = "".join(
+                _row(row, names, controls) for row in sorted(rows, key=lambda r: str(r["name"]).lower())
+            )
             listing = f'<ul class="subs" aria-label="Subscriptions">{items}</ul>'
         else:
             listing = "<p>No subscriptions yet. Create one with <code>POST /admin/subscriptions</code>.</p>"
         count = f"{len(rows)} subscription" + ("" if len(rows) == 1 else "s")
         return (
-            f'<main class="console">{self._bar()}'
-            f'<p class="muted">{count}. <strong>Authenticate</strong> opens a single-use connect link: '
-            "pick the account's data centre at Zoho and click Accept.</p>"
+            f'<main class="console">{self._bar()}{note}'
+            f'<p class="muted">{count}. <strong>Authenticate</strong> opens a single-use connect link in this '
+            "browser: pick the account's data centre at Zoho and click Accept. <strong>Connect link</strong> "
+            "makes one to send to someone else.</p>"
             f"{listing}"
-            '<footer class="muted">Admin API: <a href="/admin/subscriptions">/admin/subscriptions</a> '
+            + (zoho_controls_panel(self._standin.accounts_servers) if self._standin is not None else "")
+            + (events_panel(self._events.recent()) if self._events is not None else "")
+            + '<footer class="muted">Admin API: <a href="/admin/subscriptions">/admin/subscriptions</a> '
             '&middot; <a href="/admin/openapi.json">OpenAPI document</a></footer></main>'
         )
 
 
-def _row(row: Mapping[str, Any], names: Mapping[str, str]) -> str:
+def _row(row: Mapping[str, Any], names: Mapping[str, str], zoho_controls: bool = False) -> str:
     subscription_id = str(row["subscription_id"])
     heading_id = "sub-" + re.sub(r"[^A-Za-z0-9_-]", "_", subscription_id)
     status = str(row.get("status") or "not_connected")
@@ -390,23 +444,31 @@ def _row(row: Mapping[str, Any], names: Mapping[str, str]) -> str:
             f"{escape(names.get(integration, integration))} "
             f'<span class="muted nowrap">({escape(integration)} v{escape(str(row.get("version") or ""))})</span>',
         ),
+        ("Subscription id", f"<code>{escape(subscription_id)}</code>"),
         ("Data centre", escape(label(str(data_centre))) if data_centre else "&mdash;"),
-        ("Access token expires", _when(row.get("access_token_expires_at"))),
+        ("API domain", escape(str(row.get("api_domain") or "")) or "&mdash;"),
+        ("Connected at", _when(row.get("connected_at"))),
+    ]
+    if status == "connected":  # needing re-authentication, the token's expiry means nothing
+        fields += [
+            ("Access token expires", _when(row.get("access_token_expires_at"), expiry=True)),
+            ("Last refresh", _when(row.get("last_refreshed_at"))),
+            ("Next refresh", _when(row.get("next_refresh_at"))),
+        ]
+    fields += [
         ("Access token", _masked(tokens.get("access_token"))),
         ("Refresh token", _masked(tokens.get("refresh_token"))),
     ]
     if row.get("last_error"):
-        fields.append(("Last error", f'<span class="problem">{escape(str(row["last_error"]))}</span>'))
+        words = problem_in_words(str(row["last_error"]))
+        fields.append(("Last error", f'<span class="problem">{escape(words)}</span>'))
     details = "".join(f"<dt>{name}</dt><dd>{value}</dd>" for name, value in fields)
-    action = escape(AUTHENTICATE_PATH.format(subscription_id=subscription_id))
     return (
         f'<li><article class="sub {status if status in _STATUS else "unknown"}" aria-labelledby="{heading_id}">'
         f'<h2 id="{heading_id}">{escape(str(row.get("name") or subscription_id))}</h2>'
         f'<p class="status"><span aria-hidden="true">{symbol}</span> '
         f'<span class="status-text">{escape(status_text)}</span></p>'
-        f"<dl>{details}</dl>"
-        f'<form method="post" action="{action}">'
-        f'<button type="submit" aria-describedby="{heading_id}">Authenticate</button></form>'
+        f"<dl>{details}</dl>{subscription_actions(row, zoho_controls=zoho_controls)}"
         "</article></li>"
     )
 
@@ -415,7 +477,7 @@ def _masked(value: object) -> str:
     return f"<code>{escape(str(value))}</code>" if value else "&mdash;"
 
 
-def _when(value: object) -> str:
+def _when(value: object, *, expiry: bool = False) -> str:
     """An ISO timestamp as UTC minutes, with how far away it is."""
     if not value:
         return "&mdash;"
@@ -423,9 +485,14 @@ def _when(value: object) -> str:
         moment = datetime.fromisoformat(str(value).replace("Z", "+00:00")).astimezone(UTC)
     except ValueError:
         return escape(str(value))
-    minutes = round((moment - datetime.now(UTC)).total_seconds() / 60)
-    if minutes < 0:
+    seconds = (moment - datetime.now(UTC)).total_seconds()
+    minutes = round(seconds / 60)
+    if seconds < 0 and expiry:
         relative = "expired"
+    elif minutes == 0:
+        relative = "just now" if seconds <= 0 else "in under a minute"
+    elif minutes < 0:
+        relative = f"{-minutes} min ago" if minutes > -120 else f"{-minutes // 60} h ago"
     elif minutes < 120:
         relative = f"in {minutes} min"
     else:
@@ -433,105 +500,4 @@ def _when(value: object) -> str:
     return (
         f'<time datetime="{escape(moment.isoformat())}">{moment:%Y-%m-%d %H:%M} UTC</time> '
         f'<span class="muted">({relative})</span>'
-    )
-
-
-def _integration(item: Mapping[str, Any]) -> str:
-    integration = str(item.get("id") or "")
-    versions = "".join(
-        f'<li><a href="{escape(VERSION_PATH.format(integration=integration, version=v.get("version")))}">'
-        f"version {escape(str(v.get('version')))}</a> "
-        f'<span class="muted">({escape(str(v.get("authorization_type") or ""))})</span></li>'
-        for v in item.get("versions") or []
-    )
-    origin = (
-        "built in" + (", changed by an operator" if item.get("customised") else "")
-        if item.get("built_in")
-        else "added by an operator"
-    )
-    return (
-        f'<li><article class="sub"><h2>{escape(str(item.get("name") or integration))}</h2>'
-        f'<p class="muted"><code>{escape(integration)}</code>, {origin}</p>'
-        f"<p>{escape(str(item.get('description') or ''))}</p>"
-        f'<ul class="versions">{versions}</ul></article></li>'
-    )
-
-
-def _field_row(index: int, field: Mapping[str, Any]) -> str:
-    def text(name: str, label_text: str) -> str:
-        return (
-            f'<td><input type="text" name="field_{name}_{index}" aria-label="{label_text} {index + 1}" '
-            f'value="{escape(str(field.get(name) or ""))}"></td>'
-        )
-
-    checked = " checked" if field.get("required") else ""
-    return (
-        f"<tr>{text('name', 'Name of field')}{text('description', 'Description of field')}"
-        f"{text('default', 'Default of field')}"
-        f'<td><input type="checkbox" name="field_required_{index}" value="yes" '
-        f'aria-label="Field {index + 1} is required"{checked}></td></tr>'
-    )
-
-
-def _version_address(event: Event) -> tuple[str, str] | None:
-    parameters = event.get("pathParameters") or {}
-    integration, version = str(parameters.get("integration", "")), str(parameters.get("version", ""))
-    if _INTEGRATION_ID.fullmatch(integration) and _VERSION.fullmatch(version):
-        return integration, version
-    return None
-
-
-def _form(event: Event) -> dict[str, str]:
-    body = str(event.get("body") or "")
-    if event.get("isBase64Encoded"):
-        body = base64.b64decode(body).decode("utf-8", "replace")
-    return dict(parse_qsl(body, keep_blank_values=True))
-
-
-def _version_changes(form: Mapping[str, str]) -> dict[str, Any]:
-    """The PATCH body from the form; the admin API validates it and names what is wrong."""
-    changes: dict[str, Any] = {
-        "authorization_type": form.get("authorization_type", "connect_link"),
-        "default_scopes": [
-            scope.strip() for scope in form.get("default_scopes", "").split(",") if scope.strip()
-        ],
-        "default_api_url": form.get("default_api_url", "").strip(),
-        "custom_fields": [],
-    }
-    template = form.get("oauth_url_template", "").strip()
-    if template:
-        changes["oauth_url_template"] = template
-    throttling = {
-        key: int(form[key]) if form.get(key, "").strip().isdigit() else form.get(key, "")
-        for key in ("requests_per_minute", "max_concurrent_requests")
-    }
-    changes["default_throttling"] = throttling
-    index = 0
-    while f"field_name_{index}" in form:
-        name = form[f"field_name_{index}"].strip()
-        if name:
-            field: dict[str, Any] = {
-                "name": name,
-                "description": form.get(f"field_description_{index}", "").strip(),
-                "required": form.get(f"field_required_{index}") == "yes",
-            }
-            default = form.get(f"field_default_{index}", "").strip()
-            if default:
-                field["default"] = default
-            changes["custom_fields"].append(field)
-        index += 1
-    return changes
-
-
-def _refusal_details(answer: httpx.Response) -> str:
-    """The admin API's message and every problem it named."""
-    try:
-        document = answer.json()
-    except ValueError:
-        return f"The admin API answered {answer.status_code}."
-    problems = [
-        f"{d.get('field')}: {d.get('message')}" for d in document.get("details") or [] if isinstance(d, dict)
-    ]
-    return " ".join(
-        [str(document.get("message") or f"The admin API answered {answer.status_code}."), *problems]
     )

@@ -35,6 +35,9 @@ from broker_local.template import ACCOUNT_ID
 
 logger = logging.getLogger(__name__)
 
+# Sent by local clients whose requests serve another one (the console reading the admin API).
+INTERNAL_HEADER = "X-Broker-Local-Internal"
+
 Event = dict[str, Any]
 Response = dict[str, Any]
 ExtraRoute = Callable[[Event], Response]
@@ -448,8 +451,10 @@ class LocalApiGateway:
         for name, value in headers:
             if name.lower() not in _HOP_BY_HOP:
                 response.headers.add(name, value)
-        logger.info(
-            "%s %s %d %.0fms", request.method, raw_path, status, (time.perf_counter() - started) * 1000
+        # The console's own calls to the admin API are part of the page a person asked for: DEBUG.
+        level = logging.DEBUG if request.headers.get(INTERNAL_HEADER) else logging.INFO
+        logger.log(
+            level, "%s %s %d %.0fms", request.method, raw_path, status, (time.perf_counter() - started) * 1000
         )
         return response(environ, start_response)
 

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import json
-import logging
 import os
 import secrets
 import signal
 import socket
+import sys
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -24,16 +25,18 @@ import httpx
 from moto.server import ThreadedMotoServer
 
 from broker_local.console import Console
+from broker_local.event_feed import EventFeed
 from broker_local.functions import function_environment, http_routes
 from broker_local.gateway import LocalApiGateway
 from broker_local.moto_atomic import make_dynamodb_atomic
+from broker_local.output import configure_logging, quiet_metrics
 from broker_local.scheduler import LocalScheduler
 from broker_local.template import Stack, load_template, provision
 from broker_local.zoho_standin import ZohoStandIn
 
 ROOT = Path(__file__).resolve().parents[2]
 ACCOUNTS_SERVERS_VARIABLE = "BROKER_ZOHO_ACCOUNTS_SERVERS"
-DEMO_CLIENT_ID = "1000.LOCALDEMOCLIENT"
+DEMO_CLIENT_IDS = {"zoho-crm": "1000.LOCALDEMOCRM", "zoho-commerce": "1000.LOCALDEMOCOMMERCE"}
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,31 @@ def free_port(host: str) -> int:
         probe.bind((host, 0))
         port: int = probe.getsockname()[1]
         return port
+
+
+class PortInUse(Exception):
+    """A port the runner needs is taken; the message names it and the option that picks another."""
+
+
+def check_ports(options: Options) -> None:
+    """Fail before starting anything when a port is taken, with what to do instead of a traceback."""
+    wanted = [(options.port, f"--port {options.port + 1}")]
+    if not options.real_zoho:
+        us, eu = options.standin_ports
+        wanted += [(port, f"--standin-ports {us + 10},{eu + 10}") for port in options.standin_ports]
+    for port, instead in wanted:
+        if port == 0:
+            continue
+        with socket.socket() as probe:
+            try:
+                probe.bind((options.host, port))
+            except OSError as error:
+                if error.errno != errno.EADDRINUSE:
+                    raise
+                raise PortInUse(
+                    f"Port {port} on {options.host} is already in use (another `make dev`?). "
+                    f'Pick another: make dev ARGS="{instead}"'
+                ) from None
 
 
 def functions_environment(template: dict[str, Any], stack: Stack) -> dict[str, str]:
@@ -97,7 +125,9 @@ def running_broker(options: Options, environ: Mapping[str, str] | None = None) -
             servers = None  # Zoho's own published list
         else:
             standin = ZohoStandIn(
-                {"us": options.standin_ports[0], "eu": options.standin_ports[1]}, host=options.host
+                {"us": options.standin_ports[0], "eu": options.standin_ports[1]},
+                host=options.host,
+                learn_client_secrets=True,  # a wrong secret, after the first one used, is invalid_client
             ).start()
             servers = standin.accounts_servers
         os.environ[ACCOUNTS_SERVERS_VARIABLE] = json.dumps(servers) if servers else ""
@@ -105,12 +135,14 @@ def running_broker(options: Options, environ: Mapping[str, str] | None = None) -
         public_host = "127.0.0.1" if options.host in ("0.0.0.0", "::", "") else options.host  # noqa: S104
         base_url = f"http://{public_host}:{options.port}"
         os.environ["BROKER_PUBLIC_BASE_URL"] = base_url
+        os.environ["BROKER_CONSOLE_URL"] = f"{base_url}/"
         # Plain http locally; deployed stacks keep Secure cookies.
         os.environ["BROKER_COOKIE_SECURE"] = "false"
         os.environ["POWERTOOLS_LOG_LEVEL"] = options.log_level
 
         scheduler = LocalScheduler(template, stack, ROOT, interval_seconds=options.refresh_interval_seconds)
-        console = Console(base_url, servers)
+        events = EventFeed(stack, os.environ["BROKER_EVENT_BUS_NAME"]).start()
+        console = Console(base_url, servers, standin=standin, events=events)
         with LocalApiGateway(
             http_routes(template), ROOT, host=options.host, port=options.port, extra_routes=console.routes()
         ) as gateway:
@@ -122,9 +154,11 @@ def running_broker(options: Options, environ: Mapping[str, str] | None = None) -
                     "standin": standin,
                     "accounts_servers": servers,
                     "scheduler": scheduler,
+                    "events": events,
                 }
             finally:
                 scheduler.stop()
+                events.stop()
     finally:
         if standin is not None:
             standin.stop()
@@ -132,7 +166,8 @@ def running_broker(options: Options, environ: Mapping[str, str] | None = None) -
 
 
 def create_demo_subscriptions(base_url: str) -> list[tuple[str, str]]:
-    """One subscription per integration with the stand-in's lenient client, and a connect link each."""
+    """One subscription per integration, each with a client of its own (so revoking one at Zoho leaves
+    the other), and a connect link each."""
     made: list[tuple[str, str]] = []
     demos = [
         {"name": "Demo Zoho CRM", "integration": "zoho-crm", "custom_fields": {}},
@@ -144,7 +179,8 @@ def create_demo_subscriptions(base_url: str) -> list[tuple[str, str]]:
     ]
     with httpx.Client(base_url=base_url, timeout=10) as admin:
         for demo in demos:
-            body = {**demo, "client_id": DEMO_CLIENT_ID, "client_secret": secrets.token_urlsafe(24)}
+            client_id = DEMO_CLIENT_IDS[str(demo["integration"])]
+            body = {**demo, "client_id": client_id, "client_secret": secrets.token_urlsafe(24)}
             created = admin.post("/admin/subscriptions", json=body)
             created.raise_for_status()
             subscription_id = created.json()["subscription_id"]
@@ -188,7 +224,12 @@ def parse_args(argv: list[str] | None = None) -> Options:
     parser.add_argument("--standin-ports", default="9001,9002", help="ports of the US and EU stand-ins")
     parser.add_argument("--real-zoho", action="store_true", help="talk to Zoho's real accounts servers")
     parser.add_argument("--no-demo", action="store_true", help="create no demo subscriptions")
-    parser.add_argument("--log-level", default="WARNING", help="Powertools log level of the handlers")
+    parser.add_argument(
+        "--log-level",
+        default="WARNING",
+        help="WARNING (default): one line per request and per refresh run; INFO adds the handlers' logs; "
+        "DEBUG adds botocore's, metrics and more",
+    )
     parser.add_argument(
         "--refresh-interval", type=float, default=60.0, help="seconds between runs of the scheduled refresher"
     )
@@ -207,13 +248,16 @@ def parse_args(argv: list[str] | None = None) -> Options:
 
 def main(argv: list[str] | None = None) -> None:
     options = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    # One line per broker request is enough; moto's and httpx's own request lines are noise here.
-    for noisy in ("werkzeug", "httpx"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    configure_logging(options.log_level)
+    try:
+        check_ports(options)
+    except PortInUse as problem:
+        print(problem, file=sys.stderr)
+        raise SystemExit(2) from None
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with running_broker(options) as started:
+        quiet_metrics()
         base_url = started["gateway"].base_url
         standin = started["standin"] is not None
         demos = create_demo_subscriptions(base_url) if options.demo and standin else []

@@ -25,6 +25,8 @@ from types import MappingProxyType, TracebackType
 from typing import Any, Self
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from broker_local import favicon
+
 __all__ = ["FAULTS", "RecordedRequest", "ZohoStandIn", "api_domain_for", "main"]
 
 FAULTS = frozenset(
@@ -270,6 +272,7 @@ class ZohoStandIn:
         host: str = "127.0.0.1",
         latency_seconds: float = 0.0,
         code_ttl_seconds: int = 120,
+        learn_client_secrets: bool = False,
     ) -> None:
         if not data_centres:
             raise ValueError("at least one data centre is needed")
@@ -277,6 +280,10 @@ class ZohoStandIn:
         self._host = host
         self._latency = float(latency_seconds)
         self._code_ttl = code_ttl_seconds
+        # The local runner's subscriptions come with any secret: the first one used at a data centre is
+        # the client's from then on (an API Console client has one secret, or one per data centre).
+        self._learn_secrets = learn_client_secrets
+        self._learned: dict[tuple[str, str], str] = {}
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._servers: dict[str, _DataCentreServer] = {}
@@ -356,7 +363,8 @@ class ZohoStandIn:
         return dict(self._base_urls)
 
     def register_client(self, client_id: str, client_secret: str) -> None:
-        """Require this secret for this client; unregistered clients get any non-empty secret accepted."""
+        """Require this secret for this client at every data centre; unregistered clients get any non-empty
+        secret accepted (or, when learning, the first one used at each data centre)."""
         with self._lock:
             self._clients[client_id] = client_secret
 
@@ -408,6 +416,16 @@ class ZohoStandIn:
         with self._lock:
             return {token for token, record in self._refresh_tokens.items() if record.client_id == client_id}
 
+    def revoke_client(self, client_id: str) -> int:
+        """The person removed this client's access in their Zoho account: its refresh tokens die (how many)."""
+        with self._lock:
+            tokens = [
+                token for token, record in self._refresh_tokens.items() if record.client_id == client_id
+            ]
+            for token in tokens:
+                self._revoke(token)
+            return len(tokens)
+
     def revoke_all(self, data_centre: str | None = None) -> None:
         """The user removed the app's access: every refresh token (and its access tokens) dies."""
         with self._lock:
@@ -448,14 +466,19 @@ class ZohoStandIn:
             for access_token in record.access_tokens:
                 self._access_tokens.pop(access_token, None)
 
-    def _client_error(self, client_id: str, client_secret: str, bound_client_id: str) -> str | None:
-        """invalid_client when the code or token belongs to another client; then the secret check."""
+    def _client_error(self, client_id: str, client_secret: str, bound_client_id: str, dc: str) -> str | None:
+        """invalid_client when the code or token belongs to another client, or the secret is not its own."""
         if client_id != bound_client_id:
             return "invalid_client"
-        registered = self._clients.get(client_id)
-        if registered is not None and not secrets.compare_digest(registered.encode(), client_secret.encode()):
-            return "invalid_client_secret"
+        known = self._clients.get(client_id) or self._learned.get((client_id, dc))
+        if known is not None and not secrets.compare_digest(known.encode(), client_secret.encode()):
+            return "invalid_client"
         return None
+
+    def _learn(self, client_id: str, client_secret: str, dc: str) -> None:
+        """After a successful exchange or refresh: the secret used is the client's (first use wins)."""
+        if self._learn_secrets and client_id not in self._clients:
+            self._learned.setdefault((client_id, dc), client_secret)
 
     def _take_fault(self, dc: str) -> str | None:
         for fault in self._faults:
@@ -497,6 +520,7 @@ class ZohoStandIn:
             "/oauth/serverinfo": ("GET", self._serverinfo),
             "/standin/whoami": ("GET", lambda dc, params: self._whoami(dc, authorization)),
             "/standin/self-client": ("POST", self._self_client),
+            "/favicon.ico": ("GET", lambda dc, params: _Answer(200, favicon.STANDIN, "image/png")),
         }
         route = routes.get(path)
         if route is None:
@@ -640,12 +664,13 @@ Zoho account with these permissions:</p>
             del self._codes[params["code"]]
             return {"error": "invalid_code"}
         # A client or redirect mismatch leaves the code usable: only a successful exchange spends it.
-        error = self._client_error(params["client_id"], params["client_secret"], code.client_id)
+        error = self._client_error(params["client_id"], params["client_secret"], code.client_id, dc)
         if error is None and params.get("redirect_uri", "") != code.redirect_uri:
             error = "invalid_redirect_uri"
         if error is not None:
             return {"error": error}
         del self._codes[params["code"]]
+        self._learn(code.client_id, params["client_secret"], dc)
         answer: dict[str, Any] = {}
         refresh_token = None
         if code.access_type == "offline":  # only offline access yields a refresh token
@@ -663,9 +688,10 @@ Zoho account with these permissions:</p>
         record = self._refresh_tokens.get(params["refresh_token"])
         if record is None or record.data_centre != dc:
             return {"error": "invalid_code"}  # what Zoho says for a revoked or foreign refresh token
-        error = self._client_error(params["client_id"], params["client_secret"], record.client_id)
+        error = self._client_error(params["client_id"], params["client_secret"], record.client_id, dc)
         if error is not None:
             return {"error": error}
+        self._learn(record.client_id, params["client_secret"], dc)
         return {
             "access_token": self._mint_access_token(
                 record.client_id, record.scope, dc, params["refresh_token"]

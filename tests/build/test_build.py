@@ -333,7 +333,7 @@ print("ANSWER " + json.dumps({{"status": answer["statusCode"], "body": answer.ge
     [
         ("StartFunction", "start-connect.json", 410, "This connect link can&#x27;t be used"),
         ("StartFunction", "start-connect-continue.json", 410, "This connect link can&#x27;t be used"),
-        ("CallbackFunction", "callback.json", 400, "malformed"),
+        ("CallbackFunction", "callback.json", 400, "incomplete or damaged"),
     ],
 )
 def test_given_the_built_function_when_it_gets_a_sample_event_then_it_answers_as_from_source(

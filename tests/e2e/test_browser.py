@@ -108,12 +108,12 @@ class Person:
         assert problems == []
 
     def _expected(self, broker: Broker, message: ConsoleMessage) -> bool:
-        """Chromium's note that a page came with an error status (error pages do, by design), and
-        its own request for the stand-in's /favicon.ico, which the stand-in does not serve."""
+        """Chromium's note that a page came with an error status (error pages do, by design); the
+        broker and the stand-in both serve /favicon.ico, so no other resource may fail."""
         url = str(message.location.get("url") or "")
         if not message.text.startswith("Failed to load resource: the server responded with a status"):
             return False
-        return url in self.documents or url in {f"{origin}/favicon.ico" for origin in broker.standin_origins}
+        return url in self.documents
 
 
 def _person(chromium: Browser, viewport: dict[str, int]) -> Iterator[Person]:

@@ -23,8 +23,8 @@ EVENTS = sorted((ROOT / "events").glob("*.json"))
 EXPECTED: dict[str, tuple[int, str]] = {
     "start-connect.json": (410, "This connect link can&#x27;t be used"),
     "start-connect-continue.json": (410, "This connect link can&#x27;t be used"),
-    "callback.json": (400, "malformed"),
-    "callback-access-denied.json": (400, "malformed"),
+    "callback.json": (400, "incomplete or damaged"),
+    "callback-access-denied.json": (400, "incomplete or damaged"),
     "admin-list-integrations.json": (200, "zoho-commerce"),
     "admin-create-subscription.json": (201, "Acme Zoho CRM"),
     "admin-list-subscriptions.json": (200, '"subscriptions"'),

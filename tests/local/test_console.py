@@ -93,10 +93,13 @@ def test_given_subscriptions_when_listing_then_each_shows_status_data_centre_and
     assert '<span class="status-text">needs re-authentication</span>' in html
     assert "<dt>Data centre</dt><dd>EU</dd>" in html
     assert "<code>1000…(70 chars)</code>" in html
-    assert "invalid_code &lt;b&gt;" in html
-    assert "(expired)" in html
+    assert "Zoho refused (invalid_code &lt;b&gt;)." in html  # an unknown code, named and escaped
+    # Needing re-authentication, the old token's expiry is not shown: only the connected card has one.
+    assert html.count("<dt>Access token expires</dt>") == 1
+    assert "(expired)" not in html
     assert 'action="/console/subscriptions/sub_1/authenticate"' in html
-    assert html.count(">Authenticate</button>") == 2
+    assert html.count(">Reconnect</button>") == 2
+    assert "<dt>Subscription id</dt><dd><code>sub_1</code></dd>" in html
     assert 'href="/">Subscriptions</a>' in html and 'href="/console/integrations"' in html
     # Lists leave the tokens out, so the console reads each subscription once.
     assert "GET /admin/subscriptions/sub_1" in api.seen

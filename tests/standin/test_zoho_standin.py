@@ -295,14 +295,14 @@ def test_given_a_code_past_its_lifetime_when_exchanged_then_it_is_invalid(browse
         assert _exchange(standin.accounts_servers["us"], code) == {"error": "invalid_code"}
 
 
-def test_given_a_registered_client_when_the_secret_is_wrong_then_invalid_client_secret(
+def test_given_a_registered_client_when_the_secret_is_wrong_then_invalid_client(
     standin: ZohoStandIn,
 ) -> None:
     standin.register_client(CLIENT_ID, SECRET)
     code = standin.issue_code(client_id=CLIENT_ID, redirect_uri=REDIRECT_URI, scope=SCOPE, data_centre="us")
     base = standin.accounts_servers["us"]
 
-    assert _exchange(base, code, client_secret="wrong") == {"error": "invalid_client_secret"}
+    assert _exchange(base, code, client_secret="wrong") == {"error": "invalid_client"}
     assert _exchange(base, code, client_id="1000.SOMEONEELSE") == {"error": "invalid_client"}
     assert "access_token" in _exchange(base, code)  # a rejected attempt does not spend the code
 
@@ -618,3 +618,45 @@ def test_the_self_client_page_issues_a_one_use_code_valid_only_at_its_data_centr
     assert elsewhere == {"error": "invalid_code"}
     assert "refresh_token" in exchanged and exchanged["api_domain"] == "https://www.zohoapis.eu"
     assert again == {"error": "invalid_code"}
+
+
+def test_given_a_learning_stand_in_when_a_client_used_one_secret_then_another_is_invalid_client() -> None:
+    """The local runner's stand-in: the first secret used at a data centre is the client's from then on."""
+    with ZohoStandIn({"us": 0, "eu": 0}, learn_client_secrets=True) as standin:
+        us, eu = standin.accounts_servers["us"], standin.accounts_servers["eu"]
+        tokens = _tokens(standin, "us")  # exchanged with SECRET
+
+        assert _refresh(us, tokens["refresh_token"], client_secret="wrong") == {"error": "invalid_client"}
+        assert "access_token" in _refresh(us, tokens["refresh_token"])
+        code = standin.issue_code(
+            client_id=CLIENT_ID, redirect_uri=REDIRECT_URI, scope=SCOPE, data_centre="us"
+        )
+        assert _exchange(us, code, client_secret="wrong") == {"error": "invalid_client"}
+        # A secret per data centre is allowed, as in the API Console's Multi-DC settings.
+        code = standin.issue_code(
+            client_id=CLIENT_ID, redirect_uri=REDIRECT_URI, scope=SCOPE, data_centre="eu"
+        )
+        assert "access_token" in _exchange(eu, code, client_secret="the-eu-secret")
+
+
+def test_given_a_client_revoked_by_the_person_when_refreshed_then_invalid_code(standin: ZohoStandIn) -> None:
+    tokens = _tokens(standin)
+    other = standin.issue_code(
+        client_id="1000.SOMEONEELSE", redirect_uri=REDIRECT_URI, scope=SCOPE, data_centre="us"
+    )
+    base = standin.accounts_servers["us"]
+    kept = _exchange(base, other, client_id="1000.SOMEONEELSE")
+
+    assert standin.revoke_client(CLIENT_ID) == 1
+
+    assert _refresh(base, tokens["refresh_token"]) == {"error": "invalid_code"}
+    assert _whoami(base, tokens["access_token"]).status_code == 401
+    assert "access_token" in _refresh(base, kept["refresh_token"], client_id="1000.SOMEONEELSE")
+
+
+def test_given_a_browser_when_it_asks_for_the_favicon_then_a_png_is_served(standin: ZohoStandIn) -> None:
+    answer = httpx.get(standin.accounts_servers["eu"] + "/favicon.ico")
+
+    assert answer.status_code == 200
+    assert answer.headers["content-type"] == "image/png"
+    assert answer.content.startswith(b"\x89PNG\r\n\x1a\n")

@@ -18,6 +18,7 @@ NOT_IN_TEMPLATE = {
     "zoho_timeout_seconds": "a tunable for tests and emergencies; 10 s suits Zoho",
     "retry_base_seconds": "the backoff's first step, shortened by tests",
     "retry_cap_seconds": "the backoff's ceiling, shortened by tests",
+    "console_url": "only the local runner has a console for the Connected page to link back to",
 }
 
 

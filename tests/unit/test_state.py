@@ -36,7 +36,7 @@ def test_given_a_state_with_any_part_changed_when_verified_then_it_is_rejected(p
 def test_given_a_state_moved_to_another_subscription_then_it_is_rejected() -> None:
     nonce, _, signature = state.mint(KEY, "sub_a").value.split(".")
 
-    with pytest.raises(StateRejected, match="signature"):
+    with pytest.raises(StateRejected, match="not made by this broker"):
         state.verify(KEY, f"{nonce}.sub_b.{signature}")
 
 
@@ -47,7 +47,7 @@ def test_given_a_state_signed_with_another_key_then_it_is_rejected() -> None:
 
 @pytest.mark.parametrize("value", ["", "abc", "a.b.c", "x" * 300, "../../etc/passwd"])
 def test_given_a_malformed_state_then_it_is_rejected_as_malformed(value: str) -> None:
-    with pytest.raises(StateRejected, match="malformed"):
+    with pytest.raises(StateRejected, match="incomplete or damaged"):
         state.verify(KEY, value)
 
 

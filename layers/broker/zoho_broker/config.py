@@ -53,6 +53,8 @@ class Settings(BaseModel):
     write_budget_table: str = ""
     secret_writes_per_second: int = Field(default=40, ge=1, le=50)
     event_bus_name: str = "default"
+    # Only the local runner sets it: the Connected page links back to its console when the flow began there.
+    console_url: str = ""
 
     @field_validator("public_base_url")
     @classmethod

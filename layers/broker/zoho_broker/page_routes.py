@@ -30,6 +30,7 @@ from zoho_broker.errors import (
 )
 from zoho_broker.observability import logger
 from zoho_broker.store.aws import is_unavailable
+from zoho_broker.wording import problem_in_words
 
 BINDING_COOKIE = "zoho_broker_binding"
 # Browsers accept a __Host- cookie only when it is Secure, has Path=/ and no Domain: nobody on a
@@ -162,6 +163,11 @@ def binding_cookie_name(*, secure: bool) -> str:
     return SECURE_BINDING_COOKIE if secure else BINDING_COOKIE
 
 
+def console_url(request: Request, settings: Settings) -> str:
+    """The local console to link back to, when the flow began there; empty deployed."""
+    return settings.console_url if settings.console_url and request.cookie(pages.CONSOLE_FLOW_COOKIE) else ""
+
+
 def browser_binding(request: Request, settings: Settings) -> str | None:
     return request.cookie(binding_cookie_name(secure=settings.cookie_secure))
 
@@ -239,7 +245,7 @@ def page_for(error: BrokerError) -> pages.Page:
         if error.zoho_code == "invalid_code":
             message = "Zoho rejected the authorization code: it expired or was already used."
         else:
-            message = f"Zoho refused the connection ({error.zoho_code})."
+            message = problem_in_words(error.zoho_code)
         return pages.failure("Zoho did not accept the sign-in", message, status_code=502, hint=NEW_LINK_HINT)
     return pages.failure("This request can't be completed", error.message, status_code=error.status_code)
 

@@ -56,6 +56,10 @@ def security_headers(css: str = BASE_CSS, *, form_action: Iterable[str] = ("'non
 
 SECURITY_HEADERS: dict[str, str] = security_headers()
 
+# Set by the local console when it sends its operator's browser to a connect link (never deployed):
+# the Connected page then links back to the console.
+CONSOLE_FLOW_COOKIE = "broker-console-flow"
+
 
 def document(*, title: str, body_html: str, css: str = BASE_CSS) -> str:
     """A whole page around `body_html`, which the caller has built from escaped values."""
@@ -101,13 +105,15 @@ def continue_to_zoho(integration_name: str, subscription_name: str, *, action: s
     return Page(status_code=200, title=title, html=document(title=title, body_html=body))
 
 
-def connected(integration_name: str, data_centre_label: str) -> Page:
-    return render(
-        status_code=200,
-        title=f"Connected to {integration_name} ({data_centre_label})",
-        message="You may close this page.",
-        ok=True,
-    )
+def connected(
+    integration_name: str, data_centre_label: str, *, subscription_name: str = "", console_url: str = ""
+) -> Page:
+    """The subscription is named, so a person connecting several knows which one this was."""
+    title = f"Connected to {integration_name} ({data_centre_label})"
+    named = f"<p><strong>{escape(subscription_name)}</strong> is connected.</p>" if subscription_name else ""
+    back = f'<p><a href="{escape(console_url)}">Back to the console</a></p>' if console_url else ""
+    body = f'<main class="ok"><h1>{escape(title)}</h1>{named}<p>You may close this page.</p>{back}</main>'
+    return Page(status_code=200, title=title, html=document(title=title, body_html=body))
 
 
 def access_denied(integration_name: str) -> Page:

@@ -42,10 +42,10 @@ def mint(key: bytes, subscription_id: str) -> SignedState:
 def verify(key: bytes, value: str) -> SignedState:
     match = _STATE_PATTERN.match(value)
     if match is None:
-        raise StateRejected("The sign-in state is malformed.")
+        raise StateRejected("This sign-in link is incomplete or damaged.")
     nonce, subscription_id, signature = match.groups()
     if not hmac.compare_digest(signature, _signature(key, nonce, subscription_id)):
-        raise StateRejected("The sign-in state has an invalid signature.")
+        raise StateRejected("This sign-in link was not made by this broker, or was changed on the way.")
     return SignedState(nonce=nonce, subscription_id=subscription_id, value=value)
 
 

@@ -72,6 +72,7 @@ class ConnectOutcome:
     integration_name: str
     data_centre: str | None
     denied: bool = False
+    subscription_name: str = ""
 
     @property
     def data_centre_label(self) -> str:
@@ -176,7 +177,7 @@ def complete(services: Services, params: CallbackParams, *, browser_binding: str
     if record is None:
         raise StateRejected("This sign-in was already completed or has expired.")
     if record.subscription_id != signed.subscription_id:
-        raise StateRejected("The sign-in state belongs to another subscription.")
+        raise StateRejected("This sign-in belongs to another subscription's connect link.")
     if record.expires_at <= int(utc_now().timestamp()):
         raise StateRejected("This sign-in has expired.")
     if not state.is_browser_binding(browser_binding) or not _same_hash(browser_binding, record.binding_hash):
@@ -393,7 +394,9 @@ def _connect_with_code(
         )
     refresh.announce_if_recovered(services, subscription, previous)
     logger.info("subscription connected", extra={**log, "data_centre": data_centre, "by": failure})
-    return ConnectOutcome(subscription.subscription_id, integration_name, data_centre)
+    return ConnectOutcome(
+        subscription.subscription_id, integration_name, data_centre, subscription_name=subscription.name
+    )
 
 
 def _let_go(services: Services, subscription: Subscription, token: str | None, data_centre: str) -> None:
