@@ -21,9 +21,9 @@ from flow import (
     open_link,
     page_title,
 )
+from stored import Announcements
 
 from broker_local.zoho_standin import ZohoStandIn
-from tests.integration.test_refresh import Announcements
 from zoho_broker import page_routes, web
 from zoho_broker.errors import PayloadTooLarge, UnsupportedMediaType, ZohoError
 from zoho_broker.logic import schedule

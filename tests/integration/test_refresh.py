@@ -14,6 +14,7 @@ import boto3
 import httpx
 import pytest
 from flow import connect, create_subscription
+from stored import Announcements
 
 from broker_local.gateway import LambdaContext, import_handler
 from broker_local.scheduler import LocalScheduler, sqs_event
@@ -22,38 +23,7 @@ from broker_local.zoho_standin import ZohoStandIn
 from tests.conftest import ROOT, TEMPLATE
 from zoho_broker.logic import refresh, schedule
 from zoho_broker.models import RefreshResult
-from zoho_broker.services import Services, get_services
-
-
-@pytest.fixture
-def services(gateway: Any) -> Services:
-    return get_services()
-
-
-class Announcements:
-    """Every event the broker puts on the default bus, delivered by an EventBridge rule to a queue."""
-
-    def __init__(self) -> None:
-        self._sqs = boto3.client("sqs")
-        self._url = self._sqs.create_queue(QueueName="announcements")["QueueUrl"]
-        arn = self._sqs.get_queue_attributes(QueueUrl=self._url, AttributeNames=["QueueArn"])["Attributes"]
-        events = boto3.client("events")
-        events.put_rule(Name="broker-announcements", EventPattern=json.dumps({"source": ["zoho-broker"]}))
-        events.put_targets(Rule="broker-announcements", Targets=[{"Id": "queue", "Arn": arn["QueueArn"]}])
-        self.received: list[dict[str, Any]] = []
-
-    def read(self) -> list[dict[str, Any]]:
-        """All events so far (in order of arrival)."""
-        answer = self._sqs.receive_message(QueueUrl=self._url, MaxNumberOfMessages=10)
-        for message in answer.get("Messages", []):
-            self.received.append(json.loads(message["Body"]))
-            self._sqs.delete_message(QueueUrl=self._url, ReceiptHandle=message["ReceiptHandle"])
-        return self.received
-
-
-@pytest.fixture
-def announcements(stack: Stack) -> Announcements:
-    return Announcements()
+from zoho_broker.services import Services
 
 
 def _connected(admin: httpx.Client, browser: httpx.Client, data_centre: str = "eu", **fields: Any) -> str:
