@@ -3,103 +3,24 @@ template.yaml, the Lambda handlers behind the local gateway, and the Zoho stand-
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import socket
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from running import CLIENT_SECRET, MASKED_SECRET, Broker, Cli, Terminal, create_subscription
 
-from broker_cli.main import main
 from broker_cli.signing import SigV4, should_sign, sigv4_for
 from broker_local.runner import free_port
-from broker_local.zoho_standin import ZohoStandIn
-from tests.conftest import local_runner
 from tests.integration.flow import decide_at_zoho, open_link
 
-CLIENT_SECRET = "cli-client-secret-0123456789abcdef"
-MASKED_SECRET = f"cli-…({len(CLIENT_SECRET)} chars)"
 CONSOLE_SCRIPT = Path(sys.executable).with_name("broker")
-
-
-@dataclass(frozen=True)
-class Broker:
-    url: str
-    accounts_servers: dict[str, str]
-    zoho: ZohoStandIn
-
-
-@dataclass(frozen=True)
-class Ran:
-    code: int
-    out: str
-    err: str
-
-    def json(self) -> Any:
-        return json.loads(self.out)
-
-
-Cli = Callable[..., Ran]
-
-
-class _Terminal(io.StringIO):
-    """Standard input as if a person sat at a terminal, with these lines typed."""
-
-    def isatty(self) -> bool:
-        return True
-
-
-@pytest.fixture(scope="module")
-def broker() -> Iterator[Broker]:
-    """The whole local runner on free ports, once for this module."""
-    with local_runner() as started:
-        url = started["gateway"].base_url
-        # Load the admin handler (and the loggers) now, outside any test's captured stdout.
-        httpx.get(f"{url}/admin/integrations", timeout=30).raise_for_status()
-        yield Broker(url=url, accounts_servers=started["accounts_servers"], zoho=started["standin"])
-
-
-@pytest.fixture
-def cli(broker: Broker, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Cli:
-    """`broker --url <runner> ARGS` in this process, with stdin given, stdout and stderr captured."""
-
-    def run(*args: str, stdin: str | io.StringIO = "", url: str | None = None) -> Ran:
-        monkeypatch.setattr(sys, "stdin", stdin if isinstance(stdin, io.StringIO) else io.StringIO(stdin))
-        capsys.readouterr()
-        code = main(["--url", url or broker.url, *args])
-        captured = capsys.readouterr()
-        return Ran(code, captured.out, captured.err)
-
-    return run
-
-
-def _create(cli: Cli, *extra: str, name: str | None = None) -> dict[str, Any]:
-    name = name or f"Acme CRM {uuid.uuid4().hex[:8]}"
-    ran = cli(
-        "--json",
-        "subscriptions",
-        "create",
-        "--name",
-        name,
-        "--integration",
-        "zoho-crm",
-        "--client-id",
-        "1000.CLICLIENT0123456789",
-        "--client-secret-stdin",
-        *extra,
-        stdin=CLIENT_SECRET + "\n",
-    )
-    assert ran.code == 0, ran.err
-    created: dict[str, Any] = ran.json()
-    return created
 
 
 def _closed_port() -> int:
@@ -160,7 +81,7 @@ def test_given_the_secret_as_an_argument_when_creating_then_it_is_not_echoed(cli
 
 
 def test_given_subscriptions_when_listing_then_a_table_shows_them(cli: Cli) -> None:
-    created = _create(cli)
+    created = create_subscription(cli)
 
     ran = cli("subscriptions", "list", "--limit", "100")
 
@@ -172,7 +93,7 @@ def test_given_subscriptions_when_listing_then_a_table_shows_them(cli: Cli) -> N
 
 
 def test_given_subscriptions_when_listing_as_json_then_the_apis_answer_is_printed(cli: Cli) -> None:
-    created = _create(cli)
+    created = create_subscription(cli)
 
     ran = cli("subscriptions", "list", "--limit", "100", "--json")
 
@@ -183,7 +104,7 @@ def test_given_subscriptions_when_listing_as_json_then_the_apis_answer_is_printe
 
 
 def test_given_several_pages_when_listing_all_then_every_page_is_followed(cli: Cli) -> None:
-    ids = {_create(cli)["subscription_id"] for _ in range(3)}
+    ids = {create_subscription(cli)["subscription_id"] for _ in range(3)}
 
     one_page = cli("subscriptions", "list", "--limit", "1", "--json").json()
     everything = cli("subscriptions", "list", "--limit", "1", "--all", "--json").json()
@@ -194,7 +115,7 @@ def test_given_several_pages_when_listing_all_then_every_page_is_followed(cli: C
 
 
 def test_given_a_subscription_when_shown_then_the_secret_is_masked(cli: Cli) -> None:
-    created = _create(cli)
+    created = create_subscription(cli)
 
     ran = cli("subscriptions", "show", created["subscription_id"])
 
@@ -206,7 +127,7 @@ def test_given_a_subscription_when_shown_then_the_secret_is_masked(cli: Cli) -> 
 
 
 def test_given_a_subscription_when_shown_as_json_then_the_secret_is_masked(cli: Cli) -> None:
-    created = _create(cli)
+    created = create_subscription(cli)
 
     ran = cli("subscriptions", "show", created["subscription_id"], "--json")
 
@@ -216,7 +137,7 @@ def test_given_a_subscription_when_shown_as_json_then_the_secret_is_masked(cli: 
 
 
 def test_given_new_settings_when_updating_then_the_subscription_has_them(cli: Cli) -> None:
-    created = _create(cli)
+    created = create_subscription(cli)
     new_name = f"Renamed {uuid.uuid4().hex[:8]}"
 
     ran = cli(
@@ -239,7 +160,7 @@ def test_given_new_settings_when_updating_then_the_subscription_has_them(cli: Cl
 
 
 def test_given_a_new_secret_on_stdin_when_updating_then_the_masked_secret_changes(cli: Cli) -> None:
-    created = _create(cli)
+    created = create_subscription(cli)
     new_secret = "another-secret-abcdefghijklmnop"
 
     ran = cli(
@@ -252,7 +173,7 @@ def test_given_a_new_secret_on_stdin_when_updating_then_the_masked_secret_change
 
 
 def test_given_nothing_to_change_when_updating_then_it_is_a_usage_error(cli: Cli) -> None:
-    created = _create(cli)
+    created = create_subscription(cli)
 
     ran = cli("subscriptions", "update", created["subscription_id"])
 
@@ -261,7 +182,7 @@ def test_given_nothing_to_change_when_updating_then_it_is_a_usage_error(cli: Cli
 
 
 def test_given_a_subscription_when_deleting_with_yes_then_it_is_gone(cli: Cli) -> None:
-    created = _create(cli)
+    created = create_subscription(cli)
 
     ran = cli("subscriptions", "delete", created["subscription_id"], "--yes")
     shown = cli("subscriptions", "show", created["subscription_id"])
@@ -273,7 +194,7 @@ def test_given_a_subscription_when_deleting_with_yes_then_it_is_gone(cli: Cli) -
 
 
 def test_given_no_terminal_when_deleting_without_yes_then_it_refuses(cli: Cli) -> None:
-    created = _create(cli)
+    created = create_subscription(cli)
 
     ran = cli("subscriptions", "delete", created["subscription_id"])
     shown = cli("subscriptions", "show", created["subscription_id"])
@@ -284,18 +205,18 @@ def test_given_no_terminal_when_deleting_without_yes_then_it_refuses(cli: Cli) -
 
 
 def test_given_a_terminal_when_the_person_confirms_then_it_is_deleted(cli: Cli) -> None:
-    created = _create(cli)
+    created = create_subscription(cli)
 
-    ran = cli("subscriptions", "delete", created["subscription_id"], stdin=_Terminal("y\n"))
+    ran = cli("subscriptions", "delete", created["subscription_id"], stdin=Terminal("y\n"))
 
     assert ran.code == 0, ran.err
     assert created["name"] in ran.err and "[y/N]" in ran.err
 
 
 def test_given_a_terminal_when_the_person_declines_then_nothing_changes(cli: Cli) -> None:
-    created = _create(cli)
+    created = create_subscription(cli)
 
-    ran = cli("subscriptions", "delete", created["subscription_id"], stdin=_Terminal("n\n"))
+    ran = cli("subscriptions", "delete", created["subscription_id"], stdin=Terminal("n\n"))
     shown = cli("subscriptions", "show", created["subscription_id"])
 
     assert ran.code == 1
@@ -406,7 +327,7 @@ def test_given_a_self_client_grant_code_on_stdin_when_submitted_then_connected_a
         ).code
         == 0
     )
-    created = _create(cli, "--integration", integration)
+    created = create_subscription(cli, "--integration", integration)
     code = broker.zoho.issue_self_client_code(
         client_id="1000.CLICLIENT0123456789", scope="ZohoCRM.modules.ALL", data_centre="eu"
     )
@@ -427,7 +348,7 @@ def test_given_a_self_client_grant_code_on_stdin_when_submitted_then_connected_a
 def test_given_a_subscription_when_asking_for_a_connect_link_then_a_url_on_the_runner_is_printed(
     cli: Cli, broker: Broker
 ) -> None:
-    created = _create(cli)
+    created = create_subscription(cli)
 
     ran = cli("connect-link", created["subscription_id"])
 
@@ -439,7 +360,7 @@ def test_given_a_subscription_when_asking_for_a_connect_link_then_a_url_on_the_r
 def test_given_a_not_connected_subscription_when_asking_for_a_token_then_a_409_is_explained(
     cli: Cli,
 ) -> None:
-    created = _create(cli)
+    created = create_subscription(cli)
 
     ran = cli("token", created["subscription_id"])
 
@@ -450,7 +371,7 @@ def test_given_a_not_connected_subscription_when_asking_for_a_token_then_a_409_i
 
 
 def test_given_a_not_connected_subscription_when_refreshing_then_it_says_so(cli: Cli) -> None:
-    created = _create(cli)
+    created = create_subscription(cli)
 
     ran = cli("refresh", created["subscription_id"])
 
@@ -459,7 +380,7 @@ def test_given_a_not_connected_subscription_when_refreshing_then_it_says_so(cli:
 
 
 def test_given_a_subscription_when_revoking_with_yes_then_it_is_disconnected(cli: Cli) -> None:
-    created = _create(cli)
+    created = create_subscription(cli)
 
     ran = cli("revoke", created["subscription_id"], "--yes")
 
@@ -468,7 +389,7 @@ def test_given_a_subscription_when_revoking_with_yes_then_it_is_disconnected(cli
 
 
 def test_given_no_terminal_when_revoking_without_yes_then_it_refuses(cli: Cli) -> None:
-    created = _create(cli)
+    created = create_subscription(cli)
 
     ran = cli("revoke", created["subscription_id"])
 
@@ -479,7 +400,7 @@ def test_given_no_terminal_when_revoking_without_yes_then_it_refuses(cli: Cli) -
 def test_given_a_completed_consent_when_asking_for_a_token_then_zoho_accepts_it(
     cli: Cli, broker: Broker
 ) -> None:
-    created = _create(cli)
+    created = create_subscription(cli)
     subscription_id = created["subscription_id"]
     link = cli("connect-link", subscription_id).out.strip()
 
@@ -512,7 +433,7 @@ def test_given_a_completed_consent_when_asking_for_a_token_then_zoho_accepts_it(
 def test_given_a_connected_subscription_when_asking_for_the_token_as_json_then_the_document_prints(
     cli: Cli,
 ) -> None:
-    created = _create(cli)
+    created = create_subscription(cli)
     with httpx.Client(follow_redirects=False, timeout=10) as browser:
         started = open_link(browser, cli("connect-link", created["subscription_id"]).out.strip())
         assert browser.get(decide_at_zoho(browser, started.headers["location"])).status_code == 200
