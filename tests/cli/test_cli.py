@@ -16,7 +16,7 @@ import httpx
 import pytest
 from running import CLIENT_SECRET, MASKED_SECRET, Broker, Cli, Terminal, create_subscription
 
-from broker_cli.signing import SigV4, should_sign, sigv4_for
+from broker_cli.signing import should_sign
 from broker_local.runner import free_port
 from tests.integration.flow import decide_at_zoho, open_link
 
@@ -614,29 +614,6 @@ def test_given_no_aws_credentials_when_signing_then_it_says_so(
     assert ran.code == 1
     assert ran.err.startswith("broker: error: signing needs AWS credentials and none were found")
     assert "--no-sign" in ran.err
-
-
-def test_given_credentials_when_signing_then_requests_carry_a_sigv4_signature(
-    cli: Cli, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # The local gateway ignores signatures, so a signed call works as an unsigned one does.
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
-    ran = cli("--sign", "--region", "eu-west-1", "integrations")
-    auth = _signer("eu-west-1")
-    request = httpx.Request("POST", "https://abc.execute-api.eu-west-1.amazonaws.com/admin/x", json={"a": 1})
-
-    signed = next(auth.sync_auth_flow(request))
-
-    assert ran.code == 0, ran.err
-    assert signed.headers["Authorization"].startswith("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/")
-    assert "/eu-west-1/execute-api/aws4_request" in signed.headers["Authorization"]
-    assert "SignedHeaders=content-type;host;x-amz-date" in signed.headers["Authorization"]
-    assert signed.headers["X-Amz-Date"]
-
-
-def _signer(region: str) -> SigV4:
-    return sigv4_for(f"https://abc.execute-api.{region}.amazonaws.com", region=None, profile=None)
 
 
 @pytest.mark.parametrize(
