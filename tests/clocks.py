@@ -1,4 +1,5 @@
-"""A clock the test moves: the refresher's scheduling, pacing and lease code read time through it."""
+"""Time and chance under the test's control: a clock the test moves (the refresher's scheduling, pacing
+and lease code read time through it) and the backoff's random draw pinned."""
 
 from __future__ import annotations
 
@@ -17,3 +18,13 @@ class VirtualClock:
 
     def sleep(self, seconds: float) -> None:
         self.now += max(0.0, seconds)
+
+
+class Jitter:
+    """The backoff's random draw pinned to one end of its range."""
+
+    def __init__(self, *, highest: bool) -> None:
+        self.highest = highest
+
+    def randint(self, low: int, high: int) -> int:
+        return high if self.highest else low

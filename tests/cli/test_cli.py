@@ -19,6 +19,7 @@ from running import CLIENT_SECRET, MASKED_SECRET, Broker, Cli, Terminal, create_
 from broker_cli.signing import should_sign
 from broker_local.runner import free_port
 from tests.integration.flow import decide_at_zoho, open_link
+from zoho_broker.services import get_services
 
 CONSOLE_SCRIPT = Path(sys.executable).with_name("broker")
 
@@ -443,7 +444,9 @@ def test_given_a_connected_subscription_when_asking_for_the_token_as_json_then_t
     assert ran.code == 0, ran.err
     document = ran.json()
     assert document["subscription_id"] == created["subscription_id"]
-    assert document["access_token"] and document["data_centre"] == "us"
+    secret = get_services().secrets.get(created["subscription_id"])
+    assert secret is not None
+    assert (document["access_token"], document["data_centre"]) == (secret.access_token, "us")
 
 
 # --------------------------------------------------------------------------------------------------

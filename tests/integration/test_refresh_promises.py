@@ -13,23 +13,13 @@ import pytest
 from stored import Announcements, expire_token, stored_secret
 
 from broker_local.zoho_standin import ZohoStandIn
-from tests.clocks import VirtualClock
+from tests.clocks import Jitter, VirtualClock
 from zoho_broker.logic import refresh, schedule
 from zoho_broker.services import Services
 from zoho_broker.store import aws
 
 # 01:00 UTC: a day of retries fits before midnight, so every failure counts on the same failing day.
 START = datetime(2026, 11, 24, 1, 0, tzinfo=UTC).timestamp()
-
-
-class Jitter:
-    """The backoff's random draw pinned to one end of its range."""
-
-    def __init__(self, *, highest: bool) -> None:
-        self.highest = highest
-
-    def randint(self, low: int, high: int) -> int:
-        return high if self.highest else low
 
 
 @pytest.fixture
