@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from broker_local.runner import free_port
 from broker_local.zoho_standin import ZohoStandIn
 
 CLIENT_SECRET = "cli-client-secret-0123456789abcdef"
@@ -61,3 +62,7 @@ def create_subscription(cli: Cli, *extra: str, name: str | None = None) -> dict[
     assert ran.code == 0, ran.err
     created: dict[str, Any] = ran.json()
     return created
+
+
+def closed_port() -> int:
+    return free_port("127.0.0.1")  # bound and released: nothing listens there

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import uuid
@@ -13,19 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
-from running import CLIENT_SECRET, MASKED_SECRET, Broker, Cli, Terminal, create_subscription
+from running import CLIENT_SECRET, MASKED_SECRET, Broker, Cli, Terminal, closed_port, create_subscription
 
-from broker_cli.signing import should_sign
-from broker_local.runner import free_port
 from tests.integration.flow import decide_at_zoho, open_link
 from zoho_broker.services import get_services
 
 CONSOLE_SCRIPT = Path(sys.executable).with_name("broker")
-
-
-def _closed_port() -> int:
-    return free_port("127.0.0.1")  # bound and released: nothing listens there
 
 
 # --------------------------------------------------------------------------------------------------
@@ -450,193 +442,6 @@ def test_given_a_connected_subscription_when_asking_for_the_token_as_json_then_t
 
 
 # --------------------------------------------------------------------------------------------------
-# Bad arguments, API errors, unreachable servers, signing
-
-
-def test_given_no_name_when_creating_then_argparse_exits_2(cli: Cli) -> None:
-    ran = cli(
-        "subscriptions",
-        "create",
-        "--integration",
-        "zoho-crm",
-        "--client-id",
-        "1000.X",
-        "--client-secret-stdin",
-        stdin=CLIENT_SECRET,
-    )
-
-    assert ran.code == 2
-    assert "--name" in ran.err
-
-
-def test_given_a_malformed_custom_field_when_creating_then_argparse_exits_2(cli: Cli) -> None:
-    ran = cli(
-        "subscriptions",
-        "create",
-        "--name",
-        "Malformed",
-        "--integration",
-        "zoho-crm",
-        "--client-id",
-        "1000.X",
-        "--client-secret-stdin",
-        "--custom-field",
-        "RedirectUrl",
-        stdin=CLIENT_SECRET,
-    )
-
-    assert ran.code == 2
-    assert "expected KEY=VALUE" in ran.err
-
-
-def test_given_half_the_throttling_when_creating_then_it_is_a_usage_error(cli: Cli) -> None:
-    ran = cli(
-        "subscriptions",
-        "create",
-        "--name",
-        "Half throttled",
-        "--integration",
-        "zoho-crm",
-        "--client-id",
-        "1000.X",
-        "--client-secret-stdin",
-        "--requests-per-minute",
-        "10",
-        stdin=CLIENT_SECRET,
-    )
-
-    assert ran.code == 2
-    assert "--max-concurrent-requests" in ran.err
-
-
-def test_given_an_id_with_a_slash_when_showing_then_argparse_exits_2(cli: Cli) -> None:
-    ran = cli("subscriptions", "show", "../integrations")
-
-    assert ran.code == 2
-    assert "not a subscription id" in ran.err
-
-
-def test_given_an_unknown_integration_when_creating_then_the_apis_message_is_shown(cli: Cli) -> None:
-    ran = cli(
-        "subscriptions",
-        "create",
-        "--name",
-        "Unknown integration",
-        "--integration",
-        "zoho-nope",
-        "--client-id",
-        "1000.X",
-        "--client-secret-stdin",
-        stdin=CLIENT_SECRET,
-    )
-
-    assert ran.code == 1
-    assert ran.err.startswith("broker: error: Unknown integration 'zoho-nope'")
-    assert "(invalid_request, HTTP 400)" in ran.err
-    assert CLIENT_SECRET not in ran.err
-
-
-def test_given_an_invalid_field_when_creating_then_the_details_name_it(cli: Cli) -> None:
-    ran = cli(
-        "subscriptions",
-        "create",
-        "--name",
-        "Bad client id",
-        "--integration",
-        "zoho-crm",
-        "--client-id",
-        "not a client id!",
-        "--client-secret-stdin",
-        stdin=CLIENT_SECRET,
-    )
-
-    assert ran.code == 1
-    assert "(invalid_request, HTTP 400)" in ran.err
-    assert "  body.client_id: " in ran.err
-
-
-def test_given_no_secret_on_stdin_when_creating_then_it_is_a_usage_error(cli: Cli) -> None:
-    ran = cli(
-        "subscriptions",
-        "create",
-        "--name",
-        "No secret",
-        "--integration",
-        "zoho-crm",
-        "--client-id",
-        "1000.X",
-        "--client-secret-stdin",
-        stdin="",
-    )
-
-    assert ran.code == 2
-    assert "no client secret on standard input" in ran.err
-
-
-def test_given_a_closed_port_when_listing_then_it_cannot_reach_the_broker(cli: Cli) -> None:
-    url = f"http://127.0.0.1:{_closed_port()}"
-
-    ran = cli("subscriptions", "list", url=url)
-
-    assert ran.code == 3
-    assert ran.err.startswith(f"broker: error: cannot reach the broker at {url}: ")
-    assert "Traceback" not in ran.err
-
-
-def test_given_a_server_that_never_answers_when_listing_then_it_times_out(cli: Cli) -> None:
-    with socket.socket() as silent:
-        silent.bind(("127.0.0.1", 0))
-        silent.listen()  # the kernel accepts connections; nobody ever answers
-        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
-
-        ran = cli("--timeout", "0.5", "subscriptions", "list", url=url)
-
-    assert ran.code == 3
-    assert f"cannot reach the broker at {url}: no answer within 0.5 s" in ran.err
-
-
-def test_given_no_aws_credentials_when_signing_then_it_says_so(
-    cli: Cli, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    for name in (
-        "AWS_ACCESS_KEY_ID",
-        "AWS_SECRET_ACCESS_KEY",
-        "AWS_SESSION_TOKEN",
-        "AWS_PROFILE",
-        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-        "AWS_WEB_IDENTITY_TOKEN_FILE",
-    ):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-
-    ran = cli("--sign", "integrations")
-
-    assert ran.code == 1
-    assert ran.err.startswith("broker: error: signing needs AWS credentials and none were found")
-    assert "--no-sign" in ran.err
-
-
-@pytest.mark.parametrize(
-    ("url", "requested", "expected"),
-    [
-        ("https://abc.execute-api.eu-west-1.amazonaws.com", None, True),
-        ("https://127.0.0.1:3000", None, False),
-        ("https://localhost", None, False),
-        ("http://broker.example.com", None, False),
-        ("http://127.0.0.1:3000", True, True),
-        ("https://abc.execute-api.eu-west-1.amazonaws.com", False, False),
-    ],
-)
-def test_given_a_url_when_deciding_then_only_remote_https_is_signed_by_default(
-    url: str, requested: bool | None, expected: bool
-) -> None:
-    assert should_sign(url, requested) is expected
-
-
-# --------------------------------------------------------------------------------------------------
 # The installed console script
 
 
@@ -675,7 +480,7 @@ def test_given_the_installed_console_script_when_creating_and_listing_then_it_wo
 
 
 def test_given_the_installed_console_script_when_the_broker_is_down_then_it_exits_3() -> None:
-    url = f"http://127.0.0.1:{_closed_port()}"
+    url = f"http://127.0.0.1:{closed_port()}"
 
     ran = subprocess.run(
         [CONSOLE_SCRIPT, "--url", url, "integrations"],

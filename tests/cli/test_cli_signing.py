@@ -20,6 +20,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from running import CLIENT_SECRET, Broker, Cli, create_subscription
 
+from broker_cli.signing import NO_CREDENTIALS, should_sign
 from tests.integration.flow import decide_at_zoho, open_link
 from zoho_broker.services import get_services
 
@@ -244,3 +245,42 @@ def test_client_secret_for_dc_is_the_secret_zoho_gets_at_that_data_centre(cli: C
     secret = get_services().secrets.get(sid)
     assert secret is not None
     assert secret.client_secrets_by_data_centre == {"us": "us-only-secret-0123456789"}
+
+
+def test_given_no_aws_credentials_when_signing_then_it_says_so(
+    cli: Cli, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for name in (
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_PROFILE",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+    ran = cli("--sign", "integrations")
+
+    assert (ran.code, ran.err) == (1, f"broker: error: {NO_CREDENTIALS}\n")
+
+
+@pytest.mark.parametrize(
+    ("url", "requested", "expected"),
+    [
+        ("https://abc.execute-api.eu-west-1.amazonaws.com", None, True),
+        ("https://127.0.0.1:3000", None, False),
+        ("https://localhost", None, False),
+        ("http://broker.example.com", None, False),
+        ("http://127.0.0.1:3000", True, True),
+        ("https://abc.execute-api.eu-west-1.amazonaws.com", False, False),
+    ],
+)
+def test_given_a_url_when_deciding_then_only_remote_https_is_signed_by_default(
+    url: str, requested: bool | None, expected: bool
+) -> None:
+    assert should_sign(url, requested) is expected
