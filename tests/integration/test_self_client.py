@@ -11,9 +11,9 @@ import boto3
 import httpx
 import pytest
 from flow import CLIENT_SECRET, assert_never_shown, create_subscription
+from stored import Announcements
 
 from broker_local.zoho_standin import ZohoStandIn
-from tests.integration.test_refresh import Announcements
 
 CLIENT_ID = "1000.SELFCLIENT0123456789"
 SCOPE = "ZohoCRM.modules.ALL,ZohoCRM.settings.ALL"
