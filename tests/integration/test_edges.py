@@ -342,9 +342,11 @@ def test_changing_the_client_id_revokes_the_old_clients_refresh_token(
     answer = admin.patch(f"/admin/subscriptions/{sid}", json={"client_id": "1000.OTHERCLIENT"})
 
     assert answer.status_code == 200
-    assert answer.json()["status"] == "not_connected"
-    assert answer.json()["revocation_pending"] is False
+    assert (answer.json()["status"], answer.json()["revocation_pending"]) == ("not_connected", False)
+    assert answer.json()["tokens"] == {"access_token": None, "refresh_token": None}
     assert old not in zoho.live_refresh_tokens("1000.CLIENTID0123456789")
+    assert [r.data_centre for r in zoho.requests if r.path == "/oauth/v2/token/revoke"] == ["us"]
+    assert admin.get(f"/admin/subscriptions/{sid}/token").json()["error"] == "not_connected"
 
 
 def test_a_forced_refresh_failing_on_a_fresh_token_does_not_leave_it_due(
