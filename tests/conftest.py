@@ -3,6 +3,7 @@ served by the Lambda handlers through the local gateway."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Iterator
@@ -99,14 +100,15 @@ def load_event(name: str) -> dict[str, Any]:
 
 
 @contextmanager
-def local_runner() -> Iterator[dict[str, Any]]:
-    """The whole local runner as `make dev` starts it (no demo subscriptions) on free ports.
+def local_runner(**options: Any) -> Iterator[dict[str, Any]]:
+    """The whole local runner as `make dev` starts it (no demo subscriptions) on free ports; ``options``
+    replace fields of its Options.
 
     It sets os.environ for its handlers; the environment is restored afterwards.
     """
     saved = dict(os.environ)
     reset_services()
-    options = Options(
+    chosen = Options(
         port=free_port("127.0.0.1"),
         standin_ports=(free_port("127.0.0.1"), free_port("127.0.0.1")),
         demo=False,
@@ -114,8 +116,9 @@ def local_runner() -> Iterator[dict[str, Any]]:
         # later test modules read INFO records from those loggers.
         log_level="INFO",
     )
+    chosen = dataclasses.replace(chosen, **options)
     try:
-        with running_broker(options) as started:
+        with running_broker(chosen) as started:
             yield started
     finally:
         os.environ.clear()

@@ -30,7 +30,15 @@ from broker_local import favicon
 __all__ = ["FAULTS", "RecordedRequest", "ZohoStandIn", "api_domain_for", "main"]
 
 FAULTS = frozenset(
-    {"server_error", "unavailable", "timeout", "invalid_code", "rate_limited", "no_api_domain"}
+    {
+        "server_error",
+        "unavailable",
+        "timeout",
+        "invalid_code",
+        "invalid_client",
+        "rate_limited",
+        "no_api_domain",
+    }
 )
 """What inject_fault accepts: the ways Zoho's token endpoint has been seen to fail."""
 
@@ -258,6 +266,8 @@ _FAILURES: dict[str, Callable[[], _Answer]] = {
     "server_error": lambda: _page("Internal Server Error", "<p>Something went wrong.</p>", 500),
     "unavailable": _unavailable,
     "invalid_code": lambda: _json({"error": "invalid_code"}),
+    # The API Console client was deleted (or its id mistyped): Zoho no longer knows it.
+    "invalid_client": lambda: _json({"error": "invalid_client"}),
     "rate_limited": lambda: _json({"error": "access_denied", "error_description": RATE_LIMITED_DESCRIPTION}),
 }
 

@@ -3,107 +3,21 @@ template.yaml, the Lambda handlers behind the local gateway, and the Zoho stand-
 
 from __future__ import annotations
 
-import io
 import json
 import os
-import socket
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
+from running import CLIENT_SECRET, MASKED_SECRET, Broker, Cli, Terminal, closed_port, create_subscription
 
-from broker_cli.main import main
-from broker_cli.signing import SigV4, should_sign, sigv4_for
-from broker_local.runner import free_port
-from broker_local.zoho_standin import ZohoStandIn
-from tests.conftest import local_runner
 from tests.integration.flow import decide_at_zoho, open_link
+from zoho_broker.services import get_services
 
-CLIENT_SECRET = "cli-client-secret-0123456789abcdef"
-MASKED_SECRET = f"cli-…({len(CLIENT_SECRET)} chars)"
 CONSOLE_SCRIPT = Path(sys.executable).with_name("broker")
-
-
-@dataclass(frozen=True)
-class Broker:
-    url: str
-    accounts_servers: dict[str, str]
-    zoho: ZohoStandIn
-
-
-@dataclass(frozen=True)
-class Ran:
-    code: int
-    out: str
-    err: str
-
-    def json(self) -> Any:
-        return json.loads(self.out)
-
-
-Cli = Callable[..., Ran]
-
-
-class _Terminal(io.StringIO):
-    """Standard input as if a person sat at a terminal, with these lines typed."""
-
-    def isatty(self) -> bool:
-        return True
-
-
-@pytest.fixture(scope="module")
-def broker() -> Iterator[Broker]:
-    """The whole local runner on free ports, once for this module."""
-    with local_runner() as started:
-        url = started["gateway"].base_url
-        # Load the admin handler (and the loggers) now, outside any test's captured stdout.
-        httpx.get(f"{url}/admin/integrations", timeout=30).raise_for_status()
-        yield Broker(url=url, accounts_servers=started["accounts_servers"], zoho=started["standin"])
-
-
-@pytest.fixture
-def cli(broker: Broker, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Cli:
-    """`broker --url <runner> ARGS` in this process, with stdin given, stdout and stderr captured."""
-
-    def run(*args: str, stdin: str | io.StringIO = "", url: str | None = None) -> Ran:
-        monkeypatch.setattr(sys, "stdin", stdin if isinstance(stdin, io.StringIO) else io.StringIO(stdin))
-        capsys.readouterr()
-        code = main(["--url", url or broker.url, *args])
-        captured = capsys.readouterr()
-        return Ran(code, captured.out, captured.err)
-
-    return run
-
-
-def _create(cli: Cli, *extra: str, name: str | None = None) -> dict[str, Any]:
-    name = name or f"Acme CRM {uuid.uuid4().hex[:8]}"
-    ran = cli(
-        "--json",
-        "subscriptions",
-        "create",
-        "--name",
-        name,
-        "--integration",
-        "zoho-crm",
-        "--client-id",
-        "1000.CLICLIENT0123456789",
-        "--client-secret-stdin",
-        *extra,
-        stdin=CLIENT_SECRET + "\n",
-    )
-    assert ran.code == 0, ran.err
-    created: dict[str, Any] = ran.json()
-    return created
-
-
-def _closed_port() -> int:
-    return free_port("127.0.0.1")  # bound and released: nothing listens there
 
 
 # --------------------------------------------------------------------------------------------------
@@ -160,7 +74,7 @@ def test_given_the_secret_as_an_argument_when_creating_then_it_is_not_echoed(cli
 
 
 def test_given_subscriptions_when_listing_then_a_table_shows_them(cli: Cli) -> None:
-    created = _create(cli)
+    created = create_subscription(cli)
 
     ran = cli("subscriptions", "list", "--limit", "100")
 
@@ -172,7 +86,7 @@ def test_given_subscriptions_when_listing_then_a_table_shows_them(cli: Cli) -> N
 
 
 def test_given_subscriptions_when_listing_as_json_then_the_apis_answer_is_printed(cli: Cli) -> None:
-    created = _create(cli)
+    created = create_subscription(cli)
 
     ran = cli("subscriptions", "list", "--limit", "100", "--json")
 
@@ -183,7 +97,7 @@ def test_given_subscriptions_when_listing_as_json_then_the_apis_answer_is_printe
 
 
 def test_given_several_pages_when_listing_all_then_every_page_is_followed(cli: Cli) -> None:
-    ids = {_create(cli)["subscription_id"] for _ in range(3)}
+    ids = {create_subscription(cli)["subscription_id"] for _ in range(3)}
 
     one_page = cli("subscriptions", "list", "--limit", "1", "--json").json()
     everything = cli("subscriptions", "list", "--limit", "1", "--all", "--json").json()
@@ -194,7 +108,7 @@ def test_given_several_pages_when_listing_all_then_every_page_is_followed(cli: C
 
 
 def test_given_a_subscription_when_shown_then_the_secret_is_masked(cli: Cli) -> None:
-    created = _create(cli)
+    created = create_subscription(cli)
 
     ran = cli("subscriptions", "show", created["subscription_id"])
 
@@ -206,7 +120,7 @@ def test_given_a_subscription_when_shown_then_the_secret_is_masked(cli: Cli) -> 
 
 
 def test_given_a_subscription_when_shown_as_json_then_the_secret_is_masked(cli: Cli) -> None:
-    created = _create(cli)
+    created = create_subscription(cli)
 
     ran = cli("subscriptions", "show", created["subscription_id"], "--json")
 
@@ -216,7 +130,7 @@ def test_given_a_subscription_when_shown_as_json_then_the_secret_is_masked(cli: 
 
 
 def test_given_new_settings_when_updating_then_the_subscription_has_them(cli: Cli) -> None:
-    created = _create(cli)
+    created = create_subscription(cli)
     new_name = f"Renamed {uuid.uuid4().hex[:8]}"
 
     ran = cli(
@@ -239,7 +153,7 @@ def test_given_new_settings_when_updating_then_the_subscription_has_them(cli: Cl
 
 
 def test_given_a_new_secret_on_stdin_when_updating_then_the_masked_secret_changes(cli: Cli) -> None:
-    created = _create(cli)
+    created = create_subscription(cli)
     new_secret = "another-secret-abcdefghijklmnop"
 
     ran = cli(
@@ -252,7 +166,7 @@ def test_given_a_new_secret_on_stdin_when_updating_then_the_masked_secret_change
 
 
 def test_given_nothing_to_change_when_updating_then_it_is_a_usage_error(cli: Cli) -> None:
-    created = _create(cli)
+    created = create_subscription(cli)
 
     ran = cli("subscriptions", "update", created["subscription_id"])
 
@@ -261,7 +175,7 @@ def test_given_nothing_to_change_when_updating_then_it_is_a_usage_error(cli: Cli
 
 
 def test_given_a_subscription_when_deleting_with_yes_then_it_is_gone(cli: Cli) -> None:
-    created = _create(cli)
+    created = create_subscription(cli)
 
     ran = cli("subscriptions", "delete", created["subscription_id"], "--yes")
     shown = cli("subscriptions", "show", created["subscription_id"])
@@ -273,7 +187,7 @@ def test_given_a_subscription_when_deleting_with_yes_then_it_is_gone(cli: Cli) -
 
 
 def test_given_no_terminal_when_deleting_without_yes_then_it_refuses(cli: Cli) -> None:
-    created = _create(cli)
+    created = create_subscription(cli)
 
     ran = cli("subscriptions", "delete", created["subscription_id"])
     shown = cli("subscriptions", "show", created["subscription_id"])
@@ -284,18 +198,18 @@ def test_given_no_terminal_when_deleting_without_yes_then_it_refuses(cli: Cli) -
 
 
 def test_given_a_terminal_when_the_person_confirms_then_it_is_deleted(cli: Cli) -> None:
-    created = _create(cli)
+    created = create_subscription(cli)
 
-    ran = cli("subscriptions", "delete", created["subscription_id"], stdin=_Terminal("y\n"))
+    ran = cli("subscriptions", "delete", created["subscription_id"], stdin=Terminal("y\n"))
 
     assert ran.code == 0, ran.err
     assert created["name"] in ran.err and "[y/N]" in ran.err
 
 
 def test_given_a_terminal_when_the_person_declines_then_nothing_changes(cli: Cli) -> None:
-    created = _create(cli)
+    created = create_subscription(cli)
 
-    ran = cli("subscriptions", "delete", created["subscription_id"], stdin=_Terminal("n\n"))
+    ran = cli("subscriptions", "delete", created["subscription_id"], stdin=Terminal("n\n"))
     shown = cli("subscriptions", "show", created["subscription_id"])
 
     assert ran.code == 1
@@ -406,7 +320,7 @@ def test_given_a_self_client_grant_code_on_stdin_when_submitted_then_connected_a
         ).code
         == 0
     )
-    created = _create(cli, "--integration", integration)
+    created = create_subscription(cli, "--integration", integration)
     code = broker.zoho.issue_self_client_code(
         client_id="1000.CLICLIENT0123456789", scope="ZohoCRM.modules.ALL", data_centre="eu"
     )
@@ -427,7 +341,7 @@ def test_given_a_self_client_grant_code_on_stdin_when_submitted_then_connected_a
 def test_given_a_subscription_when_asking_for_a_connect_link_then_a_url_on_the_runner_is_printed(
     cli: Cli, broker: Broker
 ) -> None:
-    created = _create(cli)
+    created = create_subscription(cli)
 
     ran = cli("connect-link", created["subscription_id"])
 
@@ -439,7 +353,7 @@ def test_given_a_subscription_when_asking_for_a_connect_link_then_a_url_on_the_r
 def test_given_a_not_connected_subscription_when_asking_for_a_token_then_a_409_is_explained(
     cli: Cli,
 ) -> None:
-    created = _create(cli)
+    created = create_subscription(cli)
 
     ran = cli("token", created["subscription_id"])
 
@@ -450,7 +364,7 @@ def test_given_a_not_connected_subscription_when_asking_for_a_token_then_a_409_i
 
 
 def test_given_a_not_connected_subscription_when_refreshing_then_it_says_so(cli: Cli) -> None:
-    created = _create(cli)
+    created = create_subscription(cli)
 
     ran = cli("refresh", created["subscription_id"])
 
@@ -459,7 +373,7 @@ def test_given_a_not_connected_subscription_when_refreshing_then_it_says_so(cli:
 
 
 def test_given_a_subscription_when_revoking_with_yes_then_it_is_disconnected(cli: Cli) -> None:
-    created = _create(cli)
+    created = create_subscription(cli)
 
     ran = cli("revoke", created["subscription_id"], "--yes")
 
@@ -468,7 +382,7 @@ def test_given_a_subscription_when_revoking_with_yes_then_it_is_disconnected(cli
 
 
 def test_given_no_terminal_when_revoking_without_yes_then_it_refuses(cli: Cli) -> None:
-    created = _create(cli)
+    created = create_subscription(cli)
 
     ran = cli("revoke", created["subscription_id"])
 
@@ -479,7 +393,7 @@ def test_given_no_terminal_when_revoking_without_yes_then_it_refuses(cli: Cli) -
 def test_given_a_completed_consent_when_asking_for_a_token_then_zoho_accepts_it(
     cli: Cli, broker: Broker
 ) -> None:
-    created = _create(cli)
+    created = create_subscription(cli)
     subscription_id = created["subscription_id"]
     link = cli("connect-link", subscription_id).out.strip()
 
@@ -512,7 +426,7 @@ def test_given_a_completed_consent_when_asking_for_a_token_then_zoho_accepts_it(
 def test_given_a_connected_subscription_when_asking_for_the_token_as_json_then_the_document_prints(
     cli: Cli,
 ) -> None:
-    created = _create(cli)
+    created = create_subscription(cli)
     with httpx.Client(follow_redirects=False, timeout=10) as browser:
         started = open_link(browser, cli("connect-link", created["subscription_id"]).out.strip())
         assert browser.get(decide_at_zoho(browser, started.headers["location"])).status_code == 200
@@ -522,217 +436,9 @@ def test_given_a_connected_subscription_when_asking_for_the_token_as_json_then_t
     assert ran.code == 0, ran.err
     document = ran.json()
     assert document["subscription_id"] == created["subscription_id"]
-    assert document["access_token"] and document["data_centre"] == "us"
-
-
-# --------------------------------------------------------------------------------------------------
-# Bad arguments, API errors, unreachable servers, signing
-
-
-def test_given_no_name_when_creating_then_argparse_exits_2(cli: Cli) -> None:
-    ran = cli(
-        "subscriptions",
-        "create",
-        "--integration",
-        "zoho-crm",
-        "--client-id",
-        "1000.X",
-        "--client-secret-stdin",
-        stdin=CLIENT_SECRET,
-    )
-
-    assert ran.code == 2
-    assert "--name" in ran.err
-
-
-def test_given_a_malformed_custom_field_when_creating_then_argparse_exits_2(cli: Cli) -> None:
-    ran = cli(
-        "subscriptions",
-        "create",
-        "--name",
-        "Malformed",
-        "--integration",
-        "zoho-crm",
-        "--client-id",
-        "1000.X",
-        "--client-secret-stdin",
-        "--custom-field",
-        "RedirectUrl",
-        stdin=CLIENT_SECRET,
-    )
-
-    assert ran.code == 2
-    assert "expected KEY=VALUE" in ran.err
-
-
-def test_given_half_the_throttling_when_creating_then_it_is_a_usage_error(cli: Cli) -> None:
-    ran = cli(
-        "subscriptions",
-        "create",
-        "--name",
-        "Half throttled",
-        "--integration",
-        "zoho-crm",
-        "--client-id",
-        "1000.X",
-        "--client-secret-stdin",
-        "--requests-per-minute",
-        "10",
-        stdin=CLIENT_SECRET,
-    )
-
-    assert ran.code == 2
-    assert "--max-concurrent-requests" in ran.err
-
-
-def test_given_an_id_with_a_slash_when_showing_then_argparse_exits_2(cli: Cli) -> None:
-    ran = cli("subscriptions", "show", "../integrations")
-
-    assert ran.code == 2
-    assert "not a subscription id" in ran.err
-
-
-def test_given_an_unknown_integration_when_creating_then_the_apis_message_is_shown(cli: Cli) -> None:
-    ran = cli(
-        "subscriptions",
-        "create",
-        "--name",
-        "Unknown integration",
-        "--integration",
-        "zoho-nope",
-        "--client-id",
-        "1000.X",
-        "--client-secret-stdin",
-        stdin=CLIENT_SECRET,
-    )
-
-    assert ran.code == 1
-    assert ran.err.startswith("broker: error: Unknown integration 'zoho-nope'")
-    assert "(invalid_request, HTTP 400)" in ran.err
-    assert CLIENT_SECRET not in ran.err
-
-
-def test_given_an_invalid_field_when_creating_then_the_details_name_it(cli: Cli) -> None:
-    ran = cli(
-        "subscriptions",
-        "create",
-        "--name",
-        "Bad client id",
-        "--integration",
-        "zoho-crm",
-        "--client-id",
-        "not a client id!",
-        "--client-secret-stdin",
-        stdin=CLIENT_SECRET,
-    )
-
-    assert ran.code == 1
-    assert "(invalid_request, HTTP 400)" in ran.err
-    assert "  body.client_id: " in ran.err
-
-
-def test_given_no_secret_on_stdin_when_creating_then_it_is_a_usage_error(cli: Cli) -> None:
-    ran = cli(
-        "subscriptions",
-        "create",
-        "--name",
-        "No secret",
-        "--integration",
-        "zoho-crm",
-        "--client-id",
-        "1000.X",
-        "--client-secret-stdin",
-        stdin="",
-    )
-
-    assert ran.code == 2
-    assert "no client secret on standard input" in ran.err
-
-
-def test_given_a_closed_port_when_listing_then_it_cannot_reach_the_broker(cli: Cli) -> None:
-    url = f"http://127.0.0.1:{_closed_port()}"
-
-    ran = cli("subscriptions", "list", url=url)
-
-    assert ran.code == 3
-    assert ran.err.startswith(f"broker: error: cannot reach the broker at {url}: ")
-    assert "Traceback" not in ran.err
-
-
-def test_given_a_server_that_never_answers_when_listing_then_it_times_out(cli: Cli) -> None:
-    with socket.socket() as silent:
-        silent.bind(("127.0.0.1", 0))
-        silent.listen()  # the kernel accepts connections; nobody ever answers
-        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
-
-        ran = cli("--timeout", "0.5", "subscriptions", "list", url=url)
-
-    assert ran.code == 3
-    assert f"cannot reach the broker at {url}: no answer within 0.5 s" in ran.err
-
-
-def test_given_no_aws_credentials_when_signing_then_it_says_so(
-    cli: Cli, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    for name in (
-        "AWS_ACCESS_KEY_ID",
-        "AWS_SECRET_ACCESS_KEY",
-        "AWS_SESSION_TOKEN",
-        "AWS_PROFILE",
-        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-        "AWS_WEB_IDENTITY_TOKEN_FILE",
-    ):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-
-    ran = cli("--sign", "integrations")
-
-    assert ran.code == 1
-    assert ran.err.startswith("broker: error: signing needs AWS credentials and none were found")
-    assert "--no-sign" in ran.err
-
-
-def test_given_credentials_when_signing_then_requests_carry_a_sigv4_signature(
-    cli: Cli, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # The local gateway ignores signatures, so a signed call works as an unsigned one does.
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
-    ran = cli("--sign", "--region", "eu-west-1", "integrations")
-    auth = _signer("eu-west-1")
-    request = httpx.Request("POST", "https://abc.execute-api.eu-west-1.amazonaws.com/admin/x", json={"a": 1})
-
-    signed = next(auth.sync_auth_flow(request))
-
-    assert ran.code == 0, ran.err
-    assert signed.headers["Authorization"].startswith("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/")
-    assert "/eu-west-1/execute-api/aws4_request" in signed.headers["Authorization"]
-    assert "SignedHeaders=content-type;host;x-amz-date" in signed.headers["Authorization"]
-    assert signed.headers["X-Amz-Date"]
-
-
-def _signer(region: str) -> SigV4:
-    return sigv4_for(f"https://abc.execute-api.{region}.amazonaws.com", region=None, profile=None)
-
-
-@pytest.mark.parametrize(
-    ("url", "requested", "expected"),
-    [
-        ("https://abc.execute-api.eu-west-1.amazonaws.com", None, True),
-        ("https://127.0.0.1:3000", None, False),
-        ("https://localhost", None, False),
-        ("http://broker.example.com", None, False),
-        ("http://127.0.0.1:3000", True, True),
-        ("https://abc.execute-api.eu-west-1.amazonaws.com", False, False),
-    ],
-)
-def test_given_a_url_when_deciding_then_only_remote_https_is_signed_by_default(
-    url: str, requested: bool | None, expected: bool
-) -> None:
-    assert should_sign(url, requested) is expected
+    secret = get_services().secrets.get(created["subscription_id"])
+    assert secret is not None
+    assert (document["access_token"], document["data_centre"]) == (secret.access_token, "us")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -774,7 +480,7 @@ def test_given_the_installed_console_script_when_creating_and_listing_then_it_wo
 
 
 def test_given_the_installed_console_script_when_the_broker_is_down_then_it_exits_3() -> None:
-    url = f"http://127.0.0.1:{_closed_port()}"
+    url = f"http://127.0.0.1:{closed_port()}"
 
     ran = subprocess.run(
         [CONSOLE_SCRIPT, "--url", url, "integrations"],

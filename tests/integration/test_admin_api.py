@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import time
+from datetime import datetime
 from typing import Any
 
 import boto3
 import httpx
 import pytest
 from flow import CLIENT_SECRET, create_subscription
+
+from zoho_broker.services import get_services
 
 
 def _count(admin: httpx.Client) -> int:
@@ -236,13 +240,16 @@ def test_deleting_removes_the_subscription_and_schedules_its_secret_for_deletion
 def test_a_connect_link_is_a_short_lived_url_on_the_broker(admin: httpx.Client, gateway: Any) -> None:
     created = create_subscription(admin)
 
+    started = int(time.time())
     link = admin.post(f"/admin/subscriptions/{created['subscription_id']}/connect-links")
+    ended = int(time.time())
 
     assert link.status_code == 201
     body = link.json()
     assert body["url"].startswith(f"{gateway.base_url}/connect/")
     assert body["subscription_id"] == created["subscription_id"]
-    assert body["expires_at"]
+    ttl = get_services().settings.connect_link_ttl_seconds  # a day unless the stack says otherwise
+    assert started + ttl <= datetime.fromisoformat(body["expires_at"]).timestamp() <= ended + ttl
 
 
 def test_the_catalogue_and_the_openapi_document_are_served(admin: httpx.Client) -> None:

@@ -21,9 +21,10 @@ from flow import (
     open_link,
     page_title,
 )
+from stored import Announcements
 
 from broker_local.zoho_standin import ZohoStandIn
-from tests.integration.test_refresh import Announcements
+from tests.clocks import Jitter, VirtualClock
 from zoho_broker import page_routes, web
 from zoho_broker.errors import PayloadTooLarge, UnsupportedMediaType, ZohoError
 from zoho_broker.logic import schedule
@@ -108,6 +109,7 @@ def _secret(sid: str) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------------
 # Bad bodies: a clear 4xx, nothing stored, nothing echoed
 
+ERRORS = {400: "invalid_request", 413: "payload_too_large", 415: "unsupported_media_type"}
 BODY = {"name": "Acme", "integration": "zoho-crm", "client_id": "1000.ABC", "client_secret": CLIENT_SECRET}
 
 
@@ -148,7 +150,7 @@ def test_a_body_that_is_not_small_utf8_json_is_refused_clearly_and_changes_nothi
     answer = admin.post("/admin/subscriptions", content=body, headers={"content-type": content_type})
 
     assert answer.status_code == status
-    assert answer.json()["error"] in {"unsupported_media_type", "invalid_request", "payload_too_large"}
+    assert answer.json()["error"] == ERRORS[status]
     assert answer.json()["message"]
     assert CLIENT_SECRET not in answer.text
     assert answer.headers["cache-control"] == "no-store"
@@ -215,7 +217,10 @@ def test_redirect_url_must_be_an_absolute_https_url(admin: httpx.Client, redirec
     answer = admin.post("/admin/subscriptions", json={**BODY, "custom_fields": {"RedirectUrl": redirect_url}})
 
     assert answer.status_code == 400
-    assert "RedirectUrl" in answer.text or "body.custom_fields" in answer.text
+    assert answer.json() == {
+        "error": "invalid_request",
+        "message": "RedirectUrl must be an absolute https URL (http only on 127.0.0.1 or localhost).",
+    }
     assert admin.get("/admin/subscriptions").json()["subscriptions"] == []
 
 
@@ -337,29 +342,35 @@ def test_changing_the_client_id_revokes_the_old_clients_refresh_token(
     answer = admin.patch(f"/admin/subscriptions/{sid}", json={"client_id": "1000.OTHERCLIENT"})
 
     assert answer.status_code == 200
-    assert answer.json()["status"] == "not_connected"
-    assert answer.json()["revocation_pending"] is False
+    assert (answer.json()["status"], answer.json()["revocation_pending"]) == ("not_connected", False)
+    assert answer.json()["tokens"] == {"access_token": None, "refresh_token": None}
     assert old not in zoho.live_refresh_tokens("1000.CLIENTID0123456789")
+    assert [r.data_centre for r in zoho.requests if r.path == "/oauth/v2/token/revoke"] == ["us"]
+    assert admin.get(f"/admin/subscriptions/{sid}/token").json()["error"] == "not_connected"
 
 
 def test_a_forced_refresh_failing_on_a_fresh_token_does_not_leave_it_due(
-    admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn
+    admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     sid = create_subscription(admin)["subscription_id"]
     assert connect(admin, browser, sid).status_code == 200
     zoho.inject_fault("server_error")
+    # The refresher's clock stands still and the backoff's jitter is at its floor (one minute).
+    clock = VirtualClock(int(time.time()))
+    monkeypatch.setattr(get_services(), "clock", clock)
+    monkeypatch.setattr(schedule, "random", Jitter(highest=False))
 
     assert admin.post(f"/admin/subscriptions/{sid}/refresh").status_code == 503
 
     # The retry waits until the token is really due (its own point of the refresh period, at least 15
-    # minutes before expiry), not a minute.
+    # minutes before expiry), and at least the backoff's minute: never sooner.
     view = admin.get(f"/admin/subscriptions/{sid}").json()
     expires_at = datetime.fromisoformat(view["access_token_expires_at"])
     margin = get_services().settings.refresh_margin_seconds
     due_at = schedule.phase_point(expires_at, margin, subscription_id=sid)
     next_at = datetime.fromisoformat(view["next_refresh_at"]).timestamp()
-    assert next_at == due_at or due_at <= next_at <= time.time()  # never before now
-    assert sid not in set(get_services().subscriptions.due_for_refresh(due_before=int(time.time()) + 120))
+    assert next_at == max(due_at, clock.now + 60)
+    assert sid not in set(get_services().subscriptions.due_for_refresh(due_before=int(clock.now) + 59))
 
 
 def test_the_callback_function_outlasts_its_longest_wait() -> None:

@@ -14,6 +14,7 @@ import boto3
 import httpx
 import pytest
 from flow import connect, create_subscription
+from stored import Announcements, expire_token, stored_secret
 
 from broker_local.functions import function_entry
 from broker_local.gateway import LambdaContext, import_handler
@@ -23,38 +24,7 @@ from broker_local.zoho_standin import ZohoStandIn
 from tests.conftest import ROOT, TEMPLATE
 from zoho_broker.logic import refresh, schedule
 from zoho_broker.models import RefreshResult
-from zoho_broker.services import Services, get_services
-
-
-@pytest.fixture
-def services(gateway: Any) -> Services:
-    return get_services()
-
-
-class Announcements:
-    """Every event the broker puts on the default bus, delivered by an EventBridge rule to a queue."""
-
-    def __init__(self) -> None:
-        self._sqs = boto3.client("sqs")
-        self._url = self._sqs.create_queue(QueueName="announcements")["QueueUrl"]
-        arn = self._sqs.get_queue_attributes(QueueUrl=self._url, AttributeNames=["QueueArn"])["Attributes"]
-        events = boto3.client("events")
-        events.put_rule(Name="broker-announcements", EventPattern=json.dumps({"source": ["zoho-broker"]}))
-        events.put_targets(Rule="broker-announcements", Targets=[{"Id": "queue", "Arn": arn["QueueArn"]}])
-        self.received: list[dict[str, Any]] = []
-
-    def read(self) -> list[dict[str, Any]]:
-        """All events so far (in order of arrival)."""
-        answer = self._sqs.receive_message(QueueUrl=self._url, MaxNumberOfMessages=10)
-        for message in answer.get("Messages", []):
-            self.received.append(json.loads(message["Body"]))
-            self._sqs.delete_message(QueueUrl=self._url, ReceiptHandle=message["ReceiptHandle"])
-        return self.received
-
-
-@pytest.fixture
-def announcements(stack: Stack) -> Announcements:
-    return Announcements()
+from zoho_broker.services import Services
 
 
 def _connected(admin: httpx.Client, browser: httpx.Client, data_centre: str = "eu", **fields: Any) -> str:
@@ -63,26 +33,6 @@ def _connected(admin: httpx.Client, browser: httpx.Client, data_centre: str = "e
         connect(admin, browser, subscription["subscription_id"], data_centre=data_centre).status_code == 200
     )
     return str(subscription["subscription_id"])
-
-
-def _secret(services: Services, subscription_id: str) -> dict[str, Any]:
-    secret = services.secrets.get(subscription_id)
-    assert secret is not None
-    return secret.model_dump(mode="json")
-
-
-def _expire(services: Services, subscription_id: str, *, seconds_left: int) -> None:
-    """Age the stored token: it expires in ``seconds_left`` and its refresh is due now."""
-    secret = services.secrets.get(subscription_id)
-    assert secret is not None
-    expires = datetime.now(UTC) + timedelta(seconds=seconds_left)
-    services.secrets.put(subscription_id, secret.model_copy(update={"access_token_expires_at": expires}))
-    boto3.client("dynamodb").update_item(
-        TableName=services.settings.subscriptions_table,
-        Key={"pk": {"S": f"sub#{subscription_id}"}},
-        UpdateExpression="SET refresh_due_at = :now",
-        ExpressionAttributeValues={":now": {"N": str(int(time.time()) - 1)}},
-    )
 
 
 def _view(admin: httpx.Client, subscription_id: str) -> dict[str, Any]:
@@ -102,12 +52,14 @@ def test_a_due_subscription_is_refreshed_and_keeps_its_refresh_token(
     admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn, services: Services
 ) -> None:
     sid = _connected(admin, browser)
-    before = _secret(services, sid)
-    _expire(services, sid, seconds_left=60)
+    before = stored_secret(services, sid)
+    expire_token(services, sid, seconds_left=60)
 
+    started = int(time.time())
     outcome = refresh.refresh(services, sid)
+    ended = int(time.time())
 
-    after = _secret(services, sid)
+    after = stored_secret(services, sid)
     assert outcome.result == RefreshResult.REFRESHED
     assert after["access_token"] != before["access_token"]
     assert after["refresh_token"] == before["refresh_token"]
@@ -115,7 +67,7 @@ def test_a_due_subscription_is_refreshed_and_keeps_its_refresh_token(
     assert _works(zoho, "eu", after["access_token"])
     view = _view(admin, sid)
     assert view["status"] == "connected"
-    assert view["last_refreshed_at"] is not None
+    assert started <= datetime.fromisoformat(view["last_refreshed_at"]).timestamp() <= ended
     # Next due at the subscription's own point of the refresh period, at least 15 minutes before the
     # new token expires.
     next_at = datetime.fromisoformat(view["next_refresh_at"])
@@ -130,7 +82,7 @@ def test_two_refreshers_racing_for_one_subscription_refresh_it_once(
     admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn, services: Services
 ) -> None:
     sid = _connected(admin, browser)
-    _expire(services, sid, seconds_left=60)
+    expire_token(services, sid, seconds_left=60)
     calls_before = zoho.token_call_count
     zoho.set_latency(0.5)
     start = threading.Barrier(2)
@@ -187,7 +139,15 @@ def test_many_racers_for_one_lease_take_it_once(
     assert [len(round_winners) for round_winners in winners] == [1] * rounds
 
 
-@pytest.mark.parametrize("fault", ["server_error", "unavailable", "timeout", "rate_limited"])
+@pytest.mark.parametrize(
+    ("fault", "error"),
+    [
+        ("server_error", "http_500"),
+        ("unavailable", "http_503"),
+        ("timeout", "timeout"),
+        ("rate_limited", "rate_limited"),
+    ],
+)
 def test_zoho_down_for_a_while_backs_off_then_recovers_without_anyone_acting(
     admin: httpx.Client,
     browser: httpx.Client,
@@ -195,29 +155,33 @@ def test_zoho_down_for_a_while_backs_off_then_recovers_without_anyone_acting(
     services: Services,
     announcements: Announcements,
     fault: str,
+    error: str,
 ) -> None:
     sid = _connected(admin, browser)
-    before = _secret(services, sid)
-    _expire(services, sid, seconds_left=60)
+    before = stored_secret(services, sid)
+    expire_token(services, sid, seconds_left=60)
     zoho.inject_fault(fault, count=2)
 
+    started = int(time.time())
     first = refresh.refresh(services, sid)
-    _expire(services, sid, seconds_left=60)
+    ended = int(time.time())
+    expire_token(services, sid, seconds_left=60)
     second = refresh.refresh(services, sid)
 
     assert first.result == second.result == RefreshResult.FAILED
+    # The token had a minute left: the retry comes in a minute (the backoff's floor), while it works.
     assert first.next_attempt_at is not None
-    assert first.next_attempt_at > datetime.now(UTC)
+    assert started + 60 <= first.next_attempt_at.timestamp() <= ended + 60
     view = _view(admin, sid)
     assert view["status"] == "connected"  # transient: no re-authentication asked for
     assert view["failing_days"] == 1  # counted at most once a day
-    assert view["last_error"] in {"http_500", "http_503", "timeout", "rate_limited"}
-    after = _secret(services, sid)
+    assert view["last_error"] == error
+    after = stored_secret(services, sid)
     assert (after["access_token"], after["refresh_token"]) == (
         before["access_token"],
         before["refresh_token"],
     )
-    _expire(services, sid, seconds_left=60)
+    expire_token(services, sid, seconds_left=60)
 
     recovered = refresh.refresh(services, sid)
 
@@ -236,7 +200,7 @@ def test_failing_on_too_many_days_asks_for_re_authentication_and_announces_it(
     announcements: Announcements,
 ) -> None:
     sid = _connected(admin, browser)
-    _expire(services, sid, seconds_left=60)
+    expire_token(services, sid, seconds_left=60)
     yesterday = (date.today() - timedelta(days=1)).isoformat()
     boto3.client("dynamodb").update_item(
         TableName=services.settings.subscriptions_table,
@@ -267,8 +231,8 @@ def test_a_revoked_refresh_token_flags_the_subscription_at_once_and_reconnecting
     announcements: Announcements,
 ) -> None:
     sid = _connected(admin, browser, name="Revoked Co")
-    secret = _secret(services, sid)
-    _expire(services, sid, seconds_left=60)
+    secret = stored_secret(services, sid)
+    expire_token(services, sid, seconds_left=60)
     zoho.revoke_all()
 
     outcome = refresh.refresh(services, sid)
@@ -304,13 +268,13 @@ def test_a_refresh_answer_without_api_domain_keeps_the_stored_one(
     admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn, services: Services
 ) -> None:
     sid = _connected(admin, browser)
-    before = _secret(services, sid)
-    _expire(services, sid, seconds_left=60)
+    before = stored_secret(services, sid)
+    expire_token(services, sid, seconds_left=60)
     zoho.inject_fault("no_api_domain")
 
     assert refresh.refresh(services, sid).result == RefreshResult.REFRESHED
 
-    after = _secret(services, sid)
+    after = stored_secret(services, sid)
     assert after["api_domain"] == before["api_domain"] == "https://www.zohoapis.eu"
     assert after["refresh_token"] == before["refresh_token"]  # Zoho's refresh answer never has one
     assert after["access_token"] != before["access_token"]
@@ -326,8 +290,8 @@ def test_the_worker_reports_only_the_messages_that_failed(
 ) -> None:
     good = _connected(admin, browser, name="Good")
     fresh = _connected(admin, browser, name="Fresh")
-    _expire(services, good, seconds_left=60)
-    tokens = {sid: _secret(services, sid)["access_token"] for sid in (good, fresh)}
+    expire_token(services, good, seconds_left=60)
+    tokens = {sid: stored_secret(services, sid)["access_token"] for sid in (good, fresh)}
     bodies = [
         json.dumps({"subscription_id": good}),
         json.dumps({"subscription_id": fresh}),
@@ -345,8 +309,8 @@ def test_the_worker_reports_only_the_messages_that_failed(
     )
 
     assert sorted(item["itemIdentifier"] for item in answer["batchItemFailures"]) == ["m3", "m4"]
-    assert _secret(services, good)["access_token"] != tokens[good]
-    assert _secret(services, fresh)["access_token"] == tokens[fresh]
+    assert stored_secret(services, good)["access_token"] != tokens[good]
+    assert stored_secret(services, fresh)["access_token"] == tokens[fresh]
     assert zoho.token_call_count == 3  # two code exchanges and one refresh: the fresh one was left alone
 
 
@@ -362,9 +326,9 @@ def test_the_scheduled_sweep_finds_due_subscriptions_by_index_and_fans_out_throu
     not_due = _connected(admin, browser, name="Not due")
     never_connected = create_subscription(admin, name="Never connected")["subscription_id"]
     for sid in due:
-        _expire(services, sid, seconds_left=120)
+        expire_token(services, sid, seconds_left=120)
     monkeypatch.setattr(services.settings, "refresh_inline_limit", 1)
-    before = {sid: _secret(services, sid)["access_token"] for sid in [*due, not_due]}
+    before = {sid: stored_secret(services, sid)["access_token"] for sid in [*due, not_due]}
     scheduler = LocalScheduler(TEMPLATE, stack, ROOT, interval_seconds=3600)
 
     [summary] = scheduler.run_schedules_once()
@@ -373,8 +337,8 @@ def test_the_scheduled_sweep_finds_due_subscriptions_by_index_and_fans_out_throu
     assert summary == {"due": 3, "refreshed_inline": 0, "queued": 3}
     assert handled == 3
     for sid in due:
-        assert _secret(services, sid)["access_token"] != before[sid]
-    assert _secret(services, not_due)["access_token"] == before[not_due]
+        assert stored_secret(services, sid)["access_token"] != before[sid]
+    assert stored_secret(services, not_due)["access_token"] == before[not_due]
     assert _view(admin, never_connected)["status"] == "not_connected"
     dead_letters = boto3.client("sqs").get_queue_attributes(
         QueueUrl=stack.physical_ids["RefreshDeadLetterQueue"], AttributeNames=["ApproximateNumberOfMessages"]
@@ -386,12 +350,17 @@ def test_a_small_sweep_refreshes_inline(
     admin: httpx.Client, browser: httpx.Client, services: Services, stack: Stack
 ) -> None:
     sid = _connected(admin, browser)
-    _expire(services, sid, seconds_left=120)
+    expire_token(services, sid, seconds_left=120)
 
     summary = _invoke("RefresherFunction", {"source": "aws.events", "detail-type": "Scheduled Event"})
 
     assert summary == {"due": 1, "refreshed_inline": 1, "queued": 0}
-    assert _view(admin, sid)["next_refresh_at"] is not None
+    view = _view(admin, sid)
+    expires_at = datetime.fromisoformat(view["access_token_expires_at"])
+    margin = services.settings.refresh_margin_seconds
+    assert datetime.fromisoformat(view["next_refresh_at"]).timestamp() == schedule.phase_point(
+        expires_at, margin, subscription_id=sid
+    )
     assert list(services.subscriptions.due_for_refresh(due_before=int(time.time()))) == []
 
 
@@ -405,11 +374,11 @@ def test_token_vending_hands_out_a_fresh_token_and_refreshes_only_when_needed(
 
     assert fresh.status_code == 200
     body = fresh.json()
-    assert body["access_token"] == _secret(services, sid)["access_token"]
+    assert body["access_token"] == stored_secret(services, sid)["access_token"]
     assert body["api_domain"] == "https://www.zohoapis.eu"
     assert body["data_centre"] == "eu"
     assert zoho.token_call_count == calls  # no refresh on a read: Zoho keeps only 30 tokens alive
-    _expire(services, sid, seconds_left=120)  # inside the five-minute margin
+    expire_token(services, sid, seconds_left=120)  # inside the five-minute margin
 
     renewed = admin.get(f"/admin/subscriptions/{sid}/token").json()
 
@@ -434,20 +403,20 @@ def test_refresh_now_forces_a_refresh(
     admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn, services: Services
 ) -> None:
     sid = _connected(admin, browser)
-    before = _secret(services, sid)["access_token"]
+    before = stored_secret(services, sid)["access_token"]
 
     answer = admin.post(f"/admin/subscriptions/{sid}/refresh")
 
     assert answer.status_code == 200
     assert answer.json()["result"] == "refreshed"
-    assert _secret(services, sid)["access_token"] != before
+    assert stored_secret(services, sid)["access_token"] != before
 
 
 def test_revoke_disconnects_at_zoho_and_keeps_the_subscription_for_reconnecting(
     admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn, services: Services
 ) -> None:
     sid = _connected(admin, browser)
-    old = _secret(services, sid)
+    old = stored_secret(services, sid)
 
     answer = admin.post(f"/admin/subscriptions/{sid}/revoke")
 
@@ -457,7 +426,7 @@ def test_revoke_disconnects_at_zoho_and_keeps_the_subscription_for_reconnecting(
     revokes = [r for r in zoho.requests if r.path == "/oauth/v2/token/revoke"]
     assert [r.data_centre for r in revokes] == ["eu"]
     assert not _works(zoho, "eu", old["access_token"])
-    stored = _secret(services, sid)
+    stored = stored_secret(services, sid)
     assert stored["refresh_token"] is None
     assert stored["client_secret"] == old["client_secret"]
     assert connect(admin, browser, sid, data_centre="us").status_code == 200
@@ -468,7 +437,7 @@ def test_revoke_when_zoho_is_down_disconnects_and_the_refresher_revokes_later(
     admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn, services: Services
 ) -> None:
     sid = _connected(admin, browser)
-    before = _secret(services, sid)
+    before = stored_secret(services, sid)
     zoho.inject_fault("server_error")
 
     answer = admin.post(f"/admin/subscriptions/{sid}/revoke")
@@ -484,18 +453,18 @@ def test_revoke_when_zoho_is_down_disconnects_and_the_refresher_revokes_later(
 
     assert not _works(zoho, "eu", before["access_token"])
     assert _view(admin, sid)["revocation_pending"] is False
-    assert _secret(services, sid)["pending_revocations"] == []
+    assert stored_secret(services, sid)["pending_revocations"] == []
 
 
 def test_reconnecting_revokes_the_replaced_refresh_token(
     admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn, services: Services
 ) -> None:
     sid = _connected(admin, browser)
-    first = _secret(services, sid)
+    first = stored_secret(services, sid)
 
     assert connect(admin, browser, sid, data_centre="eu").status_code == 200
 
-    second = _secret(services, sid)
+    second = stored_secret(services, sid)
     assert second["refresh_token"] != first["refresh_token"]
     assert [p["data_centre"] for p in second["pending_revocations"]] == ["eu"]
     refresh.sweep(services)  # the reconnected subscription is due at once: the refresher revokes
@@ -504,7 +473,7 @@ def test_reconnecting_revokes_the_replaced_refresh_token(
     assert len(revoked) == 1
     assert not _works(zoho, "eu", first["access_token"])
     assert _works(zoho, "eu", second["access_token"])
-    assert _secret(services, sid)["pending_revocations"] == []
+    assert stored_secret(services, sid)["pending_revocations"] == []
     assert _view(admin, sid)["next_refresh_at"] > datetime.now(UTC).isoformat()
 
 
@@ -512,7 +481,7 @@ def test_deleting_a_connected_subscription_revokes_its_refresh_token_at_zoho(
     admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn, services: Services
 ) -> None:
     sid = _connected(admin, browser)
-    access_token = _secret(services, sid)["access_token"]
+    access_token = stored_secret(services, sid)["access_token"]
 
     assert admin.delete(f"/admin/subscriptions/{sid}").status_code == 204
 
@@ -542,8 +511,8 @@ def test_one_broken_subscription_does_not_stop_the_sweep_refreshing_the_others(
     broken = _connected(admin, browser, name="Broken")
     healthy = _connected(admin, browser, name="Healthy")
     for sid in (broken, healthy):
-        _expire(services, sid, seconds_left=120)
-    before = _secret(services, healthy)["access_token"]
+        expire_token(services, sid, seconds_left=120)
+    before = stored_secret(services, healthy)["access_token"]
     boto3.client("secretsmanager").put_secret_value(
         SecretId=services.secrets.name_for(broken), SecretString="{"
     )
@@ -551,4 +520,4 @@ def test_one_broken_subscription_does_not_stop_the_sweep_refreshing_the_others(
     summary = _invoke("RefresherFunction", {"source": "aws.events", "detail-type": "Scheduled Event"})
 
     assert summary == {"due": 2, "refreshed_inline": 1, "queued": 0}
-    assert _secret(services, healthy)["access_token"] != before
+    assert stored_secret(services, healthy)["access_token"] != before

@@ -16,10 +16,11 @@ import boto3
 import httpx
 import pytest
 from botocore.exceptions import ClientError
+from stored import expire_token, stored_secret
 
 from broker_local.scheduler import sqs_event
 from broker_local.zoho_standin import ZohoStandIn
-from tests.integration.test_refresh import _connected, _expire, _invoke, _secret, _view, _works
+from tests.integration.test_refresh import _connected, _invoke, _view, _works
 from zoho_broker.logic import refresh
 from zoho_broker.models import RefreshResult
 from zoho_broker.services import Services, get_services
@@ -98,8 +99,8 @@ def test_throttled_writes_keep_the_token_zoho_minted_and_write_it_later(
     admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn, services: Services, refusals: Refusals
 ) -> None:
     sid = _connected(admin, browser)
-    _expire(services, sid, seconds_left=120)
-    before = _secret(services, sid)
+    expire_token(services, sid, seconds_left=120)
+    before = stored_secret(services, sid)
     calls_before = zoho.token_call_count
     attempts: list[int] = []
 
@@ -115,7 +116,7 @@ def test_throttled_writes_keep_the_token_zoho_minted_and_write_it_later(
     assert outcome.result == RefreshResult.REFRESHED
     assert len(attempts) == 4
     assert zoho.token_call_count == calls_before + 1  # one token minted, and that one is stored
-    after = _secret(services, sid)
+    after = stored_secret(services, sid)
     assert after["access_token"] != before["access_token"]
     assert _works(zoho, "eu", after["access_token"])
     view = _view(admin, sid)
@@ -126,8 +127,8 @@ def test_writes_throttled_for_longer_are_deferred_without_counting_a_failing_day
     admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn, services: Services, refusals: Refusals
 ) -> None:
     sid = _connected(admin, browser)
-    _expire(services, sid, seconds_left=600)
-    before = _secret(services, sid)
+    expire_token(services, sid, seconds_left=600)
+    before = stored_secret(services, sid)
 
     def always(**_: Any) -> None:
         raise _throttled()
@@ -138,7 +139,7 @@ def test_writes_throttled_for_longer_are_deferred_without_counting_a_failing_day
 
     assert outcome.result == RefreshResult.DEFERRED
     assert outcome.error == "secret_write_throttled"
-    assert _secret(services, sid) == before  # the previous token stays, still good for ten minutes
+    assert stored_secret(services, sid) == before  # the previous token stays, still good for ten minutes
     assert _works(zoho, "eu", before["access_token"])
     view = _view(admin, sid)
     assert view["status"] == "connected"
@@ -149,7 +150,7 @@ def test_writes_throttled_for_longer_are_deferred_without_counting_a_failing_day
     )
     base = services.settings.retry_base_seconds
     assert timedelta(seconds=base - 5) <= retry_in <= timedelta(seconds=2 * base)
-    _expire(services, sid, seconds_left=600)
+    expire_token(services, sid, seconds_left=600)
 
     assert refresh.refresh(services, sid).result == RefreshResult.REFRESHED
     assert _view(admin, sid)["last_error"] is None
@@ -159,8 +160,8 @@ def test_a_write_refused_for_another_reason_is_a_failure_that_keeps_the_old_secr
     admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn, services: Services, refusals: Refusals
 ) -> None:
     sid = _connected(admin, browser)
-    _expire(services, sid, seconds_left=120)
-    before = _secret(services, sid)
+    expire_token(services, sid, seconds_left=120)
+    before = stored_secret(services, sid)
 
     def denied(**_: Any) -> None:
         raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": "no"}}, "PutSecretValue")
@@ -170,7 +171,7 @@ def test_a_write_refused_for_another_reason_is_a_failure_that_keeps_the_old_secr
     outcome = refresh.refresh(services, sid)
 
     assert (outcome.result, outcome.error) == (RefreshResult.FAILED, "secret_write_failed")
-    assert _secret(services, sid) == before
+    assert stored_secret(services, sid) == before
     assert _view(admin, sid)["failing_days"] == 1
 
 
@@ -190,7 +191,7 @@ def test_many_concurrent_refreshers_never_write_more_than_the_budget_in_one_seco
         _connected(admin, browser, name=f"Paced {n}", client_id=f"1000.PACED{n:014d}") for n in range(workers)
     ]
     for sid in due:
-        _expire(services, sid, seconds_left=600)
+        expire_token(services, sid, seconds_left=600)
     calls_before = zoho.token_call_count
     # Each write is counted in the window of the slot its thread took just before it.
     counter = services.write_budget
@@ -242,11 +243,11 @@ def test_a_redelivered_message_for_a_subscription_in_backoff_does_nothing(
     admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn, services: Services
 ) -> None:
     sid = _connected(admin, browser)
-    _expire(services, sid, seconds_left=600)
+    expire_token(services, sid, seconds_left=600)
     zoho.inject_fault("unavailable")
     assert refresh.refresh(services, sid).result == RefreshResult.FAILED
     backing_off = _due_record(services, sid)
-    secret = _secret(services, sid)
+    secret = stored_secret(services, sid)
     calls = zoho.token_call_count
     message = {"MessageId": "m1", "ReceiptHandle": "r1", "Body": json.dumps({"subscription_id": sid})}
 
@@ -256,7 +257,7 @@ def test_a_redelivered_message_for_a_subscription_in_backoff_does_nothing(
 
     assert answer["batchItemFailures"] == []
     assert zoho.token_call_count == calls
-    assert _secret(services, sid) == secret
+    assert stored_secret(services, sid) == secret
     after = _due_record(services, sid)
     for field in ("refresh_due_at", "consecutive_failures", "failing_days", "last_error"):
         assert after[field] == backing_off[field]
@@ -266,7 +267,7 @@ def test_a_lost_lease_is_reported_as_such_and_the_new_token_is_kept(
     admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn, services: Services, refusals: Refusals
 ) -> None:
     sid = _connected(admin, browser)
-    _expire(services, sid, seconds_left=120)
+    expire_token(services, sid, seconds_left=120)
     table = services.settings.subscriptions_table
 
     def lease_taken_over(**_: Any) -> None:
@@ -284,14 +285,14 @@ def test_a_lost_lease_is_reported_as_such_and_the_new_token_is_kept(
 
     assert outcome.result == RefreshResult.LEASE_LOST
     assert _view(admin, sid)["status"] == "connected"  # not taken for a deleted subscription
-    assert _works(zoho, "eu", _secret(services, sid)["access_token"])
+    assert _works(zoho, "eu", stored_secret(services, sid)["access_token"])
 
 
 def test_a_subscription_deleted_during_a_refresh_is_still_reported_as_gone(
     admin: httpx.Client, browser: httpx.Client, services: Services, refusals: Refusals
 ) -> None:
     sid = _connected(admin, browser)
-    _expire(services, sid, seconds_left=120)
+    expire_token(services, sid, seconds_left=120)
     table = services.settings.subscriptions_table
 
     def deleted(**_: Any) -> None:
@@ -311,7 +312,7 @@ def test_a_failed_result_write_is_retried_and_never_leaves_the_subscription_due_
     admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn, services: Services, refusals: Refusals
 ) -> None:
     sid = _connected(admin, browser)
-    _expire(services, sid, seconds_left=120)
+    expire_token(services, sid, seconds_left=120)
     written: list[int] = []
     refused: list[int] = []
 
@@ -342,7 +343,7 @@ def test_a_result_write_that_keeps_failing_is_put_right_by_the_next_visit_withou
     admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn, services: Services, refusals: Refusals
 ) -> None:
     sid = _connected(admin, browser)
-    _expire(services, sid, seconds_left=120)
+    expire_token(services, sid, seconds_left=120)
 
     def refuse_results(params: dict[str, Any], **_: Any) -> None:
         if "last_refreshed_at" in params.get("UpdateExpression", ""):

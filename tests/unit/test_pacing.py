@@ -4,21 +4,8 @@ from __future__ import annotations
 
 from collections import Counter
 
+from tests.clocks import VirtualClock
 from zoho_broker.logic.pacing import take_slot
-
-
-class VirtualClock:
-    def __init__(self, start: float) -> None:
-        self.now = start
-
-    def time(self) -> float:
-        return self.now
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += max(0.0, seconds)
 
 
 class Windows:

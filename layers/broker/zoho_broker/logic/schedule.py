@@ -66,8 +66,9 @@ def backoff_seconds(failures: int, *, base: int, cap: int, rng: random.Random | 
 
 def retry_due(now: int, delay: int, expires_at: int | None, *, base: int) -> int:
     """When to retry after a passing failure: after the backoff ``delay``, but while the current token
-    still works (``EXPIRY_LEAD_SECONDS`` before it expires), and never sooner than ``base``."""
+    still works (``EXPIRY_LEAD_SECONDS`` before it expires), and never sooner than ``base``. Once the
+    token has expired there is nothing left to save: the whole backoff applies, up to its cap."""
     due = now + delay
-    if expires_at is not None:
+    if expires_at is not None and expires_at > now:
         due = min(due, max(now + base, expires_at - EXPIRY_LEAD_SECONDS))
     return due

@@ -1,0 +1,39 @@
+"""Set-up shared by the integration tests that need a connected subscription and its stored secret."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+from flow import connect, create_subscription
+from stored import Announcements
+
+from broker_local.template import Stack
+from zoho_broker.services import Services, get_services
+
+
+@pytest.fixture
+def services(gateway: Any) -> Services:
+    """The services the in-process handlers use (the gateway set their environment)."""
+    return get_services()
+
+
+@pytest.fixture
+def connected(admin: httpx.Client, browser: httpx.Client) -> Callable[..., str]:
+    """Make a subscription and connect it through Zoho's consent page; returns its id."""
+
+    def make(data_centre: str = "eu", **fields: Any) -> str:
+        subscription = create_subscription(admin, **fields)
+        sid = str(subscription["subscription_id"])
+        answer = connect(admin, browser, sid, data_centre=data_centre)
+        assert answer.status_code == 200, answer.text
+        return sid
+
+    return make
+
+
+@pytest.fixture
+def announcements(stack: Stack) -> Announcements:
+    return Announcements()
