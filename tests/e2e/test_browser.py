@@ -233,7 +233,7 @@ def test_a_person_connects_from_the_console_and_sees_the_status_change(
 
     assert callback.status == 200
     _assert_security_headers(callback)
-    expect(page.get_by_role("heading", level=1)).to_have_text("Connected to Zoho CRM (EU)")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Connected to Zoho CRM (EU): Acme Ltd")
     expect(page.get_by_text("You may close this page.")).to_be_visible()
     # The page's only stylesheet ran under the CSP (its hash is allowed), so the card is styled.
     assert page.evaluate("getComputedStyle(document.body).backgroundColor") == "rgb(245, 246, 248)"
@@ -280,7 +280,7 @@ def test_a_replayed_callback_shows_the_error_page_not_a_stack_trace(broker: Brok
     _authenticate(person, broker, subscription["name"])
     first = _decide(person, "Accept", "us")
     assert first.status == 200
-    expect(page.get_by_role("heading", level=1)).to_have_text("Connected to Zoho CRM (US)")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Connected to Zoho CRM (US): Acme Ltd")
 
     replay = page.goto(first.url)
 
@@ -333,7 +333,7 @@ def test_every_page_fits_a_phone_and_a_desktop(
     _authenticate(person, broker, accepted["name"])
     page.screenshot(path=screenshots / f"{size}-standin-consent.png", full_page=True)
     _decide(person, "Accept", "eu")
-    expect(page.get_by_role("heading", level=1)).to_have_text("Connected to Zoho CRM (EU)")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Connected to Zoho CRM (EU): Acme Ltd")
     shoot("connected")
     page.reload()
     expect(page.get_by_role("heading", level=1)).to_have_text("This sign-in can't be completed")
