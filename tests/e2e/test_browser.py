@@ -172,10 +172,12 @@ def _authenticate(person: Person, broker: Broker, name: str) -> None:
     expect(person.page.get_by_role("heading", level=1)).to_have_text("Allow access to your Zoho account?")
 
 
-def _decide(person: Person, decision: str, data_centre: str = "eu") -> Response:
-    """Pick the data centre, click Accept or Deny; the broker's callback answers."""
+def _decide(person: Person, decision: str, data_centre: str = "eu", account: str | None = None) -> Response:
+    """Pick the data centre (and the account signing in), click Accept or Deny; the broker's callback answers."""
     page = person.page
     page.get_by_label("Your account's data centre").select_option(data_centre)
+    if account is not None:
+        page.get_by_label(account).check()
     with page.expect_response(lambda response: urlsplit(response.url).path == "/oauth/callback") as info:
         page.get_by_role("button", name=decision).click()
     page.wait_for_load_state()
@@ -292,6 +294,31 @@ def test_a_replayed_callback_shows_the_error_page_not_a_stack_trace(broker: Brok
     assert "Traceback" not in text
     assert "Internal Server Error" not in text
     assert "ask whoever sent you the connect link" in text.lower()
+    person.assert_clean(broker)
+
+
+def test_a_person_of_another_organization_is_refused_by_name_and_the_connection_stays(
+    broker: Broker, person: Person
+) -> None:
+    subscription = _subscription(broker, "Bound CRM")
+    page = person.page
+    _authenticate(person, broker, subscription["name"])
+    assert _decide(person, "Accept", "eu").status == 200
+
+    _authenticate(person, broker, subscription["name"])
+    refused = _decide(person, "Accept", "eu", account="admin@globex.example (Globex Corporation)")
+
+    assert refused.status == 409
+    _assert_security_headers(refused)
+    expect(page.get_by_role("heading", level=1)).to_have_text(
+        "This Zoho account belongs to another organization"
+    )
+    expect(page.get_by_text("Acme Ltd (id 4000000001)")).to_be_visible()
+    assert "Globex Corporation (id 4000000002)" in page.locator("body").inner_text()
+    _open_console(person, broker)
+    card = _card(page, subscription["name"])
+    expect(card.locator(".status-text")).to_have_text("connected")
+    expect(card.get_by_text("Acme Ltd", exact=True)).to_be_visible()
     person.assert_clean(broker)
 
 
