@@ -285,6 +285,11 @@ SELF_CLIENT_VERSION = {
     "default_scopes": ["ZohoCRM.modules.ALL"],
     "default_api_url": "https://www.zohoapis.com/crm/v8",
     "default_throttling": {"requests_per_minute": 100, "max_concurrent_requests": 10},
+    "verification": {
+        "path": "/org",
+        "organization_id": "org[0].id",
+        "organization_name": "org[0].company_name",
+    },
 }
 
 
