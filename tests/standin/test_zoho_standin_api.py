@@ -181,7 +181,7 @@ def test_given_more_concurrent_calls_than_the_limit_then_the_excess_gets_too_man
 ) -> None:
     acme, globex = _tokens(standin), _tokens(standin, account="admin@globex.example")
     standin.api.set_concurrency_limit(2)
-    standin.api.set_latency(0.5)
+    standin.api.set_latency(1.5)  # long enough that all five calls overlap on a busy machine
 
     with ThreadPoolExecutor(max_workers=5) as pool:
         answers = list(pool.map(lambda t: _call(t, "GET", "/crm/v8/org"), [acme, acme, acme, acme, globex]))
