@@ -297,3 +297,19 @@ def test_no_token_reaches_logs_items_pages_or_answers_through_verification_and_r
         capfd=capfd,
         caplog=caplog,
     )
+
+
+def test_given_a_version_without_a_verification_call_then_consents_connect_and_the_binding_is_left_alone(
+    admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn
+) -> None:
+    _, sid, _, _ = _bound_to_acme(admin, browser, zoho)
+    calls = len(zoho.api.requests)
+
+    unbound_version = admin.patch("/admin/integrations/zoho-crm/versions/1", json={"verification": None})
+    page = connect(admin, browser, sid, account=GLOBEX_ACCOUNT)
+
+    assert unbound_version.status_code == 200
+    assert page.status_code == 200 and page_title(page) == "Connected to Zoho CRM (US)"  # nothing verified
+    assert len(zoho.api.requests) == calls  # no API call was made
+    view = _view(admin, sid)
+    assert _organization(view) == ACME and view["organization_check_error"] is None

@@ -418,12 +418,12 @@ def _connect_with_code(
         )
     refresh.announce_if_recovered(services, subscription, previous)
     logger.info("subscription connected", extra={**log, "data_centre": data_centre, "by": failure})
-    bound = check.organization or current.organization
+    verified = check.organization  # only an organization this consent was verified to reach is named
     return ConnectOutcome(
         subscription.subscription_id,
         integration_name,
         data_centre,
-        organization_name=bound.name if bound else None,
+        organization_name=verified.name if verified else None,
     )
 
 
