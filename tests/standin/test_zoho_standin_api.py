@@ -217,3 +217,13 @@ def test_given_a_token_zoho_would_refuse_then_the_api_answers_invalid_oauthtoken
     for answer in (unknown, missing, at_us, after_revoke, expired):
         assert answer.status_code == 401 and answer.json() == INVALID_OAUTHTOKEN
     assert fine.status_code == 200
+
+
+def test_given_zohos_api_domains_asked_for_then_token_answers_name_them() -> None:
+    with ZohoStandIn({"eu": 0}, zoho_api_domains=True) as standin:
+        eu = standin.accounts_servers["eu"]
+        code = standin.issue_code(
+            client_id=CLIENT_ID, redirect_uri=REDIRECT_URI, scope=SCOPE, data_centre="eu"
+        )
+
+        assert _exchange(eu, code)["api_domain"] == "https://www.zohoapis.eu"
