@@ -62,6 +62,7 @@ def oauth_callback(request: Request) -> Answer:
         pages.connected(
             outcome.integration_name,
             outcome.data_centre_label,
+            outcome.organization_name,
             subscription_name=outcome.subscription_name,
             console_url=console_url(request, services.settings),
         )

@@ -447,6 +447,13 @@ def _row(row: Mapping[str, Any], names: Mapping[str, str], zoho_controls: bool =
         ("Subscription id", f"<code>{escape(subscription_id)}</code>"),
         ("Data centre", escape(label(str(data_centre))) if data_centre else "&mdash;"),
         ("API domain", escape(str(row.get("api_domain") or "")) or "&mdash;"),
+        (
+            "Organization",
+            escape(
+                str((row.get("organization") or {}).get("name") or row.get("organization_check_error") or "")
+            )
+            or "&mdash;",
+        ),
         ("Connected at", _when(row.get("connected_at"))),
     ]
     if status == "connected":  # needing re-authentication, the token's expiry means nothing

@@ -106,10 +106,17 @@ def continue_to_zoho(integration_name: str, subscription_name: str, *, action: s
 
 
 def connected(
-    integration_name: str, data_centre_label: str, *, subscription_name: str = "", console_url: str = ""
+    integration_name: str,
+    data_centre_label: str,
+    organization_name: str | None = None,
+    *,
+    subscription_name: str = "",
+    console_url: str = "",
 ) -> Page:
-    """The subscription is named, so a person connecting several knows which one this was."""
-    title = f"Connected to {integration_name} ({data_centre_label})"
+    """The subscription and its Zoho organization are named, so a person connecting several knows which."""
+    title = f"Connected to {integration_name} ({data_centre_label})" + (
+        f": {organization_name}" if organization_name else ""
+    )
     named = f"<p><strong>{escape(subscription_name)}</strong> is connected.</p>" if subscription_name else ""
     back = f'<p><a href="{escape(console_url)}">Back to the console</a></p>' if console_url else ""
     body = f'<main class="ok"><h1>{escape(title)}</h1>{named}<p>You may close this page.</p>{back}</main>'
