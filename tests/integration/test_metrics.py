@@ -15,8 +15,9 @@ import pytest
 from flow import connect
 from stored import expire_token
 
+from broker_local.functions import function_entry
 from broker_local.gateway import LambdaContext, import_handler
-from broker_local.template import Stack, function_entry
+from broker_local.template import Stack
 from broker_local.zoho_standin import ZohoStandIn
 from tests.conftest import ROOT, TEMPLATE
 from zoho_broker.services import Services
