@@ -406,6 +406,12 @@ class ZohoStandIn:
         with self._lock:
             self._clients[client_id] = client_secret
 
+    def forget_client_secrets(self, client_id: str) -> None:
+        """The client's secrets were changed in the API Console: the next one used at each data centre is
+        learned again (only when learning)."""
+        with self._lock:
+            self._learned = {key: value for key, value in self._learned.items() if key[0] != client_id}
+
     def inject_fault(self, fault: str, count: int = 1, data_centre: str | None = None) -> None:
         """Make the next `count` token requests (at `data_centre`, or anywhere) fail this way."""
         if fault not in FAULTS:

@@ -164,10 +164,10 @@ def _open_console(person: Person, broker: Broker) -> Response:
     return response
 
 
-def _authenticate(person: Person, broker: Broker, name: str) -> None:
-    """From the console to the stand-in's consent page."""
+def _authenticate(person: Person, broker: Broker, name: str, button: str = "Authenticate") -> None:
+    """From the console to the stand-in's consent page (a connected subscription's button is Reconnect)."""
     _open_console(person, broker)
-    _card(person.page, name).get_by_role("button", name="Authenticate").click()
+    _card(person.page, name).get_by_role("button", name=button).click()
     expect(person.page).to_have_title(STANDIN_TITLE)
     expect(person.page.get_by_role("heading", level=1)).to_have_text("Allow access to your Zoho account?")
 
@@ -305,7 +305,7 @@ def test_a_person_of_another_organization_is_refused_by_name_and_the_connection_
     _authenticate(person, broker, subscription["name"])
     assert _decide(person, "Accept", "eu").status == 200
 
-    _authenticate(person, broker, subscription["name"])
+    _authenticate(person, broker, subscription["name"], button="Reconnect")
     refused = _decide(person, "Accept", "eu", account="admin@globex.example (Globex Corporation)")
 
     assert refused.status == 409

@@ -88,7 +88,7 @@ def _connected(person: Person, broker: Broker, name: str) -> None:
     _console(person, broker)
     _press(person, name, "Authenticate")
     _consent(person)
-    expect(person.page.get_by_role("heading", level=1)).to_have_text("Connected to Zoho CRM (EU)")
+    expect(person.page.get_by_role("heading", level=1)).to_have_text("Connected to Zoho CRM (EU): Acme Ltd")
     _console(person, broker)
     expect(_card(person.page, name).locator(".status-text")).to_have_text("connected")
 
@@ -104,7 +104,7 @@ def _notice(page: Page) -> str:
 
 
 def test_revoked_at_zoho_then_refreshed_needs_re_authentication_and_reconnect_connects_again(
-    broker: Broker, person: Person
+    broker: Broker, person: Person, runner: Runner
 ) -> None:
     subscription = _subscription(broker, "Revoked CRM")
     name, sid = subscription["name"], subscription["subscription_id"]
@@ -112,7 +112,7 @@ def test_revoked_at_zoho_then_refreshed_needs_re_authentication_and_reconnect_co
     _connected(person, broker, name)
     details = _details(_card(page, name))
     assert details["Subscription id"] == sid
-    assert details["API domain"] == "https://www.zohoapis.eu"
+    assert details["API domain"] == runner.zoho.accounts_servers["eu"]  # the stand-in serves the API too
     assert re.search(r"UTC \((just now|1 min ago)\)$", details["Connected at"]), details
     assert re.search(r"UTC \(in \d+ min\)$", details["Next refresh"]), details
 
@@ -135,7 +135,7 @@ def test_revoked_at_zoho_then_refreshed_needs_re_authentication_and_reconnect_co
 
     _press(person, name, "Reconnect")
     _consent(person)
-    expect(page.get_by_role("heading", level=1)).to_have_text("Connected to Zoho CRM (EU)")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Connected to Zoho CRM (EU): Acme Ltd")
     expect(page.get_by_text(f"{name} is connected.")).to_be_visible()
     page.get_by_role("link", name="Back to the console").click()  # the flow began at the console
     page.wait_for_load_state()
@@ -220,7 +220,9 @@ def test_a_connect_link_to_send_works_in_another_browser(
         customer.page.goto(url)
         customer.page.get_by_role("button", name="Continue to Zoho").click()
         _consent(customer, "us")
-        expect(customer.page.get_by_role("heading", level=1)).to_have_text("Connected to Zoho CRM (US)")
+        expect(customer.page.get_by_role("heading", level=1)).to_have_text(
+            "Connected to Zoho CRM (US): Acme Ltd"
+        )
         expect(customer.page.get_by_text(f"{name} is connected.")).to_be_visible()
         # The customer's flow did not begin at the console: nothing to go back to.
         expect(customer.page.get_by_role("link", name="Back to the console")).to_have_count(0)

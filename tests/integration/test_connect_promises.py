@@ -50,7 +50,7 @@ def test_when_deployed_the_binding_cookie_is_secure_host_only_and_completes_the_
     callback = decide_at_zoho(browser, started.headers["location"], data_centre="eu")
     browser.cookies.clear()  # httpx keeps Secure cookies off plain http: send it as an https browser would
     done = browser.get(callback, headers={"Cookie": f"{name}={morsel.value}"})
-    assert (done.status_code, page_title(done)) == (200, "Connected to Zoho CRM (EU)")
+    assert (done.status_code, page_title(done)) == (200, "Connected to Zoho CRM (EU): Acme Ltd")
 
 
 def test_redirect_url_is_the_redirect_uri_of_the_authorization_and_the_code_exchange(
@@ -72,7 +72,7 @@ def test_redirect_url_is_the_redirect_uri_of_the_authorization_and_the_code_exch
     assert f"{back_at.scheme}://{back_at.netloc}{back_at.path}" == PORTAL_CALLBACK
     [exchange] = [r for r in zoho.requests if r.params.get("grant_type") == "authorization_code"]
     assert exchange.params["redirect_uri"] == PORTAL_CALLBACK
-    assert (done.status_code, page_title(done)) == (200, "Connected to Zoho CRM (US)")
+    assert (done.status_code, page_title(done)) == (200, "Connected to Zoho CRM (US): Acme Ltd")
 
 
 def test_a_deleted_subscriptions_secret_can_be_restored_for_seven_days(admin: httpx.Client) -> None:

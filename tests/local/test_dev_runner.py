@@ -99,7 +99,7 @@ def test_make_dev_prints_two_demo_links_that_connect(dev: Dev) -> None:
             )
 
     # Then both are connected, as the admin API shows
-    assert titles == ["Connected to Zoho CRM (US)", "Connected to Zoho Commerce (EU)"]
+    assert titles == ["Connected to Zoho CRM (US): Acme Ltd", "Connected to Zoho Commerce (EU): Acme Ltd"]
     listed = httpx.get(f"{dev.base_url}/admin/subscriptions", timeout=10).json()["subscriptions"]
     assert sorted((s["name"], s["status"], s["data_centre"]) for s in listed) == [
         ("Demo Zoho CRM", "connected", "us"),
