@@ -1,0 +1,135 @@
+"""Mutation testing of the broker's core with mutmut: `make mutation` (not part of `make test`: hours).
+
+    python -m tests.mutation [--scope logic,store,state,data_centres,zoho_client] [--children 2]
+                             [--tests tests/unit,tests/integration,tests/faults,tests/standin]
+
+mutmut names a mutant after the module path it finds from its working directory, and the broker's
+package lives in layers/broker/ (as the Lambda layer ships it). So the run happens in a staged copy of
+the project's tracked files where zoho_broker/ sits at the top, under ~/.cache/zoho-broker/mutation, with
+its own virtualenv (mutmut needs a newer click than the SAM CLI pins; the tests it runs need no SAM).
+Tests run: unit, integration, faults and the stand-in's (mutmut runs, for each mutant, only the tests
+that reached the mutated function). Printed: the score (killed of those with tests) and every survivor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CACHE = Path.home() / ".cache" / "zoho-broker" / "mutation"
+MUTMUT = "mutmut==3.8.1"
+# What mutmut cannot use (or that conflicts with it) and the mutated tests do not need.
+NOT_NEEDED = ("aws-sam-cli", "cfn-lint", "playwright", "mypy", "boto3-stubs")
+SCOPES = {
+    "logic": "zoho_broker/logic/*",
+    "store": "zoho_broker/store/*",
+    "state": "zoho_broker/state.py",
+    "data_centres": "zoho_broker/data_centres.py",
+    "zoho_client": "zoho_broker/zoho_client.py",
+}
+TESTS = ["tests/unit", "tests/integration", "tests/faults", "tests/standin"]
+
+
+def requirements() -> list[str]:
+    """requirements-dev.txt's lines without the tools the mutation run does not need, the layer's included."""
+    lines = []
+    for path in (ROOT / "layers" / "broker" / "requirements.txt", ROOT / "requirements-dev.txt"):
+        for line in path.read_text().splitlines():
+            line = line.strip()
+            if line and not line.startswith(("#", "-r")) and not line.startswith(NOT_NEEDED):
+                lines.append(line)
+    return [*lines, MUTMUT]
+
+
+def virtualenv() -> Path:
+    """A virtualenv for the run, made once per set of requirements."""
+    wanted = requirements()
+    key = hashlib.sha256("\n".join([sys.version, *wanted]).encode()).hexdigest()[:12]
+    venv = CACHE / f"venv-{key}"
+    python = venv / "bin" / "python"
+    if not (venv / ".ready").exists():
+        shutil.rmtree(venv, ignore_errors=True)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "--quiet", *wanted], check=True)
+        (venv / ".ready").touch()
+    return venv
+
+
+def stage(scope: list[str], tests: list[str]) -> Path:
+    """The project's tracked files, with zoho_broker/ moved to the top and mutmut's settings added."""
+    staged = CACHE / "stage"
+    shutil.rmtree(staged, ignore_errors=True)
+    tracked = (
+        subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True)
+        .stdout.decode()
+        .split("\0")
+    )
+    for name in filter(None, tracked):
+        source = ROOT / name
+        if source.is_file():
+            target = staged / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+    shutil.move(staged / "layers" / "broker" / "zoho_broker", staged / "zoho_broker")
+    shutil.rmtree(staged / "layers")  # nothing else may offer a second, unmutated zoho_broker
+    settings = {
+        "source_paths": ["zoho_broker"],
+        "only_mutate": [SCOPES[name] for name in scope],
+        "also_copy": ["local", "template.yaml", "functions", "events", "env.json"],
+        "pytest_add_cli_args_test_selection": tests,
+        "pytest_add_cli_args": ["-p", "no:cacheprovider", "-q"],
+    }
+    lines = [f"{key} = {json.dumps(value)}" for key, value in settings.items()]
+    with (staged / "pyproject.toml").open("a", encoding="utf-8") as stream:
+        stream.write("\n[tool.mutmut]\n" + "\n".join(lines) + "\n")
+    return staged
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--scope", default=",".join(SCOPES), help=f"comma-separated, of {', '.join(SCOPES)}")
+    parser.add_argument("--children", type=int, default=2, help="mutants tested at once (default 2)")
+    parser.add_argument("--tests", default=",".join(TESTS), help="comma-separated test folders to run")
+    options = parser.parse_args(argv)
+    scope = [name.strip() for name in options.scope.split(",") if name.strip()]
+    unknown = sorted(set(scope) - set(SCOPES))
+    if unknown:
+        parser.error(f"unknown scope {', '.join(unknown)}: choose from {', '.join(SCOPES)}")
+    mutmut = str(virtualenv() / "bin" / "mutmut")
+    staged = stage(scope, [name.strip() for name in options.tests.split(",") if name.strip()])
+    env = {**os.environ, "PYTHONPATH": "", "PYTHONDONTWRITEBYTECODE": "1"}
+    run = subprocess.run([mutmut, "run", "--max-children", str(options.children)], cwd=staged, env=env)
+    if not (staged / "mutants" / "mutmut-stats.json").exists():
+        print(f"mutmut did not get to test any mutant (exit {run.returncode}): see its output above")
+        return 1
+    subprocess.run([mutmut, "export-cicd-stats"], cwd=staged, env=env, check=True, capture_output=True)
+    stats = json.loads((staged / "mutants" / "mutmut-cicd-stats.json").read_text())
+    results = subprocess.run(
+        [mutmut, "results"], cwd=staged, env=env, capture_output=True, text=True, check=True
+    )
+    survivors = [line.strip() for line in results.stdout.splitlines() if line.strip().endswith(": survived")]
+    tested = stats["total"] - stats["no_tests"] - stats["skipped"]
+    killed = stats["killed"] + stats["timeout"]
+    print(f"\nMutation score over {', '.join(scope)}: {killed} of {tested} mutants with tests killed", end="")
+    print(f" ({100 * killed / tested:.1f}%)" if tested else "")
+    print(
+        f"  no test reached: {stats['no_tests']}; survived: {stats['survived']}; timeouts: {stats['timeout']}"
+    )
+    print("Survivors (`mutmut show <name>` in the staged copy shows the diff):")
+    for line in survivors:
+        print(f"  {line.removesuffix(': survived')}")
+    print(f"Staged copy: {staged}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
