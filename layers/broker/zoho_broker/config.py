@@ -40,6 +40,10 @@ class Settings(BaseModel):
     write_budget_table: str = ""
     secret_writes_per_second: int = Field(default=40, ge=1, le=50)
     event_bus_name: str = "default"
+    # The proxy's throttle (shared by every ProxyFunction instance) and how long a call's concurrency
+    # slot lives if its Lambda dies before releasing it (longer than the function's timeout).
+    throttle_table: str = ""
+    proxy_slot_seconds: float = Field(default=70.0, ge=0.1, le=900)
 
     @field_validator("public_base_url")
     @classmethod
@@ -80,6 +84,8 @@ class Settings(BaseModel):
             "write_budget_table": "BROKER_WRITE_BUDGET_TABLE",
             "secret_writes_per_second": "BROKER_SECRET_WRITES_PER_SECOND",
             "event_bus_name": "BROKER_EVENT_BUS_NAME",
+            "throttle_table": "BROKER_THROTTLE_TABLE",
+            "proxy_slot_seconds": "BROKER_PROXY_SLOT_SECONDS",
             "stage": "BROKER_STAGE",
         }
         for field, name in optional.items():
