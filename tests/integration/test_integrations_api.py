@@ -374,3 +374,27 @@ def test_a_subscription_cannot_land_on_a_version_marked_for_deletion_after_it_wa
         )
 
     assert services.subscriptions.get("sub_race") is None
+
+
+def test_operators_edit_a_versions_api_data_at_runtime_and_bad_templates_are_refused(
+    admin: httpx.Client,
+) -> None:
+    headers = admin.patch(
+        "/admin/integrations/zoho-crm/versions/1",
+        json={"api_headers": {"X-Trace": "{SystemTypeVersion:RedirectUrl}"}, "paging": None},
+    )
+    unbound = admin.patch("/admin/integrations/zoho-crm/versions/1", json={"verification": None})
+    unknown = admin.patch(
+        "/admin/integrations/zoho-commerce/versions/1",
+        json={"api_headers": {"X-com-zoho-store-organizationid": "{SystemTypeVersion:StoreId}"}},
+    )
+    null_headers = admin.patch("/admin/integrations/zoho-crm/versions/1", json={"api_headers": None})
+
+    assert headers.status_code == 200, headers.text
+    assert headers.json()["api_headers"] == {"X-Trace": "{SystemTypeVersion:RedirectUrl}"}
+    assert headers.json()["paging"] is None and headers.json()["verification"]["path"] == "/org"
+    assert unbound.status_code == 200 and unbound.json()["verification"] is None
+    assert unknown.status_code == 400 and "names no custom field" in unknown.text
+    assert null_headers.status_code == 400
+    stored = admin.get("/admin/integrations/zoho-commerce/versions/1").json()
+    assert stored["api_headers"] == {"X-com-zoho-store-organizationid": "{SystemTypeVersion:OrganizationId}"}

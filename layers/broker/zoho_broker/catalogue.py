@@ -11,6 +11,7 @@ from datetime import datetime
 from enum import StrEnum
 from functools import cache
 from importlib import resources
+from typing import Annotated, Literal
 from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -29,6 +30,17 @@ REDIRECT_URL_FIELD = "RedirectUrl"
 # A template sends the person (and later the code exchange goes) to one of Zoho's own accounts servers.
 ACCOUNTS_HOSTS = frozenset(urlsplit(url).hostname or "" for url in ZOHO_ACCOUNTS_SERVERS.values())
 KNOWN_PLACEHOLDERS = "{Client_Id}, {iPaaSState} (or {State}), {Scopes} and {SystemTypeVersion:<custom field>}"
+# Where a value sits in a JSON answer: dotted names with list indexes, e.g. org[0].company_name.
+JSON_PATH = (
+    r"^[A-Za-z_][A-Za-z0-9_]{0,63}(\[[0-9]{1,3}\])?(\.[A-Za-z_][A-Za-z0-9_]{0,63}(\[[0-9]{1,3}\])?){0,7}$"
+)
+# Headers the broker sets itself (or HTTP does): a version may not replace them.
+RESERVED_HEADERS = frozenset(
+    {"authorization", "host", "content-length", "content-type", "cookie", "connection"}
+)
+HeaderName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9-]*$")]
+ParameterName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z_][A-Za-z0-9_.-]*$")]
+ApiValueTemplate = Annotated[str, Field(min_length=1, max_length=512, pattern=r"^[^\x00-\x1f\x7f]*$")]
 
 
 class AuthorizationType(StrEnum):
@@ -57,6 +69,54 @@ class CustomField(BaseModel):
     description: str = Field(default="", max_length=1000)
     required: bool = False
     default: str | None = Field(default=None, max_length=2048)
+
+
+class Verification(BaseModel):
+    """The call that names the Zoho organization a consent connected: a GET under the API base.
+
+    Its answer's organization id and name are recorded on the subscription, and a later consent that
+    yields another organization is refused (docs/organizations.md).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str = Field(
+        pattern=r"^/[A-Za-z0-9/._:{}-]{0,200}$",
+        description="Under the API base, e.g. /org; may name {SystemTypeVersion:<custom field>}.",
+    )
+    organization_id: str = Field(pattern=JSON_PATH, description="Where the id is in the answer: org[0].id")
+    organization_name: str = Field(
+        pattern=JSON_PATH, description="Where the name is in the answer: org[0].company_name"
+    )
+
+
+class Paging(BaseModel):
+    """How the API pages lists: a page number, a page size and a flag saying more records follow."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    style: Literal["page"] = "page"
+    page_parameter: str = Field(default="page", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+    per_page_parameter: str = Field(default="per_page", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+    more_records: str = Field(
+        default="info.more_records", pattern=JSON_PATH, description="Where the answer says more follow."
+    )
+    max_per_page: int = Field(default=200, ge=1, le=10_000)
+
+
+def custom_field_problems(where: str, text: str, field_names: set[str]) -> list[str]:
+    """Placeholders in an API header, query parameter or verification path: only custom fields."""
+    problems: list[str] = []
+    for name in sorted(set(ANY_BRACES.findall(text))):
+        if not (name.startswith(CUSTOM_FIELD_PREFIX) and PLACEHOLDER.fullmatch("{" + name + "}")):
+            problems.append(
+                f"{where}: unknown placeholder {{{name}}}: use {{SystemTypeVersion:<custom field>}}"
+            )
+        elif name.removeprefix(CUSTOM_FIELD_PREFIX) not in field_names:
+            problems.append(f"{where}: the placeholder {{{name}}} names no custom field of this version")
+    if text.count("{") != text.count("}"):
+        problems.append(f"{where}: unbalanced braces")
+    return problems
 
 
 def template_problems(template: str, field_names: set[str]) -> list[str]:
@@ -113,6 +173,22 @@ class IntegrationVersionFields(BaseModel):
     default_api_url: str = Field(min_length=1, max_length=2048, pattern=r"^https://[^\s]+$")
     custom_fields: list[CustomField] = Field(default_factory=list, max_length=50)
     default_throttling: Throttling
+    verification: Verification | None = Field(
+        default=None, description="The call naming the connected Zoho organization; none: no binding."
+    )
+    api_headers: dict[HeaderName, ApiValueTemplate] = Field(
+        default_factory=dict,
+        max_length=20,
+        description="Headers every API call carries, e.g. X-com-zoho-store-organizationid: "
+        "{SystemTypeVersion:OrganizationId}.",
+    )
+    api_query_parameters: dict[ParameterName, ApiValueTemplate] = Field(
+        default_factory=dict,
+        max_length=20,
+        description="Query parameters every API call carries, e.g. organization_id: "
+        "{SystemTypeVersion:OrganizationId}.",
+    )
+    paging: Paging | None = Field(default=None, description="How lists are paged; none: not paged.")
 
     @model_validator(mode="after")
     def _template_is_complete(self) -> IntegrationVersionFields:
@@ -125,9 +201,29 @@ class IntegrationVersionFields(BaseModel):
             problems += template_problems(self.oauth_url_template, set(counted))
         elif self.authorization_type == AuthorizationType.CONNECT_LINK:
             problems.append("a connect_link version needs an oauth_url_template")
+        problems += self._api_problems(set(counted))
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    def _api_problems(self, field_names: set[str]) -> list[str]:
+        problems: list[str] = []
+        lowered = [name.lower() for name in self.api_headers]
+        problems += [
+            f"api_headers: {name} is given twice" for name in sorted(set(lowered)) if lowered.count(name) > 1
+        ]
+        for name, value in self.api_headers.items():
+            if name.lower() in RESERVED_HEADERS:
+                problems.append(f"api_headers: the broker sets {name} itself")
+            problems += custom_field_problems(f"api_headers.{name}", value, field_names)
+        for name, value in self.api_query_parameters.items():
+            problems += custom_field_problems(f"api_query_parameters.{name}", value, field_names)
+        if self.verification is not None:
+            path = self.verification.path
+            problems += custom_field_problems("verification.path", path, field_names)
+            if "//" in path or "/../" in f"{path}/" or "/./" in f"{path}/":
+                problems.append("verification.path: no empty, . or .. segments")
+        return problems
 
     def custom_field(self, name: str) -> CustomField | None:
         return next((field for field in self.custom_fields if field.name == name), None)

@@ -4,18 +4,23 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic.config import JsonDict
 
 from zoho_broker.catalogue import (
+    ApiValueTemplate,
     AuthorizationType,
     CustomField,
+    HeaderName,
     IntegrationVersion,
     IntegrationVersionFields,
+    Paging,
+    ParameterName,
     Throttling,
+    Verification,
 )
 from zoho_broker.masking import mask
 
@@ -81,15 +86,19 @@ class SubscriptionCreate(BrokerModel):
     custom_fields: CustomFieldValues = Field(default_factory=dict)
 
 
-def _given_fields_are_never_null(schema: JsonDict) -> None:
+def _given_fields_are_never_null(schema: JsonDict, model: type[Any]) -> None:
     """The documented schema of a body whose fields may be left out but are never null.
 
     The fields default to None only to tell "left out" apart; the model's validator refuses null and
-    an empty body, so the document offers neither.
+    an empty body, so the document offers neither (except for the fields null removes).
     """
     properties = schema.get("properties")
-    for field in properties.values() if isinstance(properties, dict) else ():
+    nullable: frozenset[str] = getattr(model, "nullable_fields", frozenset())
+    for name, field in properties.items() if isinstance(properties, dict) else ():
         if not isinstance(field, dict):
+            continue
+        if name in nullable:
+            field.pop("default", None)
             continue
         choices = field.pop("anyOf", None)
         kept = (
@@ -104,7 +113,12 @@ def _given_fields_are_never_null(schema: JsonDict) -> None:
 
 
 class PartialUpdate(BrokerModel):
-    """A PATCH body: only the fields given change; none may be null and at least one is given."""
+    """A PATCH body: only the fields given change; none may be null and at least one is given.
+
+    The fields named in ``nullable_fields`` take null as "remove it".
+    """
+
+    nullable_fields: ClassVar[frozenset[str]] = frozenset()
 
     model_config = ConfigDict(
         extra="forbid", str_strip_whitespace=True, json_schema_extra=_given_fields_are_never_null
@@ -116,7 +130,9 @@ class PartialUpdate(BrokerModel):
         if isinstance(data, dict):
             if not data:
                 raise ValueError("the body changes nothing: give at least one field")
-            nulls = sorted(str(key) for key, value in data.items() if value is None)
+            nulls = sorted(
+                str(key) for key, value in data.items() if value is None and key not in cls.nullable_fields
+            )
             if nulls:
                 raise ValueError(f"{', '.join(nulls)} cannot be null: leave a field out to keep it")
         return data
@@ -407,6 +423,12 @@ class IntegrationVersionUpdate(PartialUpdate):
     )
     custom_fields: list[CustomField] | None = Field(default=None, max_length=50)
     default_throttling: Throttling | None = None
+    verification: Verification | None = Field(default=None, description="null removes it (no binding).")
+    api_headers: dict[HeaderName, ApiValueTemplate] | None = Field(default=None, max_length=20)
+    api_query_parameters: dict[ParameterName, ApiValueTemplate] | None = Field(default=None, max_length=20)
+    paging: Paging | None = Field(default=None, description="null: the API does not page.")
+
+    nullable_fields: ClassVar[frozenset[str]] = frozenset({"verification", "paging"})
 
 
 class IntegrationView(BrokerModel):
