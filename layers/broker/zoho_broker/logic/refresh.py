@@ -446,15 +446,7 @@ def vend_token(services: Services, subscription_id: str) -> AccessToken:
                 zoho_code=reason,
                 transient=True,
             )
-    assert secret is not None and secret.access_token and secret.access_token_expires_at
-    return AccessToken(
-        subscription_id=subscription_id,
-        access_token=secret.access_token,
-        token_type=secret.token_type or "Bearer",
-        api_domain=secret.api_domain,
-        data_centre=secret.data_centre,
-        expires_at=secret.access_token_expires_at,
-    )
+    return AccessToken.of(subscription_id, secret)
 
 
 def _fresh(secret: SubscriptionSecret | None, margin: timedelta) -> bool:

@@ -34,7 +34,7 @@ def recover_token(services: Services, subscription_id: str, *, rejected: str) ->
         ) as held:
             secret = services.secrets.get(subscription_id)
             if _replaced(secret, rejected):
-                return _token(subscription_id, secret)
+                return AccessToken.of(subscription_id, secret)
             subscription = held.subscription
             last = max(
                 (moment for moment in (subscription.last_refreshed_at, subscription.connected_at) if moment),
@@ -58,20 +58,8 @@ def recover_token(services: Services, subscription_id: str, *, rejected: str) ->
         )
         return None
     secret = services.secrets.get(subscription_id)
-    return _token(subscription_id, secret) if _replaced(secret, rejected) else None
+    return AccessToken.of(subscription_id, secret) if _replaced(secret, rejected) else None
 
 
 def _replaced(secret: SubscriptionSecret | None, rejected: str) -> bool:
     return bool(secret and secret.access_token and secret.access_token != rejected)
-
-
-def _token(subscription_id: str, secret: SubscriptionSecret | None) -> AccessToken:
-    assert secret is not None and secret.access_token and secret.access_token_expires_at
-    return AccessToken(
-        subscription_id=subscription_id,
-        access_token=secret.access_token,
-        token_type=secret.token_type or "Bearer",
-        api_domain=secret.api_domain,
-        data_centre=secret.data_centre,
-        expires_at=secret.access_token_expires_at,
-    )

@@ -61,19 +61,19 @@ class ThrottleStore:
             ":slot": {"N": str(claim.slot_expires_us)},
             ":max": {"N": str(claim.max_concurrent)},
             ":now": {"N": str(claim.now_us)},
-            ":interval": {"N": str(claim.interval_us)},
             ":expires": {"N": str(claim.now_us // 1_000_000 + KEEP_SECONDS)},
         }
         if claim.idle:
             # next_start has passed: this call starts now, the next one an interval later.
             update = "SET slots.#owner = :slot, next_start = :following, expires_at = :expires"
-            condition = "size(slots) < :max AND next_start <= :now"
+            condition = "attribute_exists(slots) AND size(slots) < :max AND next_start <= :now"
             values[":following"] = {"N": str(claim.now_us + claim.interval_us)}
         else:
             # Calls are queued ahead: this one starts at next_start, if that is soon enough for it.
             update = "SET slots.#owner = :slot, next_start = next_start + :interval, expires_at = :expires"
-            condition = "size(slots) < :max AND next_start > :now AND next_start <= :latest"
+            condition = "attribute_exists(slots) AND size(slots) < :max AND next_start > :now AND next_start <= :latest"
             values[":latest"] = {"N": str(claim.latest_start_us)}
+            values[":interval"] = {"N": str(claim.interval_us)}
         try:
             answer = self._update(
                 subscription_id,
