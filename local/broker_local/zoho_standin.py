@@ -25,6 +25,14 @@ from types import MappingProxyType, TracebackType
 from typing import Any, Self
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from broker_local.zoho_standin_api import (
+    ACCOUNTS,
+    DEFAULT_CONCURRENCY_LIMIT,
+    Account,
+    StandInApi,
+    account_choices,
+)
+
 __all__ = ["FAULTS", "RecordedRequest", "ZohoStandIn", "api_domain_for", "main"]
 
 FAULTS = frozenset(
@@ -87,6 +95,7 @@ class _Code:
     access_type: str
     data_centre: str
     expires_at: float
+    organization_id: str = ""  # the organization of the account that consented
 
 
 @dataclass
@@ -95,6 +104,7 @@ class _RefreshToken:
     scope: str
     data_centre: str
     access_tokens: deque[str] = field(default_factory=deque)
+    organization_id: str = ""
 
 
 @dataclass
@@ -104,6 +114,7 @@ class _AccessToken:
     data_centre: str
     refresh_token: str | None
     expires_at: float
+    organization_id: str = ""
 
 
 @dataclass
@@ -216,6 +227,12 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(_json({"error": "request_too_large"}, 413))
             return
         body = self.rfile.read(length) if length > 0 else b""
+        if server.standin.api.serves(parts.path):  # the API, where api_domain points (zoho_standin_api)
+            api = server.standin.api.handle(
+                server.data_centre, self.command, parts.path, params, self.headers, body
+            )
+            self._send(_Answer(api.status, api.body(), JSON_TYPE, api.headers))
+            return
         content_type = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
         if body and content_type in ("", "application/x-www-form-urlencoded"):
             params.update(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
@@ -270,6 +287,9 @@ class ZohoStandIn:
         host: str = "127.0.0.1",
         latency_seconds: float = 0.0,
         code_ttl_seconds: int = 120,
+        accounts: tuple[Account, ...] = ACCOUNTS,
+        api_concurrency_limit: int = DEFAULT_CONCURRENCY_LIMIT,
+        zoho_api_domains: bool = False,
     ) -> None:
         if not data_centres:
             raise ValueError("at least one data centre is needed")
@@ -291,6 +311,15 @@ class ZohoStandIn:
         self._requests: list[RecordedRequest] = []
         self._codes_minted: dict[str, deque[float]] = {}
         self._blocked_until: dict[str, float] = {}
+        # Token answers name the stand-in itself as api_domain, so API calls reach its API; True names
+        # Zoho's real API domains instead (for checks of what Zoho answers).
+        self._zoho_api_domains = zoho_api_domains
+        self.api = StandInApi(
+            token_organization=self._token_organization,
+            stopping=self._stopping,
+            accounts=accounts,
+            concurrency_limit=api_concurrency_limit,
+        )
 
     # ---------------------------------------------------------------------------------------------
     # Lifecycle
@@ -388,20 +417,34 @@ class ZohoStandIn:
         with self._lock:
             return sum(1 for request in self._requests if request.path == "/oauth/v2/token")
 
-    def issue_code(self, *, client_id: str, redirect_uri: str, scope: str, data_centre: str) -> str:
+    def issue_code(
+        self, *, client_id: str, redirect_uri: str, scope: str, data_centre: str, account: str | None = None
+    ) -> str:
         """Mint an offline grant code directly, for tests that skip the consent page (no rate limit)."""
         if data_centre not in self._ports:
             raise ValueError(f"unknown data centre {data_centre!r}")
+        organization = self.api.account(account).organization.id
         with self._lock:
-            return self._mint_code(client_id, redirect_uri, scope, "offline", data_centre)
+            return self._mint_code(client_id, redirect_uri, scope, "offline", data_centre, organization)
 
-    def issue_self_client_code(self, *, client_id: str, scope: str, data_centre: str) -> str:
+    def issue_self_client_code(
+        self, *, client_id: str, scope: str, data_centre: str, account: str | None = None
+    ) -> str:
         """What the API Console's Self Client does for the account owner: a one-use grant code for their own
         account at their data centre, with no redirect URI (its exchange sends none)."""
         if data_centre not in self._ports:
             raise ValueError(f"unknown data centre {data_centre!r}")
+        organization = self.api.account(account).organization.id
         with self._lock:
-            return self._mint_code(client_id, SELF_CLIENT_REDIRECT_URI, scope, "offline", data_centre)
+            return self._mint_code(
+                client_id, SELF_CLIENT_REDIRECT_URI, scope, "offline", data_centre, organization
+            )
+
+    def expire_access_tokens(self) -> None:
+        """Every access token reaches its hour: API calls with them get INVALID_OAUTHTOKEN."""
+        with self._lock:
+            for record in self._access_tokens.values():
+                record.expires_at = 0.0
 
     def live_refresh_tokens(self, client_id: str) -> set[str]:
         """The client's refresh tokens Zoho would still honour (for checks that none is left behind)."""
@@ -423,17 +466,21 @@ class ZohoStandIn:
     # ---------------------------------------------------------------------------------------------
     # The world (callers hold self._lock)
 
-    def _mint_code(self, client_id: str, redirect_uri: str, scope: str, access_type: str, dc: str) -> str:
+    def _mint_code(
+        self, client_id: str, redirect_uri: str, scope: str, access_type: str, dc: str, organization: str
+    ) -> str:
         code = _token()
         self._codes[code] = _Code(
-            client_id, redirect_uri, scope, access_type, dc, time.monotonic() + self._code_ttl
+            client_id, redirect_uri, scope, access_type, dc, time.monotonic() + self._code_ttl, organization
         )
         return code
 
-    def _mint_access_token(self, client_id: str, scope: str, dc: str, refresh_token: str | None) -> str:
+    def _mint_access_token(
+        self, client_id: str, scope: str, dc: str, refresh_token: str | None, organization: str
+    ) -> str:
         token = _token()
         self._access_tokens[token] = _AccessToken(
-            client_id, scope, dc, refresh_token, time.monotonic() + ACCESS_TOKEN_SECONDS
+            client_id, scope, dc, refresh_token, time.monotonic() + ACCESS_TOKEN_SECONDS, organization
         )
         if refresh_token is not None:
             issued = self._refresh_tokens[refresh_token].access_tokens
@@ -532,6 +579,7 @@ class ZohoStandIn:
             f"{html.escape(name.upper())}</option>"
             for name in self._ports
         )
+        accounts = account_choices(self.api.accounts)
         hidden = "".join(
             f'<input type="hidden" name="{name}" value="{html.escape(params.get(name, ""))}">'
             for name in ("client_id", "redirect_uri", "scope", "state", "access_type")
@@ -543,6 +591,7 @@ Zoho account with these permissions:</p>
 {hidden}
 <p><label for="data_centre">Your account's data centre</label><br>
 <select id="data_centre" name="data_centre">{options}</select></p>
+<fieldset><legend>Sign in as</legend>{accounts}</fieldset>
 <p><button type="submit" name="decision" value="accept">Accept</button>
 <button type="submit" name="decision" value="deny">Deny</button></p>
 </form>"""
@@ -558,6 +607,10 @@ Zoho account with these permissions:</p>
         chosen = params.get("data_centre") or dc
         if chosen not in self._ports:
             return _bad_request(f"Unknown data centre {chosen}.")
+        try:
+            account = self.api.account(params.get("account") or None)
+        except ValueError:
+            return _bad_request("Unknown account.")
         state = [("state", params["state"])] if params.get("state") else []
         decision = params.get("decision")
         if decision == "deny":
@@ -577,6 +630,7 @@ Zoho account with these permissions:</p>
                 params["scope"],
                 params.get("access_type") or "online",
                 chosen,
+                account.organization.id,
             )
         return _redirect(
             _with_query(
@@ -650,11 +704,15 @@ Zoho account with these permissions:</p>
         refresh_token = None
         if code.access_type == "offline":  # only offline access yields a refresh token
             refresh_token = _token()
-            self._refresh_tokens[refresh_token] = _RefreshToken(code.client_id, code.scope, dc)
-        answer["access_token"] = self._mint_access_token(code.client_id, code.scope, dc, refresh_token)
+            self._refresh_tokens[refresh_token] = _RefreshToken(
+                code.client_id, code.scope, dc, organization_id=code.organization_id
+            )
+        answer["access_token"] = self._mint_access_token(
+            code.client_id, code.scope, dc, refresh_token, code.organization_id
+        )
         if refresh_token is not None:
             answer["refresh_token"] = refresh_token
-        answer.update(api_domain=api_domain_for(dc), token_type="Bearer", expires_in=ACCESS_TOKEN_SECONDS)
+        answer.update(api_domain=self._api_domain(dc), token_type="Bearer", expires_in=ACCESS_TOKEN_SECONDS)
         return answer
 
     def _refresh(self, dc: str, params: dict[str, str]) -> dict[str, Any]:
@@ -668,9 +726,9 @@ Zoho account with these permissions:</p>
             return {"error": error}
         return {
             "access_token": self._mint_access_token(
-                record.client_id, record.scope, dc, params["refresh_token"]
+                record.client_id, record.scope, dc, params["refresh_token"], record.organization_id
             ),
-            "api_domain": api_domain_for(dc),
+            "api_domain": self._api_domain(dc),
             "token_type": "Bearer",
             "expires_in": ACCESS_TOKEN_SECONDS,
         }
@@ -695,7 +753,12 @@ Zoho account with these permissions:</p>
                 return _bad_request(f"The parameter {name} is missing.")
         with self._lock:
             code = self._mint_code(
-                params["client_id"], SELF_CLIENT_REDIRECT_URI, params["scope"], "offline", dc
+                params["client_id"],
+                SELF_CLIENT_REDIRECT_URI,
+                params["scope"],
+                "offline",
+                dc,
+                self.api.accounts[0].organization.id,
             )
         minutes = max(1, self._code_ttl // 60)
         return _page(
@@ -706,6 +769,17 @@ Zoho account with these permissions:</p>
 
     def _serverinfo(self, dc: str, params: dict[str, str]) -> _Answer:
         return _json({"result": "success", "locations": self.accounts_servers})
+
+    def _api_domain(self, dc: str) -> str:
+        return api_domain_for(dc) if self._zoho_api_domains else self._base_urls[dc]
+
+    def _token_organization(self, token: str, dc: str) -> str | None:
+        """The organization a live access token of this data centre reaches; None for any other token."""
+        with self._lock:
+            record = self._access_tokens.get(token)
+            if record is None or record.data_centre != dc or record.expires_at <= time.monotonic():
+                return None
+            return record.organization_id
 
     def _whoami(self, dc: str, authorization: str) -> _Answer:
         scheme, _, token = authorization.partition(" ")

@@ -110,7 +110,7 @@ def test_a_due_subscription_is_refreshed_and_keeps_its_refresh_token(
     assert outcome.result == RefreshResult.REFRESHED
     assert after["access_token"] != before["access_token"]
     assert after["refresh_token"] == before["refresh_token"]
-    assert after["api_domain"] == "https://www.zohoapis.eu"
+    assert after["api_domain"] == zoho.accounts_servers["eu"]
     assert _works(zoho, "eu", after["access_token"])
     view = _view(admin, sid)
     assert view["status"] == "connected"
@@ -310,7 +310,7 @@ def test_a_refresh_answer_without_api_domain_keeps_the_stored_one(
     assert refresh.refresh(services, sid).result == RefreshResult.REFRESHED
 
     after = _secret(services, sid)
-    assert after["api_domain"] == before["api_domain"] == "https://www.zohoapis.eu"
+    assert after["api_domain"] == before["api_domain"] == zoho.accounts_servers["eu"]
     assert after["refresh_token"] == before["refresh_token"]  # Zoho's refresh answer never has one
     assert after["access_token"] != before["access_token"]
 
@@ -405,7 +405,7 @@ def test_token_vending_hands_out_a_fresh_token_and_refreshes_only_when_needed(
     assert fresh.status_code == 200
     body = fresh.json()
     assert body["access_token"] == _secret(services, sid)["access_token"]
-    assert body["api_domain"] == "https://www.zohoapis.eu"
+    assert body["api_domain"] == zoho.accounts_servers["eu"]
     assert body["data_centre"] == "eu"
     assert zoho.token_call_count == calls  # no refresh on a read: Zoho keeps only 30 tokens alive
     _expire(services, sid, seconds_left=120)  # inside the five-minute margin

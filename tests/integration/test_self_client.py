@@ -53,7 +53,7 @@ def test_a_grant_code_is_exchanged_at_its_data_centre_and_connects_the_subscript
 
     assert answer.status_code == 200, answer.text
     assert answer.json()["status"] == "connected"
-    assert answer.json()["data_centre"] == "eu" and answer.json()["api_domain"] == "https://www.zohoapis.eu"
+    assert answer.json()["data_centre"] == "eu" and answer.json()["api_domain"] == zoho.accounts_servers["eu"]
     exchange = next(r for r in zoho.requests if r.path == "/oauth/v2/token")
     assert exchange.data_centre == "eu" and "redirect_uri" not in exchange.params
     assert admin.get(f"/admin/subscriptions/{sid}/token").json()["data_centre"] == "us"

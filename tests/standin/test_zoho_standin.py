@@ -229,7 +229,7 @@ def test_given_the_us_page_when_the_person_picks_eu_then_the_code_belongs_to_eu_
     assert callback["accounts-server"] == eu
     assert _exchange(us, callback["code"]) == {"error": "invalid_code"}
     tokens = _exchange(eu, callback["code"])
-    assert tokens["api_domain"] == "https://www.zohoapis.eu"
+    assert tokens["api_domain"] == eu  # the stand-in serves the API where api_domain points
     assert _whoami(eu, tokens["access_token"]).json() == {"data_centre": "eu", "client_id": CLIENT_ID}
     assert _whoami(us, tokens["access_token"]).status_code == 401
     assert _refresh(us, tokens["refresh_token"]) == {"error": "invalid_code"}
@@ -271,7 +271,7 @@ def test_given_a_fresh_code_when_exchanged_then_zoho_shaped_tokens_come_back_onc
 
     assert set(tokens) == {"access_token", "refresh_token", "api_domain", "token_type", "expires_in"}
     assert TOKEN.match(tokens["access_token"]) and TOKEN.match(tokens["refresh_token"])
-    assert tokens["api_domain"] == "https://www.zohoapis.com"
+    assert tokens["api_domain"] == base
     assert tokens["token_type"] == "Bearer" and tokens["expires_in"] == 3600
     assert _whoami(base, tokens["access_token"]).status_code == 200
     assert _exchange(base, code) == {"error": "invalid_code"}
@@ -575,6 +575,16 @@ def test_given_a_data_centre_then_its_api_domain_is_zohos(data_centre: str, doma
     assert api_domain_for(data_centre) == domain
 
 
+def test_given_zohos_api_domains_asked_for_then_token_answers_name_them() -> None:
+    with ZohoStandIn({"eu": 0}, zoho_api_domains=True) as standin:
+        eu = standin.accounts_servers["eu"]
+        code = standin.issue_code(
+            client_id=CLIENT_ID, redirect_uri=REDIRECT_URI, scope=SCOPE, data_centre="eu"
+        )
+
+        assert _exchange(eu, code)["api_domain"] == "https://www.zohoapis.eu"
+
+
 def test_given_the_command_line_then_it_serves_and_prints_the_accounts_servers() -> None:
     process = subprocess.Popen(
         [sys.executable, "-m", "broker_local.zoho_standin", "--dc", "us=0", "--dc", "eu=0"],
@@ -616,5 +626,5 @@ def test_the_self_client_page_issues_a_one_use_code_valid_only_at_its_data_centr
     again = httpx.post(f"{eu}/oauth/v2/token", data=form).json()
 
     assert elsewhere == {"error": "invalid_code"}
-    assert "refresh_token" in exchanged and exchanged["api_domain"] == "https://www.zohoapis.eu"
+    assert "refresh_token" in exchanged and exchanged["api_domain"] == eu
     assert again == {"error": "invalid_code"}
