@@ -13,31 +13,10 @@ import httpx
 import pytest
 
 from broker_local.gateway import LocalApiGateway
-from broker_local.template import Stack
 from broker_local.zoho_standin import ZohoStandIn
-from tests.integration.flow import assert_never_shown, connect, create_subscription
-from zoho_broker.services import get_services, reset_services
-
-ORGANIZATION = "4000000001"  # the stand-in's first account's organization
-
-
-@pytest.fixture
-def broker_env(broker_env: dict[str, str], stack: Stack, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    """The shared environment plus ProxyFunction's own variables, as template.yaml gives them."""
-    own = {"BROKER_THROTTLE_TABLE": stack.physical_ids["ThrottleTable"], "BROKER_PROXY_SLOT_SECONDS": "35"}
-    for name, value in own.items():
-        monkeypatch.setenv(name, value)
-    reset_services()
-    return {**broker_env, **own}
-
-
-def _connected(admin: httpx.Client, browser: httpx.Client, **fields: Any) -> str:
-    # A rate that lets a test's calls follow each other at once, unless the test is about the rate.
-    fields.setdefault("throttling", {"requests_per_minute": 60_000, "max_concurrent_requests": 10})
-    subscription = create_subscription(admin, **fields)
-    sid = str(subscription["subscription_id"])
-    assert connect(admin, browser, sid, data_centre="eu").status_code == 200
-    return sid
+from tests.integration.flow import assert_never_shown, create_subscription
+from tests.integration.proxying import ORGANIZATION, broker_env, connected
+from zoho_broker.services import get_services
 
 
 def _api_calls(zoho: ZohoStandIn) -> list[Any]:
@@ -58,7 +37,7 @@ def _age_connection(sid: str, seconds: int) -> None:
 def test_a_crm_call_reaches_zoho_with_the_token_and_without_the_callers_credentials(
     gateway: LocalApiGateway, admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn
 ) -> None:
-    sid = _connected(admin, browser)
+    sid = connected(admin, browser)
     answer = admin.get(
         f"/proxy/{sid}/org",
         headers={
@@ -85,7 +64,7 @@ def test_a_crm_call_reaches_zoho_with_the_token_and_without_the_callers_credenti
 def test_records_are_created_paged_updated_and_deleted_through_the_proxy(
     gateway: LocalApiGateway, admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn
 ) -> None:
-    sid = _connected(admin, browser)
+    sid = connected(admin, browser)
     created = admin.post(f"/proxy/{sid}/Leads", json={"data": [{"Last_Name": "Ng"}, {"Last_Name": "Ode"}]})
     assert created.status_code == 201, created.text
     first_id = created.json()["data"][0]["details"]["id"]
@@ -118,7 +97,7 @@ def test_records_are_created_paged_updated_and_deleted_through_the_proxy(
 def test_paths_that_would_leave_the_api_base_are_refused_and_nothing_is_sent(
     gateway: LocalApiGateway, admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn, path: str
 ) -> None:
-    sid = _connected(admin, browser)
+    sid = connected(admin, browser)
     before = len(zoho.requests), len(_api_calls(zoho))
     # http.client sends the request target exactly as given (httpx would normalise dot segments).
     connection = http.client.HTTPConnection(gateway.host, gateway.port, timeout=10)
@@ -134,7 +113,7 @@ def test_paths_that_would_leave_the_api_base_are_refused_and_nothing_is_sent(
 def test_a_foreign_host_header_does_not_move_the_call(
     gateway: LocalApiGateway, admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn
 ) -> None:
-    sid = _connected(admin, browser)
+    sid = connected(admin, browser)
     answer = admin.get(
         f"/proxy/{sid}/org", headers={"Host": "evil.example", "X-Forwarded-Host": "evil.example"}
     )
@@ -145,7 +124,7 @@ def test_a_foreign_host_header_does_not_move_the_call(
 def test_a_header_with_a_line_break_is_refused(
     gateway: LocalApiGateway, admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn
 ) -> None:
-    sid = _connected(admin, browser)
+    sid = connected(admin, browser)
     calls = len(_api_calls(zoho))
     connection = http.client.HTTPConnection(gateway.host, gateway.port, timeout=10)
     # An obsolete line folding keeps the header's second line inside its value.
@@ -163,7 +142,7 @@ def test_a_header_with_a_line_break_is_refused(
 def test_commerce_calls_carry_the_subscriptions_organization_header(
     gateway: LocalApiGateway, admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn
 ) -> None:
-    sid = _connected(
+    sid = connected(
         admin, browser, integration="zoho-commerce", custom_fields={"OrganizationId": ORGANIZATION}
     )
     answer = admin.get(f"/proxy/{sid}/products", headers={"X-com-zoho-store-organizationid": "4000000002"})
@@ -182,7 +161,7 @@ def test_a_token_zoho_invalidated_is_refreshed_once_and_the_call_retried_once(
     capfd: pytest.CaptureFixture[str],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    sid = _connected(admin, browser)
+    sid = connected(admin, browser)
     assert admin.get(f"/proxy/{sid}/org").status_code == 200  # the token is now cached in the instance
     _age_connection(sid, 120)
     old = get_services().secrets.get(sid)
@@ -222,7 +201,7 @@ def test_a_token_zoho_invalidated_is_refreshed_once_and_the_call_retried_once(
 def test_zohos_too_many_requests_is_passed_back_and_slows_the_subscription_down(
     gateway: LocalApiGateway, admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn
 ) -> None:
-    sid = _connected(admin, browser)
+    sid = connected(admin, browser)
     zoho.api.set_concurrency_limit(0)  # every call is one too many
     answer = admin.get(f"/proxy/{sid}/org")
     assert answer.status_code == 429
@@ -243,7 +222,7 @@ def test_zohos_too_many_requests_is_passed_back_and_slows_the_subscription_down(
 def test_over_the_subscriptions_rate_the_broker_answers_429_with_retry_after_or_waits(
     gateway: LocalApiGateway, admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn
 ) -> None:
-    sid = _connected(admin, browser, throttling={"requests_per_minute": 30, "max_concurrent_requests": 2})
+    sid = connected(admin, browser, throttling={"requests_per_minute": 30, "max_concurrent_requests": 2})
     assert admin.get(f"/proxy/{sid}/org").status_code == 200
     calls = len(_api_calls(zoho))
     refused = admin.get(f"/proxy/{sid}/org")
@@ -265,3 +244,6 @@ def test_calls_for_a_subscription_that_is_not_connected_or_unknown_are_refused(
     unknown = admin.get("/proxy/sub_nope/org")
     assert (unknown.status_code, unknown.json()["error"]) == (404, "not_found")
     assert admin.get(f"/proxy/{sid}/org", headers={"X-Broker-Max-Wait": "60"}).status_code == 400
+
+
+__all__ = ["broker_env"]  # the fixture, with ProxyFunction's environment
