@@ -14,6 +14,7 @@ import pytest
 
 from broker_local.gateway import LocalApiGateway
 from broker_local.zoho_standin import ZohoStandIn
+from broker_local.zoho_standin_files import FilesApi
 from tests.integration.flow import assert_never_shown, create_subscription
 from tests.integration.proxying import ORGANIZATION, broker_env, connected
 from zoho_broker.services import get_services
@@ -247,3 +248,37 @@ def test_calls_for_a_subscription_that_is_not_connected_or_unknown_are_refused(
 
 
 __all__ = ["broker_env"]  # the fixture, with ProxyFunction's environment
+
+
+def test_binary_bodies_pass_through_byte_for_byte(
+    gateway: LocalApiGateway, admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn
+) -> None:
+    zoho.api = FilesApi(zoho.api)  # type: ignore[assignment]
+    sid = connected(admin, browser)
+    blob = bytes(range(256)) * 64 + b"\xff\xfe\x00\x80"  # not UTF-8
+    uploaded = admin.post(
+        f"/proxy/{sid}/files", content=blob, headers={"Content-Type": "application/octet-stream"}
+    )
+    assert uploaded.status_code == 200, uploaded.text
+    file_id = uploaded.json()["data"][0]["details"]["id"]
+    downloaded = admin.get(f"/proxy/{sid}/files", params={"id": file_id})
+    assert downloaded.status_code == 200
+    assert downloaded.content == blob
+    assert downloaded.headers["x-file-size"] == str(len(blob))
+
+
+def test_bodies_beyond_what_lambda_carries_get_413_and_answers_502(
+    gateway: LocalApiGateway, admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn
+) -> None:
+    files = FilesApi(zoho.api)
+    zoho.api = files  # type: ignore[assignment]
+    sid = connected(admin, browser)
+    calls = len(zoho.api.requests)
+    too_big = admin.post(f"/proxy/{sid}/files", content=b"x" * (4 * 1024 * 1024 + 1))
+    assert (too_big.status_code, too_big.json()["error"]) == (413, "payload_too_large")
+    assert len(zoho.api.requests) == calls
+    files._files["large"] = b"y" * (4 * 1024 * 1024 + 1)  # as if uploaded elsewhere
+    answer = admin.get(f"/proxy/{sid}/files", params={"id": "large"})
+    assert answer.status_code == 502
+    assert answer.headers["x-broker-error"] == "answer_too_large"
+    assert "per_page" in answer.json()["message"]
