@@ -21,7 +21,8 @@ from zoho_broker.store.throttle import Claim, ThrottleStore
 MICROSECONDS = 1_000_000
 # Polling for a free slot while waiting: from this, doubling up to the cap, with jitter.
 FIRST_POLL_SECONDS = 0.02
-MAX_POLL_SECONDS = 0.25
+MAX_POLL_SECONDS = 0.1
+MAX_TURNOVER_POLL_SECONDS = 2.0
 # A slot full of live claims frees itself at no known time: a refused caller is told to retry after this.
 CONCURRENCY_RETRY_SECONDS = 1
 MAX_ATTEMPTS = 500
@@ -94,7 +95,10 @@ class Throttle:
                     continue
                 retry_after: float = CONCURRENCY_RETRY_SECONDS
                 reason = f"{throttling.max_concurrent_requests} calls are under way"
-                pause = poll
+                # A slot frees when a call ends; calls start one interval apart, so polling much more
+                # often than the slots turn over only adds conditional writes that fail.
+                turnover = interval_us / MICROSECONDS * throttling.max_concurrent_requests / 2
+                pause = max(poll, min(MAX_TURNOVER_POLL_SECONDS, turnover))
                 poll = min(MAX_POLL_SECONDS, poll * 2)
             elif outcome.next_start_us <= now_us or outcome.next_start_us <= claim.latest_start_us:
                 continue  # the other form of the claim applies: the next attempt uses it
