@@ -16,7 +16,7 @@ from broker_local.gateway import LocalApiGateway
 from broker_local.zoho_standin import ZohoStandIn
 from broker_local.zoho_standin_files import FilesApi
 from tests.integration.flow import assert_never_shown, create_subscription
-from tests.integration.proxying import ORGANIZATION, broker_env, connected
+from tests.integration.proxying import ORGANIZATION, connected
 from zoho_broker.services import get_services
 
 
@@ -245,9 +245,6 @@ def test_calls_for_a_subscription_that_is_not_connected_or_unknown_are_refused(
     unknown = admin.get("/proxy/sub_nope/org")
     assert (unknown.status_code, unknown.json()["error"]) == (404, "not_found")
     assert admin.get(f"/proxy/{sid}/org", headers={"X-Broker-Max-Wait": "60"}).status_code == 400
-
-
-__all__ = ["broker_env"]  # the fixture, with ProxyFunction's environment
 
 
 def test_binary_bodies_pass_through_byte_for_byte(

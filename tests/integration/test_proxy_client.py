@@ -16,9 +16,7 @@ from broker_cli.main import main
 from broker_local.gateway import LocalApiGateway
 from broker_local.zoho_standin import ZohoStandIn
 from tests.integration.flow import create_subscription
-from tests.integration.proxying import ORGANIZATION, broker_env, connected
-
-__all__ = ["broker_env"]  # the fixture, with ProxyFunction's environment
+from tests.integration.proxying import ORGANIZATION, connected
 
 
 def test_the_client_pages_creates_updates_and_deletes_records(
