@@ -1,4 +1,4 @@
-"""What the proxy's tests share: ProxyFunction's environment and a connected subscription."""
+"""What the proxy's tests share: a connected subscription and the stand-in's organization."""
 
 from __future__ import annotations
 
