@@ -50,7 +50,9 @@ def oauth_callback(request: Request) -> Answer:
     logger.append_keys(subscription_id=outcome.subscription_id)
     if outcome.denied:
         return html(pages.access_denied(outcome.integration_name))
-    return html(pages.connected(outcome.integration_name, outcome.data_centre_label))
+    return html(
+        pages.connected(outcome.integration_name, outcome.data_centre_label, outcome.organization_name)
+    )
 
 
 @metrics.log_metrics

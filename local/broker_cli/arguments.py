@@ -284,6 +284,15 @@ def build_parser() -> argparse.ArgumentParser:
     delete.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
     delete.set_defaults(run=commands.delete_subscription)
 
+    clear = _command(
+        actions,
+        "clear-organization",
+        help="clear the Zoho organization binding, so the next consent may connect another organization",
+    )
+    clear.add_argument("subscription_id", type=subscription_id, metavar="ID")
+    clear.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+    clear.set_defaults(run=commands.clear_organization)
+
     link = _command(
         top, "connect-link", help="a single-use connect link to send to the person who consents at Zoho"
     )

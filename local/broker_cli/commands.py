@@ -129,14 +129,19 @@ def _describe(ctx: Context, subscription_id: str) -> str:
     return f'{subscription_id} ("{printable(subscription.get("name"))}", {printable(subscription.get("status"))})'
 
 
-def delete_subscription(args: argparse.Namespace, ctx: Context) -> int:
+def _confirm(ctx: Context, args: argparse.Namespace, question: str, *, action: str) -> None:
+    """Ask before a change that cannot be undone; ``{subscription}`` in the question names it."""
     confirm(
-        lambda: f"Delete subscription {_describe(ctx, args.subscription_id)} and its tokens?",
-        action=f"delete {args.subscription_id}",
+        lambda: question.format(subscription=_describe(ctx, args.subscription_id)),
+        action=f"{action} {args.subscription_id}",
         assume_yes=args.yes,
         stdin=ctx.stdin,
         stderr=ctx.out.stderr,
     )
+
+
+def delete_subscription(args: argparse.Namespace, ctx: Context) -> int:
+    _confirm(ctx, args, "Delete subscription {subscription} and its tokens?", action="delete")
     ctx.client.delete(_path(args.subscription_id))
     if ctx.out.as_json:
         # The API answers 204 without a body; this says what happened in JSON.
@@ -191,14 +196,27 @@ def refresh_now(args: argparse.Namespace, ctx: Context) -> int:
     return ExitCode.OK
 
 
-def revoke(args: argparse.Namespace, ctx: Context) -> int:
-    confirm(
-        lambda: f"Disconnect {_describe(ctx, args.subscription_id)}: revoke its refresh token at Zoho?",
-        action=f"revoke {args.subscription_id}",
-        assume_yes=args.yes,
-        stdin=ctx.stdin,
-        stderr=ctx.out.stderr,
+def clear_organization(args: argparse.Namespace, ctx: Context) -> int:
+    """PATCH {"organization": null}: the next consent binds whichever organization it connects."""
+    _confirm(
+        ctx,
+        args,
+        "Clear the Zoho organization binding of {subscription}?",
+        action="clear the organization of",
     )
+    subscription = ctx.client.patch(_path(args.subscription_id), {"organization": None})
+    if ctx.out.as_json:
+        ctx.out.document(subscription)
+    else:
+        ctx.out.line(
+            f"Cleared the organization binding of {args.subscription_id}: the next consent binds the "
+            f"organization it connects (broker connect-link {args.subscription_id})."
+        )
+    return ExitCode.OK
+
+
+def revoke(args: argparse.Namespace, ctx: Context) -> int:
+    _confirm(ctx, args, "Disconnect {subscription}: revoke its refresh token at Zoho?", action="revoke")
     subscription = ctx.client.post(_path(args.subscription_id, "revoke"))
     if ctx.out.as_json:
         ctx.out.document(subscription)

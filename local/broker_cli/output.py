@@ -98,6 +98,15 @@ def _custom_fields(value: Any) -> str:
     return ", ".join(f"{printable(key)}={printable(field)}" for key, field in value.items())
 
 
+def _organization(value: Any, check_error: Any) -> str:
+    bound = (
+        f"{printable(value.get('name'))} (id {printable(value.get('id'))})"
+        if isinstance(value, dict)
+        else "-"
+    )
+    return f"{bound}; {printable(check_error)}" if check_error else bound
+
+
 def subscription_details(subscription: dict[str, Any]) -> str:
     """One subscription as label/value lines; the secrets appear only as the API masked them."""
     s = subscription
@@ -110,6 +119,7 @@ def subscription_details(subscription: dict[str, Any]) -> str:
         ("Status", printable(s.get("status"))),
         ("Data centre", printable(s.get("data_centre"))),
         ("API domain", printable(s.get("api_domain"))),
+        ("Organization", _organization(s.get("organization"), s.get("organization_check_error"))),
         ("API URL", printable(s.get("api_url"))),
         ("Client ID", printable(s.get("client_id"))),
         ("Client secret", printable(s.get("client_secret"))),

@@ -391,6 +391,13 @@ def _row(row: Mapping[str, Any], names: Mapping[str, str]) -> str:
             f'<span class="muted nowrap">({escape(integration)} v{escape(str(row.get("version") or ""))})</span>',
         ),
         ("Data centre", escape(label(str(data_centre))) if data_centre else "&mdash;"),
+        (
+            "Organization",
+            escape(
+                str((row.get("organization") or {}).get("name") or row.get("organization_check_error") or "")
+            )
+            or "&mdash;",
+        ),
         ("Access token expires", _when(row.get("access_token_expires_at"))),
         ("Access token", _masked(tokens.get("access_token"))),
         ("Refresh token", _masked(tokens.get("refresh_token"))),

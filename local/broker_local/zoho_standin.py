@@ -451,6 +451,12 @@ class ZohoStandIn:
         with self._lock:
             return {token for token, record in self._refresh_tokens.items() if record.client_id == client_id}
 
+    def refresh_token_organization(self, refresh_token: str) -> str | None:
+        """The organization a live refresh token reaches (None once revoked), for checks of a binding."""
+        with self._lock:
+            record = self._refresh_tokens.get(refresh_token)
+            return record.organization_id if record is not None else None
+
     def revoke_all(self, data_centre: str | None = None) -> None:
         """The user removed the app's access: every refresh token (and its access tokens) dies."""
         with self._lock:

@@ -30,6 +30,11 @@ __all__ = [
 
 CRM_PREFIX = "/crm/v8"
 COMMERCE_PREFIX = "/store/api/v1"
+# The other built-ins, far enough for their verification calls: Bigin is CRM-shaped, Books and
+# Inventory answer organizations as Commerce does, Desk answers its own shape.
+CRM_LIKE_PREFIXES = (CRM_PREFIX, "/bigin/v2")
+BOOKS_LIKE_PREFIXES = (COMMERCE_PREFIX, "/books/v3", "/inventory/v1")
+DESK_PREFIX = "/api/v1"
 COMMERCE_ORGANIZATION_HEADER = "x-com-zoho-store-organizationid"
 CRM_MODULES = ("Leads", "Contacts", "Accounts", "Deals")
 MAX_PER_PAGE = 200
@@ -121,6 +126,7 @@ class StandInApi:
         self._records: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
         self._next_id = 5_000_000_000_000_000_000
         self._requests: list[ApiRequest] = []
+        self._failures: list[int] = []
         self.peak_in_flight: dict[str, int] = {}
 
     # ---------------------------------------------------------------------------------------------
@@ -144,6 +150,11 @@ class StandInApi:
         with self._lock:
             self._latency = float(seconds)
 
+    def inject_failure(self, status: int = 500, count: int = 1) -> None:
+        """The next ``count`` API calls answer this HTTP status with an HTML page, as a failing Zoho does."""
+        with self._lock:
+            self._failures.extend([status] * count)
+
     def add_records(self, organization_id: str, module: str, count: int) -> list[str]:
         """Create records directly (no call counted), e.g. enough to page through."""
         with self._lock:
@@ -165,7 +176,7 @@ class StandInApi:
 
     @staticmethod
     def serves(path: str) -> bool:
-        return path.startswith((CRM_PREFIX + "/", COMMERCE_PREFIX + "/"))
+        return _prefix(path) is not None
 
     def handle(
         self, dc: str, method: str, path: str, params: dict[str, str], headers: Any, body: bytes
@@ -185,6 +196,8 @@ class StandInApi:
                     organization_id,
                 )
             )
+            if self._failures:
+                return ApiAnswer(self._failures.pop(0), None)
             if organization_id is None:
                 return INVALID_TOKEN
             running = self._in_flight.get(organization_id, 0)
@@ -202,12 +215,14 @@ class StandInApi:
                 document: Any = json.loads(body) if body else None
             except ValueError:
                 document = ...
+            prefix = _prefix(path) or ""
+            rest = path.removeprefix(prefix)
             with self._lock:
-                if path.startswith(CRM_PREFIX + "/"):
-                    return self._crm(organization_id, method, path.removeprefix(CRM_PREFIX), params, document)
-                return self._commerce(
-                    organization_id, method, path.removeprefix(COMMERCE_PREFIX), params, lowered
-                )
+                if prefix in CRM_LIKE_PREFIXES:
+                    return self._crm(organization_id, method, rest, params, document)
+                if prefix == DESK_PREFIX:
+                    return self._desk(organization_id, method, rest)
+                return self._commerce(organization_id, method, rest, params, lowered)
         finally:
             with self._lock:
                 self._in_flight[organization_id] -= 1
@@ -314,8 +329,21 @@ class StandInApi:
         self._records.setdefault((organization_id, module), {})[key] = {**values, "id": key}
         return key
 
+    def _desk(self, organization_id: str, method: str, path: str) -> ApiAnswer:
+        organization = self._organizations[organization_id]
+        match = _COMMERCE_ORGANIZATION.match(path)
+        if method != "GET" or match is None:
+            return ApiAnswer(
+                404, {"errorCode": "URL_NOT_FOUND", "message": "The URL you requested is not found."}
+            )
+        if match["id"] != organization.id:
+            return ApiAnswer(
+                403, {"errorCode": "FORBIDDEN", "message": "You are not authorized to access this resource."}
+            )
+        return ApiAnswer(200, {"id": organization.id, "companyName": organization.name})
+
     # ---------------------------------------------------------------------------------------------
-    # Zoho Commerce (callers hold self._lock)
+    # Zoho Commerce, Books and Inventory (callers hold self._lock)
 
     def _commerce(
         self, organization_id: str, method: str, path: str, params: dict[str, str], headers: Mapping[str, str]
@@ -343,6 +371,13 @@ class StandInApi:
                 200, {"code": 0, "message": "success", "products": products, "page_context": page_context}
             )
         return commerce_error(404, 5, "Invalid URL Passed")
+
+
+def _prefix(path: str) -> str | None:
+    for prefix in (*CRM_LIKE_PREFIXES, *BOOKS_LIKE_PREFIXES, DESK_PREFIX):
+        if path.startswith(prefix + "/"):
+            return prefix
+    return None
 
 
 def account_choices(accounts: tuple[Account, ...]) -> str:

@@ -10,19 +10,15 @@ import socket
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from broker_cli.main import main
 from broker_cli.signing import SigV4, should_sign, sigv4_for
 from broker_local.runner import free_port
-from broker_local.zoho_standin import ZohoStandIn
-from tests.conftest import local_runner
+from tests.cli.conftest import Broker, Cli
 from tests.integration.flow import decide_at_zoho, open_link
 
 CLIENT_SECRET = "cli-client-secret-0123456789abcdef"
@@ -30,55 +26,11 @@ MASKED_SECRET = f"cli-…({len(CLIENT_SECRET)} chars)"
 CONSOLE_SCRIPT = Path(sys.executable).with_name("broker")
 
 
-@dataclass(frozen=True)
-class Broker:
-    url: str
-    accounts_servers: dict[str, str]
-    zoho: ZohoStandIn
-
-
-@dataclass(frozen=True)
-class Ran:
-    code: int
-    out: str
-    err: str
-
-    def json(self) -> Any:
-        return json.loads(self.out)
-
-
-Cli = Callable[..., Ran]
-
-
 class _Terminal(io.StringIO):
     """Standard input as if a person sat at a terminal, with these lines typed."""
 
     def isatty(self) -> bool:
         return True
-
-
-@pytest.fixture(scope="module")
-def broker() -> Iterator[Broker]:
-    """The whole local runner on free ports, once for this module."""
-    with local_runner() as started:
-        url = started["gateway"].base_url
-        # Load the admin handler (and the loggers) now, outside any test's captured stdout.
-        httpx.get(f"{url}/admin/integrations", timeout=30).raise_for_status()
-        yield Broker(url=url, accounts_servers=started["accounts_servers"], zoho=started["standin"])
-
-
-@pytest.fixture
-def cli(broker: Broker, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Cli:
-    """`broker --url <runner> ARGS` in this process, with stdin given, stdout and stderr captured."""
-
-    def run(*args: str, stdin: str | io.StringIO = "", url: str | None = None) -> Ran:
-        monkeypatch.setattr(sys, "stdin", stdin if isinstance(stdin, io.StringIO) else io.StringIO(stdin))
-        capsys.readouterr()
-        code = main(["--url", url or broker.url, *args])
-        captured = capsys.readouterr()
-        return Ran(code, captured.out, captured.err)
-
-    return run
 
 
 def _create(cli: Cli, *extra: str, name: str | None = None) -> dict[str, Any]:

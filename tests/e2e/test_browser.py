@@ -172,10 +172,12 @@ def _authenticate(person: Person, broker: Broker, name: str) -> None:
     expect(person.page.get_by_role("heading", level=1)).to_have_text("Allow access to your Zoho account?")
 
 
-def _decide(person: Person, decision: str, data_centre: str = "eu") -> Response:
-    """Pick the data centre, click Accept or Deny; the broker's callback answers."""
+def _decide(person: Person, decision: str, data_centre: str = "eu", account: str | None = None) -> Response:
+    """Pick the data centre (and the account signing in), click Accept or Deny; the broker's callback answers."""
     page = person.page
     page.get_by_label("Your account's data centre").select_option(data_centre)
+    if account is not None:
+        page.get_by_label(account).check()
     with page.expect_response(lambda response: urlsplit(response.url).path == "/oauth/callback") as info:
         page.get_by_role("button", name=decision).click()
     page.wait_for_load_state()
@@ -233,7 +235,7 @@ def test_a_person_connects_from_the_console_and_sees_the_status_change(
 
     assert callback.status == 200
     _assert_security_headers(callback)
-    expect(page.get_by_role("heading", level=1)).to_have_text("Connected to Zoho CRM (EU)")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Connected to Zoho CRM (EU): Acme Ltd")
     expect(page.get_by_text("You may close this page.")).to_be_visible()
     # The page's only stylesheet ran under the CSP (its hash is allowed), so the card is styled.
     assert page.evaluate("getComputedStyle(document.body).backgroundColor") == "rgb(245, 246, 248)"
@@ -280,7 +282,7 @@ def test_a_replayed_callback_shows_the_error_page_not_a_stack_trace(broker: Brok
     _authenticate(person, broker, subscription["name"])
     first = _decide(person, "Accept", "us")
     assert first.status == 200
-    expect(page.get_by_role("heading", level=1)).to_have_text("Connected to Zoho CRM (US)")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Connected to Zoho CRM (US): Acme Ltd")
 
     replay = page.goto(first.url)
 
@@ -292,6 +294,31 @@ def test_a_replayed_callback_shows_the_error_page_not_a_stack_trace(broker: Brok
     assert "Traceback" not in text
     assert "Internal Server Error" not in text
     assert "ask whoever sent you the connect link" in text.lower()
+    person.assert_clean(broker)
+
+
+def test_a_person_of_another_organization_is_refused_by_name_and_the_connection_stays(
+    broker: Broker, person: Person
+) -> None:
+    subscription = _subscription(broker, "Bound CRM")
+    page = person.page
+    _authenticate(person, broker, subscription["name"])
+    assert _decide(person, "Accept", "eu").status == 200
+
+    _authenticate(person, broker, subscription["name"])
+    refused = _decide(person, "Accept", "eu", account="admin@globex.example (Globex Corporation)")
+
+    assert refused.status == 409
+    _assert_security_headers(refused)
+    expect(page.get_by_role("heading", level=1)).to_have_text(
+        "This Zoho account belongs to another organization"
+    )
+    expect(page.get_by_text("Acme Ltd (id 4000000001)")).to_be_visible()
+    assert "Globex Corporation (id 4000000002)" in page.locator("body").inner_text()
+    _open_console(person, broker)
+    card = _card(page, subscription["name"])
+    expect(card.locator(".status-text")).to_have_text("connected")
+    expect(card.get_by_text("Acme Ltd", exact=True)).to_be_visible()
     person.assert_clean(broker)
 
 
@@ -333,7 +360,7 @@ def test_every_page_fits_a_phone_and_a_desktop(
     _authenticate(person, broker, accepted["name"])
     page.screenshot(path=screenshots / f"{size}-standin-consent.png", full_page=True)
     _decide(person, "Accept", "eu")
-    expect(page.get_by_role("heading", level=1)).to_have_text("Connected to Zoho CRM (EU)")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Connected to Zoho CRM (EU): Acme Ltd")
     shoot("connected")
     page.reload()
     expect(page.get_by_role("heading", level=1)).to_have_text("This sign-in can't be completed")

@@ -21,6 +21,8 @@ from zoho_broker.zoho_client import ZohoClient
 
 AWS_FAULTS = ("throttled", "timeout", "unreachable")
 ZOHO_FAULTS = ("http_503", "timeout", "access_denied_200", "rate_limited_200")
+# Zoho's API (the connection's verification call): how it fails, as the stand-in's API answers.
+API_FAULTS = ("http_503", "timeout", "too_many_requests_429", "invalid_oauthtoken_401", "not_json_200")
 RATE_LIMITED = "You have made too many requests continuously. Please try again after some time."
 
 
@@ -31,7 +33,9 @@ class Call:
 
     @property
     def faults(self) -> tuple[str, ...]:
-        return ZOHO_FAULTS if self.service == "zoho" else AWS_FAULTS
+        if self.service == "zoho":
+            return API_FAULTS if self.operation == "api" else ZOHO_FAULTS
+        return AWS_FAULTS
 
     def __str__(self) -> str:
         return f"{self.service}.{self.operation}"
@@ -71,18 +75,32 @@ def _aws_error(fault: str, operation: str) -> Exception:
     return EndpointConnectionError(endpoint_url=f"https://aws.invalid/{operation}")
 
 
+_CRM_ERROR = '{{"code": "{}", "details": {{}}, "message": "{}", "status": "error"}}'
+_API_ANSWERS = {
+    "too_many_requests_429": (429, _CRM_ERROR.format("TOO_MANY_REQUESTS", "too many requests").encode()),
+    "invalid_oauthtoken_401": (401, _CRM_ERROR.format("INVALID_OAUTHTOKEN", "invalid oauth token").encode()),
+    "not_json_200": (200, b"<html><body>Maintenance</body></html>"),
+}
+
+
 class _ZohoTransport(httpx.BaseTransport):
     def __init__(self, log: CallLog, inner: httpx.BaseTransport) -> None:
         self._log = log
         self._inner = inner
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        operation = "revoke" if request.url.path.endswith("/revoke") else "token"
+        if request.url.path.startswith("/oauth/"):
+            operation = "revoke" if request.url.path.endswith("/revoke") else "token"
+        else:
+            operation = "api"
         fault = self._log.next(Call("zoho", operation))
         if fault == "timeout":  # never reached Zoho
             raise httpx.ReadTimeout("injected", request=request)
         if fault == "http_503":
             return httpx.Response(503, text="Service Unavailable", request=request)
+        if fault in _API_ANSWERS:
+            status, body = _API_ANSWERS[fault]
+            return httpx.Response(status, content=body, request=request)
         if fault == "access_denied_200":
             return httpx.Response(200, json={"error": "Access Denied"}, request=request)
         if fault == "rate_limited_200":

@@ -40,6 +40,7 @@ from zoho_broker.services import get_services, reset_services
 pytestmark = pytest.mark.slow
 
 SECRET = "zoho-client-secret-faults-0123456789"
+OTHER_ACCOUNT = "admin@globex.example"
 
 
 @dataclass
@@ -55,6 +56,8 @@ class Scenario:
     kind: str = ""  # the flow's first word: revoke, delete and update disconnect on purpose
     version: str | None = None  # the integration version to create the subscription on; None: the latest
     grant_code: str = ""  # a Self Client grant code the account owner generated
+    account: str | None = None  # who signs in at Zoho's consent page; None: the stand-in's first account
+    callback_statuses: tuple[int, ...] = (200,)  # what a callback that did its job answers
 
     @property
     def name(self) -> str:
@@ -105,7 +108,9 @@ def _consent_under_way(s: Scenario) -> None:
     s.link = connect_link(s.admin, s.subscription_id)
     started = open_link(s.browser, s.link)
     assert started.status_code == 302, started.text
-    s.callback_url = decide_at_zoho(s.browser, started.headers["location"], data_centre="eu")
+    s.callback_url = decide_at_zoho(
+        s.browser, started.headers["location"], data_centre="eu", account=s.account
+    )
 
 
 def _table() -> str:
@@ -198,13 +203,12 @@ def _work(s: Scenario) -> Outcome:
 def _as_the_page_says(s: Scenario) -> Outcome:
     """A failed callback page says either to open the same link again or to try again (reload)."""
     if "same connect link again" not in s.last_page:
-        return _answer(s.browser.get(s.callback_url), 200)
+        return _answer(s.browser.get(s.callback_url), *s.callback_statuses)
     started = open_link(s.browser, s.link)
     if started.status_code != 302:
         return _answer(started, 302)
-    return _answer(
-        s.browser.get(decide_at_zoho(s.browser, started.headers["location"], data_centre="eu")), 200
-    )
+    callback = decide_at_zoho(s.browser, started.headers["location"], data_centre="eu", account=s.account)
+    return _answer(s.browser.get(callback), *s.callback_statuses)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -221,7 +225,7 @@ class Flow:
 
 
 def _callback(s: Scenario) -> Outcome:
-    outcome = _answer(s.browser.get(s.callback_url), 200)
+    outcome = _answer(s.browser.get(s.callback_url), *s.callback_statuses)
     s.last_page = outcome.detail
     return outcome
 
@@ -238,6 +242,13 @@ def _first_consent(s: Scenario) -> None:
 
 def _second_consent(s: Scenario) -> None:
     _connected(s)
+    _consent_under_way(s)
+
+
+def _another_organizations_consent(s: Scenario) -> None:
+    """Connected (bound to the first account's organization); then another organization's account consents."""
+    _connected(s)
+    s.account, s.callback_statuses = OTHER_ACCOUNT, (409,)
     _consent_under_way(s)
 
 
@@ -274,6 +285,11 @@ SELF_CLIENT_VERSION = {
     "default_scopes": ["ZohoCRM.modules.ALL"],
     "default_api_url": "https://www.zohoapis.com/crm/v8",
     "default_throttling": {"requests_per_minute": 100, "max_concurrent_requests": 10},
+    "verification": {
+        "path": "/org",
+        "organization_id": "org[0].id",
+        "organization_name": "org[0].company_name",
+    },
 }
 
 
@@ -318,6 +334,13 @@ FLOWS = [
     Flow(
         "callback (reconnection)",
         _second_consent,
+        _callback,
+        ends_connected=True,
+        retry=_as_the_page_says,
+    ),
+    Flow(
+        "callback (another organization, refused)",
+        _another_organizations_consent,
         _callback,
         ends_connected=True,
         retry=_as_the_page_says,
@@ -409,6 +432,8 @@ def violations(s: Scenario, outcome: Outcome, *, was_connected: bool) -> list[st
                 found.append("connected, but the secret holds no live refresh token")
             elif secret.get("data_centre") != item.get("data_centre"):
                 found.append("the item and the secret name different data centres")
+            else:
+                found.extend(_binding_problems(s, item, secret))
         elif secret is not None and secret.get("refresh_token") in live:
             found.append(f"{status}, but the secret holds a live refresh token")
         if (
@@ -420,6 +445,17 @@ def violations(s: Scenario, outcome: Outcome, *, was_connected: bool) -> list[st
             found.append("a failed attempt lost a working connection")
     found.extend(_orphaned_secrets())
     return found
+
+
+def _binding_problems(s: Scenario, item: dict[str, Any], secret: dict[str, Any]) -> list[str]:
+    """A bound subscription's tokens reach the organization it is bound to, never another one."""
+    bound = item.get("organization")
+    reached = s.zoho.refresh_token_organization(str(secret.get("refresh_token")))
+    if isinstance(bound, dict) and reached is not None and bound.get("id", {}).get("S") != reached:
+        return [f"bound to organization {bound.get('id')}, but its tokens reach {reached}"]
+    if s.account is not None and reached != s.zoho.api.account(None).organization.id:
+        return ["another organization's consent replaced the connection"]
+    return []
 
 
 def _orphaned_secrets() -> list[str]:

@@ -59,28 +59,46 @@ def open_link(browser: httpx.Client, link: str) -> httpx.Response:
 
 
 def decide_at_zoho(
-    browser: httpx.Client, authorization_url: str, *, decision: str = "accept", data_centre: str = "us"
+    browser: httpx.Client,
+    authorization_url: str,
+    *,
+    decision: str = "accept",
+    data_centre: str = "us",
+    account: str | None = None,
 ) -> str:
-    """On Zoho's consent page, pick the data centre and click Accept or Deny; returns the callback URL."""
+    """On Zoho's consent page, pick the data centre (and the account signing in, whose organization the
+    tokens reach: the stand-in's first one unless named) and click Accept or Deny; returns the callback URL."""
     page = browser.get(authorization_url)
     assert page.status_code == 200, page.text
     form = _FormReader()
     form.feed(page.text)
     answer = browser.post(
         str(page.url.join(form.action)),
-        data={**form.fields, "data_centre": data_centre, "decision": decision},
+        data={
+            **form.fields,
+            "data_centre": data_centre,
+            "decision": decision,
+            **({"account": account} if account else {}),
+        },
     )
     assert answer.status_code == 302, answer.text
     return answer.headers["location"]
 
 
 def connect(
-    admin: httpx.Client, browser: httpx.Client, subscription_id: str, *, data_centre: str = "us"
+    admin: httpx.Client,
+    browser: httpx.Client,
+    subscription_id: str,
+    *,
+    data_centre: str = "us",
+    account: str | None = None,
 ) -> httpx.Response:
     """The whole journey: link, Zoho's consent page, back to the broker's callback."""
     started = open_link(browser, connect_link(admin, subscription_id))
     assert started.status_code == 302, started.text
-    callback_url = decide_at_zoho(browser, started.headers["location"], data_centre=data_centre)
+    callback_url = decide_at_zoho(
+        browser, started.headers["location"], data_centre=data_centre, account=account
+    )
     return browser.get(callback_url)
 
 

@@ -48,10 +48,20 @@ def _callback_url(
 @pytest.mark.parametrize(
     ("integration", "custom_fields", "data_centre", "title"),
     [
-        ("zoho-crm", {}, "us", "Connected to Zoho CRM (US)"),
-        ("zoho-crm", {}, "eu", "Connected to Zoho CRM (EU)"),
-        ("zoho-commerce", {"OrganizationId": "4000000001"}, "eu", "Connected to Zoho Commerce (EU)"),
-        ("zoho-commerce", {"OrganizationId": "4000000001"}, "us", "Connected to Zoho Commerce (US)"),
+        ("zoho-crm", {}, "us", "Connected to Zoho CRM (US): Acme Ltd"),
+        ("zoho-crm", {}, "eu", "Connected to Zoho CRM (EU): Acme Ltd"),
+        (
+            "zoho-commerce",
+            {"OrganizationId": "4000000001"},
+            "eu",
+            "Connected to Zoho Commerce (EU): Acme Ltd",
+        ),
+        (
+            "zoho-commerce",
+            {"OrganizationId": "4000000001"},
+            "us",
+            "Connected to Zoho Commerce (US): Acme Ltd",
+        ),
     ],
 )
 def test_a_person_connects_a_subscription_and_the_broker_holds_working_tokens(

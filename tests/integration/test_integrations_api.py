@@ -68,17 +68,17 @@ def test_a_fresh_stack_serves_the_built_in_integrations_without_any_step(admin: 
     [
         (
             "zoho-books",
-            {"OrganizationId": "10234695"},
+            {"OrganizationId": "4000000001"},
             "ZohoBooks.fullaccess.all",
             "https://www.zohoapis.com/books/v3",
         ),
         (
             "zoho-inventory",
-            {"OrganizationId": "10234695"},
+            {"OrganizationId": "4000000001"},
             "ZohoInventory.FullAccess.all",
             "https://www.zohoapis.com/inventory/v1",
         ),
-        ("zoho-desk", {"OrgId": "2389290"}, "Desk.tickets.ALL", "https://desk.zoho.com/api/v1"),
+        ("zoho-desk", {"OrgId": "4000000001"}, "Desk.tickets.ALL", "https://desk.zoho.com/api/v1"),
         ("bigin", {}, "ZohoBigin.modules.ALL", "https://www.zohoapis.com/bigin/v2"),
     ],
 )
@@ -97,7 +97,7 @@ def test_each_more_zoho_product_connects_with_its_scopes_api_url_and_custom_fiel
 
     assert created["api_url"] == api_url
     assert scope in parse_qs(urlsplit(consent_url).query)["scope"][0].split(",")
-    assert page_title(page).startswith("Connected to ") and page_title(page).endswith("(EU)")
+    assert page_title(page).startswith("Connected to ") and page_title(page).endswith("(EU): Acme Ltd")
     if custom_fields:  # the organization id its API needs on every call is required
         missing = admin.post(
             "/admin/subscriptions",
@@ -141,7 +141,7 @@ def test_the_seed_commerce_template_pasted_verbatim_connects_through_zoho(
     # Then the consent asked for the template's scopes and the subscription is connected.
     assert added["changed_by"] == LOCAL_CALLER and added["changed_at"]
     assert parse_qs(urlsplit(consent_url).query)["scope"][0].split(",")[3] == "ZohoCommerce.items.ALL"
-    assert page_title(page) == "Connected to Zoho Commerce (EU)"
+    assert page_title(page) == "Connected to Zoho Commerce (EU)"  # version 2 names no verification call
     shown = admin.get(f"/admin/subscriptions/{created['subscription_id']}").json()
     assert shown["status"] == "connected" and shown["version"] == "2"
     integration = admin.get("/admin/integrations/zoho-commerce").json()
@@ -218,7 +218,7 @@ def test_a_subscription_moves_between_versions_keeping_its_connection_unless_the
 ) -> None:
     created = create_subscription(admin)
     sid = created["subscription_id"]
-    assert page_title(connect(admin, browser, sid)) == "Connected to Zoho CRM (US)"
+    assert page_title(connect(admin, browser, sid)) == "Connected to Zoho CRM (US): Acme Ltd"
     _add_version(
         admin,
         "zoho-crm",
@@ -246,7 +246,7 @@ def test_a_subscription_moves_between_versions_keeping_its_connection_unless_the
     assert other_scopes.json()["version"] == "3"
     assert other_scopes.json()["status"] == "connected" and other_scopes.json()["reconnect_required"] is True
     # A person connects again, granting the new scopes: the flag is gone.
-    assert page_title(connect(admin, browser, sid)) == "Connected to Zoho CRM (US)"
+    assert page_title(connect(admin, browser, sid)) == "Connected to Zoho CRM (US): Acme Ltd"
     assert admin.get(f"/admin/subscriptions/{sid}").json()["reconnect_required"] is False
 
 
@@ -302,7 +302,7 @@ def test_a_consent_started_before_a_version_edit_finishes_with_what_it_started_w
     page = browser.get(callback)
 
     assert edited.status_code == 200 and edited.json()["token_path"] == "/oauth/v2/moved"
-    assert page_title(page) == "Connected to Zoho CRM (US)"
+    assert page_title(page) == "Connected to Zoho CRM (US): Acme Ltd"
     exchange = [r for r in zoho.requests if r.params.get("grant_type") == "authorization_code"]
     assert [r.path for r in exchange] == ["/oauth/v2/token"]
     # The next consent uses the edited version.

@@ -208,3 +208,13 @@ def test_given_a_pattern_route_when_method_or_shape_differs_then_404(
     client: httpx.Client, method: str, path: str
 ) -> None:
     assert client.request(method, path).status_code == 404
+
+
+def test_given_a_bound_subscription_when_listing_then_its_organization_shows_escaped() -> None:
+    bound = {**CONNECTED, "organization": {"id": "4000000001", "name": "Acme <Ltd>", "verified_at": None}}
+    unverified = {**REAUTH, "organization": None, "organization_check_error": "verification failed: http_503"}
+
+    html = _console(AdminApi([bound, unverified])).index({"rawPath": "/", "headers": {}})["body"]
+
+    assert "<dt>Organization</dt><dd>Acme &lt;Ltd&gt;</dd>" in html
+    assert "<dt>Organization</dt><dd>verification failed: http_503</dd>" in html

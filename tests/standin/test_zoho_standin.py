@@ -575,16 +575,6 @@ def test_given_a_data_centre_then_its_api_domain_is_zohos(data_centre: str, doma
     assert api_domain_for(data_centre) == domain
 
 
-def test_given_zohos_api_domains_asked_for_then_token_answers_name_them() -> None:
-    with ZohoStandIn({"eu": 0}, zoho_api_domains=True) as standin:
-        eu = standin.accounts_servers["eu"]
-        code = standin.issue_code(
-            client_id=CLIENT_ID, redirect_uri=REDIRECT_URI, scope=SCOPE, data_centre="eu"
-        )
-
-        assert _exchange(eu, code)["api_domain"] == "https://www.zohoapis.eu"
-
-
 def test_given_the_command_line_then_it_serves_and_prints_the_accounts_servers() -> None:
     process = subprocess.Popen(
         [sys.executable, "-m", "broker_local.zoho_standin", "--dc", "us=0", "--dc", "eu=0"],

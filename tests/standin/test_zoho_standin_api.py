@@ -181,7 +181,7 @@ def test_given_more_concurrent_calls_than_the_limit_then_the_excess_gets_too_man
 ) -> None:
     acme, globex = _tokens(standin), _tokens(standin, account="admin@globex.example")
     standin.api.set_concurrency_limit(2)
-    standin.api.set_latency(0.5)
+    standin.api.set_latency(1.5)  # long enough that all five calls overlap on a busy machine
 
     with ThreadPoolExecutor(max_workers=5) as pool:
         answers = list(pool.map(lambda t: _call(t, "GET", "/crm/v8/org"), [acme, acme, acme, acme, globex]))
@@ -217,3 +217,13 @@ def test_given_a_token_zoho_would_refuse_then_the_api_answers_invalid_oauthtoken
     for answer in (unknown, missing, at_us, after_revoke, expired):
         assert answer.status_code == 401 and answer.json() == INVALID_OAUTHTOKEN
     assert fine.status_code == 200
+
+
+def test_given_zohos_api_domains_asked_for_then_token_answers_name_them() -> None:
+    with ZohoStandIn({"eu": 0}, zoho_api_domains=True) as standin:
+        eu = standin.accounts_servers["eu"]
+        code = standin.issue_code(
+            client_id=CLIENT_ID, redirect_uri=REDIRECT_URI, scope=SCOPE, data_centre="eu"
+        )
+
+        assert _exchange(eu, code)["api_domain"] == "https://www.zohoapis.eu"

@@ -71,6 +71,26 @@ class ZohoError(BrokerError):
         self.transient = transient
 
 
+class OrganizationMismatch(Conflict):
+    """A consent connected another Zoho organization than the one the subscription is bound to: refused,
+    the new refresh token revoked and the existing connection kept (docs/organizations.md)."""
+
+    code = "organization_mismatch"
+
+
+class OrganizationUnverified(ZohoError):
+    """A bound subscription's new consent could not be verified (Zoho's API failed): refused like another
+    organization's, since nothing shows it is the bound one; the same link works again in a minute."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(
+            f"The broker could not confirm which Zoho organization this sign-in belongs to ({reason}); the "
+            "existing connection keeps working.",
+            zoho_code="organization_unverified",
+            transient=True,
+        )
+
+
 class Busy(BrokerError):
     """Another refresh or connection holds the subscription's lease; retrying shortly will work."""
 

@@ -152,6 +152,12 @@ class SubscriptionUpdate(PartialUpdate):
     api_url: HttpUrlText | None = None
     throttling: Throttling | None = None
     custom_fields: CustomFieldValues | None = None
+    organization: None = Field(
+        default=None,
+        description="null clears the organization binding, so the next consent may connect another one.",
+    )
+
+    nullable_fields: ClassVar[frozenset[str]] = frozenset({"organization"})
 
 
 class GrantCodeSubmission(BrokerModel):
@@ -168,6 +174,17 @@ class GrantCodeSubmission(BrokerModel):
         pattern=r"^[a-z]{2,8}$",
         description="The data centre whose API Console generated it (us, eu, in, au, jp, ca, sa, uk, cn).",
     )
+
+
+class BoundOrganization(BrokerModel):
+    """The Zoho organization a subscription's consent connected, as the version's verification call named it.
+
+    A later consent for another organization is refused until an operator clears it.
+    """
+
+    id: str = Field(max_length=128)
+    name: str = Field(max_length=256)
+    verified_at: datetime
 
 
 class Subscription(BrokerModel):
@@ -202,6 +219,9 @@ class Subscription(BrokerModel):
     # Moved to a version that asks for other scopes: the tokens still work, with the old scopes, until a
     # person connects it again (cleared by the next connection).
     reconnect_required: bool = False
+    organization: BoundOrganization | None = None
+    # Why the last connection's verification call failed (the connection was stored all the same).
+    organization_check_error: str | None = None
     created_at: datetime
     updated_at: datetime
 
@@ -273,6 +293,12 @@ class SubscriptionView(BrokerModel):
     reconnected_from: str | None
     reconnect_required: bool = Field(
         description="Moved to a version with other scopes: send a connect link so the new scopes are granted."
+    )
+    organization: BoundOrganization | None = Field(
+        description="The Zoho organization the subscription is bound to (its verification call named it)."
+    )
+    organization_check_error: str | None = Field(
+        description="Why the last connection could not be verified; the connection was kept."
     )
     tokens: MaskedTokens | None = Field(description="Masked; only on single reads.")
     revocation_pending: bool | None = Field(

@@ -22,6 +22,7 @@ from zoho_broker.config import Settings
 from zoho_broker.errors import (
     BrokerError,
     ConnectLinkInvalid,
+    OrganizationMismatch,
     RetryWithLink,
     ServiceUnavailable,
     StateRejected,
@@ -227,6 +228,10 @@ def page_for(error: BrokerError) -> pages.Page:
     if isinstance(error, StateRejected | UntrustedAccountsServer):
         return pages.failure(
             "This sign-in can't be completed", error.message, status_code=400, hint=NEW_LINK_HINT
+        )
+    if isinstance(error, OrganizationMismatch):
+        return pages.failure(
+            "This Zoho account belongs to another organization", error.message, status_code=409
         )
     if isinstance(error, ZohoError):
         if error.transient:

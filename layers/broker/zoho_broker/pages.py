@@ -101,10 +101,11 @@ def continue_to_zoho(integration_name: str, subscription_name: str, *, action: s
     return Page(status_code=200, title=title, html=document(title=title, body_html=body))
 
 
-def connected(integration_name: str, data_centre_label: str) -> Page:
+def connected(integration_name: str, data_centre_label: str, organization_name: str | None = None) -> Page:
     return render(
         status_code=200,
-        title=f"Connected to {integration_name} ({data_centre_label})",
+        title=f"Connected to {integration_name} ({data_centre_label})"
+        + (f": {organization_name}" if organization_name else ""),
         message="You may close this page.",
         ok=True,
     )

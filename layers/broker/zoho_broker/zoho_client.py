@@ -118,6 +118,54 @@ class ZohoClient:
                 transient=True,
             )
 
+    def api_get(
+        self,
+        url: str,
+        *,
+        access_token: str,
+        headers: dict[str, str],
+        params: dict[str, str],
+        timeout_seconds: float,
+    ) -> Any:
+        """GET a Zoho API resource and give its JSON; anything else is a ZohoError naming why.
+
+        The token goes in the Authorization header only, never in the URL (httpx would log a URL).
+        """
+        try:
+            response = self._http.get(
+                url,
+                headers={**headers, "Authorization": f"Zoho-oauthtoken {access_token}"},
+                params=params,
+                timeout=httpx.Timeout(timeout_seconds, connect=min(3.0, timeout_seconds)),
+            )
+        except httpx.TimeoutException as error:
+            raise ZohoError(
+                "Zoho's API did not answer in time.", zoho_code="timeout", transient=True
+            ) from error
+        except httpx.HTTPError as error:
+            raise ZohoError(
+                "Zoho's API could not be reached.", zoho_code="unreachable", transient=True
+            ) from error
+        try:
+            body: Any = response.json()
+        except ValueError:
+            body = None
+        if not response.is_success:
+            code = body.get("code") if isinstance(body, dict) else None
+            detail = f" {str(code)[:64]}" if isinstance(code, str | int) else ""
+            raise ZohoError(
+                f"Zoho's API answered HTTP {response.status_code}{detail}.",
+                zoho_code=f"http_{response.status_code}{detail}",
+                transient=response.status_code >= 500 or response.status_code == 429,
+            )
+        if body is None:
+            raise ZohoError(
+                f"Zoho's API answered HTTP {response.status_code} without JSON.",
+                zoho_code="bad_response",
+                transient=True,
+            )
+        return body
+
     def _post(self, url: str, **kwargs: Any) -> httpx.Response:
         try:
             response = self._http.post(url, **kwargs)

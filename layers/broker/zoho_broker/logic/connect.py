@@ -19,13 +19,14 @@ from zoho_broker.errors import (
     ConnectLinkInvalid,
     InvalidInput,
     NotFound,
+    OrganizationUnverified,
     RetryWithLink,
     RetryWithNewGrantCode,
     ServiceUnavailable,
     StateRejected,
     ZohoError,
 )
-from zoho_broker.logic import lease, refresh
+from zoho_broker.logic import lease, organizations, refresh
 from zoho_broker.masking import mask
 from zoho_broker.models import (
     ConnectionStatus,
@@ -33,6 +34,7 @@ from zoho_broker.models import (
     PendingRevocation,
     StateRecord,
     Subscription,
+    SubscriptionSecret,
     utc_now,
 )
 from zoho_broker.oauth_url import render_authorization_url
@@ -72,6 +74,7 @@ class ConnectOutcome:
     integration_name: str
     data_centre: str | None
     denied: bool = False
+    organization_name: str | None = None
 
     @property
     def data_centre_label(self) -> str:
@@ -220,6 +223,7 @@ def _finish_consent(services: Services, record: StateRecord, params: CallbackPar
         services,
         subscription,
         integration.name,
+        version,
         code=params.code,
         data_centre=data_centre,
         token_url=origin + (record.token_path or version.token_path),
@@ -253,6 +257,7 @@ def exchange_grant_code(
             services,
             subscription,
             integration.name,
+            version,
             code=code,
             data_centre=data_centre,
             token_url=servers[data_centre] + version.token_path,
@@ -282,6 +287,7 @@ def _connect_with_code(
     services: Services,
     subscription: Subscription,
     integration_name: str,
+    version: IntegrationVersion,
     *,
     code: str,
     data_centre: str,
@@ -291,7 +297,10 @@ def _connect_with_code(
     failure: str,
 ) -> ConnectOutcome:
     """Exchange a grant code, store the tokens and announce the connection: a consent's callback and a
-    Self Client grant code alike. ``generation`` (a consent's) must still be the subscription's."""
+    Self Client grant code alike. ``generation`` (a consent's) must still be the subscription's.
+
+    Before the new tokens replace anything, the version's verification call names the Zoho organization:
+    another one than the subscription is bound to is refused and its new refresh token revoked."""
     log = {"subscription_id": subscription.subscription_id}
     # Under the lease, so a scheduled refresh cannot overwrite the new tokens with refreshed old ones.
     with lease.held(
@@ -330,9 +339,23 @@ def _connect_with_code(
             )
             held.released = True
             raise
+        api_domain = tokens.api_domain or secret.api_domain
+        check = organizations.verify(
+            services,
+            current,
+            version,
+            access_token=tokens.access_token,
+            data_centre=data_centre,
+            api_domain=api_domain,
+        )
+        refused = organizations.refusal(current, check)
+        if refused is not None:
+            fresh = tokens.refresh_token if tokens.refresh_token != secret.refresh_token else None
+            reason = check.error if isinstance(refused, OrganizationUnverified) else refused.code
+            _refuse(services, held, version, secret, fresh, data_centre, error=f"{failure} refused: {reason}")
+            raise refused
         now = utc_now()
         expires_at = now + timedelta(seconds=tokens.expires_in)
-        api_domain = tokens.api_domain or secret.api_domain
         # The replaced refresh token is recorded for revocation in the same write; the refresher revokes
         # it at once (it is due now), so a failing revoke never holds up the person.
         pending = list(secret.pending_revocations)
@@ -377,6 +400,8 @@ def _connect_with_code(
                 ),
                 lease_owner=held.owner,
                 reconnected_from=current.data_centre if live else None,
+                organization=check.organization,
+                organization_check_error=check.error,
             )
         except Exception:
             refresh.restore_secret(services, subscription.subscription_id, secret)
@@ -393,7 +418,59 @@ def _connect_with_code(
         )
     refresh.announce_if_recovered(services, subscription, previous)
     logger.info("subscription connected", extra={**log, "data_centre": data_centre, "by": failure})
-    return ConnectOutcome(subscription.subscription_id, integration_name, data_centre)
+    verified = check.organization  # only an organization this consent was verified to reach is named
+    return ConnectOutcome(
+        subscription.subscription_id,
+        integration_name,
+        data_centre,
+        organization_name=verified.name if verified else None,
+    )
+
+
+def _refuse(
+    services: Services,
+    held: lease.Lease,
+    version: IntegrationVersion,
+    secret: SubscriptionSecret,
+    token: str | None,
+    data_centre: str,
+    *,
+    error: str,
+) -> None:
+    """Another organization's consent: revoke its new refresh token and keep the connection as it is.
+
+    A revocation Zoho does not confirm is recorded in the secret (its tokens unchanged) for the refresher,
+    which comes due at once, so no live token of the other organization is left recorded nowhere.
+    """
+    subscription_id = held.subscription.subscription_id
+    due: int | None = None
+    if token is not None and not _revoked_at_zoho(services, version, token, data_centre):
+        pending = [
+            *secret.pending_revocations,
+            PendingRevocation(refresh_token=token, data_centre=data_centre),
+        ]
+        services.secrets.put(subscription_id, secret.model_copy(update={"pending_revocations": pending}))
+        due = int(utc_now().timestamp())
+    services.subscriptions.record_connect_failure(
+        subscription_id, error=error, lease_owner=held.owner, refresh_due_at=due
+    )
+    held.released = True
+    logger.warning("consent refused", extra={"subscription_id": subscription_id, "reason": error})
+
+
+def _revoked_at_zoho(services: Services, version: IntegrationVersion, token: str, data_centre: str) -> bool:
+    """True once Zoho confirmed it (or no longer knows the token); False when it must be tried again.
+
+    The version is in hand: no catalogue read that could fail comes between the exchange and this.
+    """
+    try:
+        services.zoho.revoke(
+            revoke_url=services.accounts_servers.url_for(data_centre) + version.revoke_path,
+            refresh_token=token,
+        )
+    except ZohoError as error:
+        return not error.transient
+    return True
 
 
 def _let_go(services: Services, subscription: Subscription, token: str | None, data_centre: str) -> None:

@@ -161,6 +161,7 @@ def update(services: Services, subscription_id: str, body: SubscriptionUpdate) -
     changes: dict[str, Any] = body.model_dump(
         exclude_unset=True, exclude={"client_secret", "client_secrets_by_data_centre"}
     )
+    clear_organization = "organization" in body.model_fields_set
     if body.throttling is not None:
         changes["throttling"] = body.throttling
     if moving and current.status != ConnectionStatus.NOT_CONNECTED:
@@ -195,6 +196,7 @@ def update(services: Services, subscription_id: str, body: SubscriptionUpdate) -
                     if moving
                     else None
                 ),
+                clear_organization=clear_organization,
             )
         except Exception:
             if new_secret is not secret:
@@ -204,6 +206,8 @@ def update(services: Services, subscription_id: str, body: SubscriptionUpdate) -
         # The old client's refresh token: revoked now, or by the refresher (the subscription is due).
         with lease.held(services, subscription_id, purpose="update", wait_seconds=5.0) as held:
             new_secret = refresh.settle_revocations(services, held.subscription, new_secret)
+    if clear_organization:
+        logger.info("organization binding cleared", extra={"subscription_id": subscription_id})
     logger.info("subscription updated", extra={"subscription_id": subscription_id})
     return _view(services, services.subscriptions.require(subscription_id), new_secret)
 

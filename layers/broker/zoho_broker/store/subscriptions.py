@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from zoho_broker.errors import Conflict, InvalidInput, LeaseLost, NotFound
-from zoho_broker.models import ConnectionStatus, Subscription
+from zoho_broker.models import BoundOrganization, ConnectionStatus, Subscription
 from zoho_broker.store import aws
 from zoho_broker.store.items import from_item, to_item
 
@@ -151,8 +151,10 @@ class SubscriptionStore:
         disconnect: bool,
         revoke_due_at: int | None = None,
         integration_check: dict[str, Any] | None = None,
+        clear_organization: bool = False,
     ) -> None:
-        """Write the operator's fields only; ``disconnect`` also drops the connection (new client id).
+        """Write the operator's fields only; ``disconnect`` also drops the connection (new client id),
+        ``clear_organization`` the organization binding (the next consent binds the one it connects).
 
         ``revoke_due_at`` keeps a disconnected subscription in the refresh index until the refresher
         has revoked the tokens it let go of.
@@ -175,6 +177,8 @@ class SubscriptionStore:
             else:
                 sets.append("refresh_partition = :partition, refresh_due_at = :due")
                 values.update(to_item({":partition": REFRESH_PARTITION, ":due": revoke_due_at}))
+        if clear_organization:
+            removes += ["organization", "organization_check_error"]
         expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
         update: dict[str, Any] = {
             "Update": {
@@ -225,20 +229,35 @@ class SubscriptionStore:
         refresh_due_at: int,
         lease_owner: str,
         reconnected_from: str | None,
+        organization: BoundOrganization | None = None,
+        organization_check_error: str | None = None,
     ) -> ConnectionStatus:
         """Mark the subscription connected and release the lease; returns the status it had before.
 
         The generation moves on, which ends every other connect link and state of the subscription.
-        ``reconnected_from`` is the data centre of a live connection this one replaces.
+        ``reconnected_from`` is the data centre of a live connection this one replaces. A verified
+        ``organization`` (re)binds it; a failed check's reason is kept beside the binding as it was.
         """
         replaced = "reconnected_at = :now, reconnected_from = :from, " if reconnected_from else ""
+        if organization is not None:
+            replaced += "organization = :org, "
+        if organization_check_error is not None:
+            replaced += "organization_check_error = :org_error, "
         return self._record_tokens(
             subscription_id,
             lease_owner,
             # A person consented to the version's scopes as they are now: no reconnection is owed.
             f"data_centre = :dc, connected_at = :now, updated_at = :now, reconnect_required = :no, "
             f"{replaced}{_NEXT_GENERATION}, ",
-            {":dc": data_centre, ":from": reconnected_from, ":no": False, **_GENERATION_VALUES},
+            {
+                ":dc": data_centre,
+                ":from": reconnected_from,
+                ":no": False,
+                ":org": organization.model_dump(mode="json") if organization is not None else None,
+                ":org_error": organization_check_error,
+                **_GENERATION_VALUES,
+            },
+            extra_removes="" if organization_check_error is not None else ", organization_check_error",
             api_domain=api_domain,
             access_token_expires_at=access_token_expires_at,
             at=connected_at,
@@ -273,6 +292,7 @@ class SubscriptionStore:
         extra_sets: str,
         extra_values: dict[str, Any],
         *,
+        extra_removes: str = "",
         api_domain: str | None,
         access_token_expires_at: datetime,
         at: datetime,
@@ -284,7 +304,7 @@ class SubscriptionStore:
             lease_owner,
             f"SET {extra_sets}#status = :status, api_domain = :domain, access_token_expires_at = :expires, "
             "last_refreshed_at = :now, refresh_partition = :partition, refresh_due_at = :due, "
-            "consecutive_failures = :zero, failing_days = :zero REMOVE last_error, last_failure_day",
+            f"consecutive_failures = :zero, failing_days = :zero REMOVE last_error, last_failure_day{extra_removes}",
             {
                 **extra_values,
                 ":status": ConnectionStatus.CONNECTED.value,
@@ -383,9 +403,22 @@ class SubscriptionStore:
             },
         )
 
-    def record_connect_failure(self, subscription_id: str, *, error: str, lease_owner: str) -> None:
-        """Why the last consent failed, for the operator; the connection itself is left as it was."""
-        self._finish(subscription_id, lease_owner, "SET last_error = :error", {":error": error})
+    def record_connect_failure(
+        self, subscription_id: str, *, error: str, lease_owner: str, refresh_due_at: int | None = None
+    ) -> None:
+        """Why the last consent failed, for the operator; the connection itself is left as it was.
+
+        ``refresh_due_at`` brings the refresher back (a refused consent's token awaits revocation).
+        """
+        if refresh_due_at is None:
+            self._finish(subscription_id, lease_owner, "SET last_error = :error", {":error": error})
+            return
+        self._finish(
+            subscription_id,
+            lease_owner,
+            "SET last_error = :error, refresh_partition = :partition, refresh_due_at = :due",
+            {":error": error, ":partition": REFRESH_PARTITION, ":due": refresh_due_at},
+        )
 
     def schedule(self, subscription_id: str, *, refresh_due_at: int | None, lease_owner: str) -> None:
         """Set (or clear) when the refresher comes back, and release the lease."""
