@@ -29,6 +29,7 @@ from broker_local.moto_atomic import make_dynamodb_atomic
 from broker_local.scheduler import LocalScheduler
 from broker_local.template import Stack, function_environment, http_routes, load_template, provision
 from broker_local.zoho_standin import ZohoStandIn
+from broker_local.zoho_standin_api import ACCOUNTS
 
 ROOT = Path(__file__).resolve().parents[2]
 ACCOUNTS_SERVERS_VARIABLE = "BROKER_ZOHO_ACCOUNTS_SERVERS"
@@ -138,7 +139,8 @@ def create_demo_subscriptions(base_url: str) -> list[tuple[str, str]]:
         {
             "name": "Demo Zoho Commerce",
             "integration": "zoho-commerce",
-            "custom_fields": {"OrganizationId": "1"},
+            # The stand-in's first account's organization, so the connection's verification call succeeds.
+            "custom_fields": {"OrganizationId": ACCOUNTS[0].organization.id},
         },
     ]
     with httpx.Client(base_url=base_url, timeout=10) as admin:
