@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from functools import cache
 from typing import Any
 
 from aws_lambda_powertools.logging import correlation_paths
@@ -23,10 +22,16 @@ from zoho_broker.store.aws import is_unavailable
 PREFIX = "/proxy/"
 
 
-@cache
+_runtime: list[ProxyRuntime] = []
+
+
 def runtime() -> ProxyRuntime:
-    """One per Lambda instance: its caches and connections serve every warm invocation."""
-    return ProxyRuntime.make(get_services())
+    """One per Lambda instance: its caches and connections serve every warm invocation (made again
+    only when the services are, as tests and the local runner do)."""
+    services = get_services()
+    if not _runtime or _runtime[0].services is not services:
+        _runtime[:] = [ProxyRuntime.make(services)]
+    return _runtime[0]
 
 
 def read_call(event: dict[str, Any]) -> ProxyCall:
@@ -94,6 +99,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         return _error(503 if transient else error.status_code, error.code, error.message)
     except Exception as error:
         if is_unavailable(error):
-            return _error(503, "service_unavailable", "AWS did not answer; nothing was sent to Zoho. Retry.")
+            return _error(
+                503, "service_unavailable", "AWS did not answer; nothing was sent to Zoho: try again shortly."
+            )
         logger.exception("unexpected error")
         return _error(500, "internal_error", "The broker could not finish this request.")

@@ -41,6 +41,8 @@ logger = Logger(child=True)
 MAX_WAIT_SECONDS = 10.0
 # Settings change rarely and a changed throttling may take this long to apply in a warm instance.
 SUBSCRIPTION_CACHE_SECONDS = 15.0
+# The retry after a refused token waits this long at most for its turn, even when the caller asked for none.
+RETRY_WAIT_SECONDS = 5.0
 TOKEN_MARGIN = timedelta(minutes=5)
 # Zoho's "too many requests" without a Retry-After: the subscription pauses this long.
 DEFAULT_ZOHO_BACKOFF_SECONDS = 5
@@ -98,12 +100,9 @@ class ProxyRuntime:
 
     @classmethod
     def make(cls, services: Services) -> ProxyRuntime:
-        from zoho_broker.zoho_client import TransportPerScheme
-
         settings = services.settings
         if not settings.throttle_table:
             raise RuntimeError("BROKER_THROTTLE_TABLE is not set: the proxy cannot throttle")
-        timeout = settings.zoho_timeout_seconds
         return cls(
             services=services,
             throttle=Throttle(
@@ -111,12 +110,7 @@ class ProxyRuntime:
                 services.clock,
                 slot_seconds=settings.proxy_slot_seconds,
             ),
-            http=httpx.Client(
-                timeout=httpx.Timeout(timeout, connect=min(3.0, timeout)),
-                follow_redirects=False,
-                transport=TransportPerScheme(),
-                headers={"User-Agent": "zoho-oauth-broker-proxy"},
-            ),
+            http=services.zoho_api,
         )
 
     def target(self, subscription_id: str) -> _Target:
@@ -182,7 +176,12 @@ def forward(runtime: ProxyRuntime, call: ProxyCall) -> ProxyAnswer:
             logger.info(
                 "token refused by Zoho was replaced; call retried once", extra={"subscription_id": sid}
             )
-            answer = _send(runtime, call, url, headers, renewed.access_token, subscription)
+            # The retry is the same call: it may wait for the turn after the refused one (briefly).
+            turn_seconds = 60 / subscription.throttling.requests_per_minute
+            retry = call.model_copy(
+                update={"wait_seconds": max(call.wait_seconds, min(RETRY_WAIT_SECONDS, turn_seconds + 0.1))}
+            )
+            answer = _send(runtime, retry, url, headers, renewed.access_token, subscription)
     return _answer(runtime, sid, answer)
 
 
@@ -206,13 +205,15 @@ def _send(
         )
     except httpx.TimeoutException as error:
         raise ZohoError(
-            "Zoho did not answer in time; the call may or may not have been carried out.",
+            "Zoho did not answer in time; the call may or may not have been carried out: check, then try again.",
             zoho_code="timeout",
             transient=True,
         ) from error
     except httpx.HTTPError as error:
         raise ZohoError(
-            "Zoho could not be reached; nothing was sent.", zoho_code="unreachable", transient=True
+            "Zoho could not be reached; nothing was sent: try again shortly.",
+            zoho_code="unreachable",
+            transient=True,
         ) from error
     finally:
         runtime.throttle.release(turn)

@@ -173,5 +173,7 @@ def _refusal(item: dict[str, Any] | None) -> Refusal:
 
 def _unavailable(error: Exception) -> Exception:
     if aws.is_unavailable(error):
-        return ServiceUnavailable("The throttle's table did not answer; nothing was sent to Zoho. Retry.")
+        return ServiceUnavailable(
+            "The throttle's table did not answer; nothing was sent to Zoho: try again shortly."
+        )
     return error
