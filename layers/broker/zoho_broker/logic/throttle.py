@@ -13,10 +13,14 @@ import random
 import uuid
 from dataclasses import dataclass
 
+from aws_lambda_powertools import Logger
+
 from zoho_broker.catalogue import Throttling
 from zoho_broker.clock import Clock
-from zoho_broker.errors import BrokerError
+from zoho_broker.errors import BrokerError, ServiceUnavailable
 from zoho_broker.store.throttle import Claim, ThrottleStore
+
+logger = Logger(child=True)
 
 MICROSECONDS = 1_000_000
 # Polling for a free slot while waiting: from this, doubling up to the cap, with jitter.
@@ -115,7 +119,14 @@ class Throttle:
         raise Throttled("Too many calls for this subscription; retry shortly.", retry_after=1)
 
     def release(self, turn: Turn) -> None:
-        self.store.release(turn.subscription_id, turn.owner)
+        """Free the slot. A failed release is logged, not raised: Zoho has answered by now (a POST may have
+        created something), and the slot expires on its own."""
+        try:
+            self.store.release(turn.subscription_id, turn.owner)
+        except ServiceUnavailable:
+            logger.warning(
+                "slot not released; it expires on its own", extra={"subscription_id": turn.subscription_id}
+            )
 
     def slow_down(self, subscription_id: str, seconds: float) -> None:
         """Start no call for this subscription within ``seconds`` (Zoho answered too many requests)."""
