@@ -79,6 +79,12 @@ bench-quota: $(BIN)/.installed
 bench-simulate: $(BIN)/.installed
 	$(BIN)/python benchmarks/simulate.py $(ARGS)
 
+# The proxy: its overhead over a direct call (ratios in one run), AWS requests per call, and the throttle's
+# accuracy with 50 concurrent callers against several limits (docs/proxy.md). Options: ARGS="--seconds 60".
+.PHONY: bench-proxy
+bench-proxy: $(BIN)/.installed
+	$(BIN)/python benchmarks/proxy.py $(ARGS)
+
 # Debian's Chromium for the browser tests (tests/e2e); Playwright drives it, it downloads no browser.
 .PHONY: browser
 browser:

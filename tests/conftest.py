@@ -62,7 +62,11 @@ def zoho() -> Iterator[ZohoStandIn]:
 @pytest.fixture
 def broker_env(stack: Stack, zoho: ZohoStandIn, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """The functions' environment as template.yaml resolves it, pointed at the Zoho stand-in."""
-    env = function_environment(TEMPLATE, stack, "CallbackFunction")
+    # The shared Globals and each function's own variables (ProxyFunction's throttle table).
+    env = {
+        **function_environment(TEMPLATE, stack, "CallbackFunction"),
+        **function_environment(TEMPLATE, stack, "ProxyFunction"),
+    }
     env["BROKER_ZOHO_ACCOUNTS_SERVERS"] = json.dumps(zoho.accounts_servers)
     # httpx, like any client, sends no Secure cookie over plain http; the attribute is tested on its own.
     env["BROKER_COOKIE_SECURE"] = "false"

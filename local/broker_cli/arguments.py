@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 
 from broker_cli import __version__, commands
+from broker_cli.call import call
 from broker_cli.client import DEFAULT_TIMEOUT_SECONDS, DEFAULT_URL
 
 SUBSCRIPTION_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -33,6 +34,8 @@ examples:
   broker versions add zoho-commerce 2 --file version.json
   printf '%s' "$GRANT_CODE" | broker grant-code sub_3f2a... --data-centre eu
   curl -H "Authorization: Zoho-oauthtoken $(broker token sub_3f2a...)" https://www.zohoapis.eu/crm/v8/org
+  broker call sub_3f2a... GET Leads -p per_page=5
+  broker call sub_3f2a... POST Leads --data '{"data": [{"Last_Name": "Ng"}]}'
 
 exit codes: 0 done, 1 the broker refused or the operation failed, 2 bad arguments (or --yes missing
 without a terminal), 3 the broker could not be reached or did not answer in time."""
@@ -327,8 +330,36 @@ def build_parser() -> argparse.ArgumentParser:
     )
     grant.set_defaults(run=commands.grant_code)
 
+    _call_command(top)
     _integration_commands(top)
     return parser
+
+
+def _call_command(top: Any) -> None:
+    command = _command(
+        top,
+        "call",
+        help="call the subscription's Zoho API through the broker's proxy; prints Zoho's answer",
+        description="Call PATH under the subscription's API base (CRM: Leads, org; Commerce: products) "
+        "through /proxy/{subscription}/..., within its throttling. Exit 0 on 2xx, 1 otherwise.",
+    )
+    command.add_argument("subscription_id", type=subscription_id, metavar="SUB")
+    command.add_argument("method", type=str.upper, choices=("GET", "POST", "PUT", "PATCH", "DELETE"))
+    command.add_argument("path", help="under the API base, e.g. Leads or Leads/4150868000000624001")
+    command.add_argument("--data", "-d", help="the body: text, @FILE, or - for standard input")
+    command.add_argument("--content-type", default="application/json", help="of --data (default: JSON)")
+    command.add_argument(
+        "--param", "-p", type=key_value, action="append", metavar="KEY=VALUE", help="a query parameter"
+    )
+    command.add_argument(
+        "--wait",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="let the broker hold the call this long for its turn (0 to 10, default 10)",
+    )
+    command.add_argument("--retries", type=int, default=3, help="retries after a 429 (default 3)")
+    command.set_defaults(run=call)
 
 
 def _integration_commands(top: Any) -> None:

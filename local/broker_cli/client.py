@@ -53,6 +53,11 @@ class BrokerClient:
     def close(self) -> None:
         self._http.close()
 
+    @property
+    def http(self) -> httpx.Client:
+        """The signed HTTP client, for calls that are not the admin API's JSON (the proxy)."""
+        return self._http
+
     def get(self, path: str, *, params: dict[str, Any] | None = None) -> Any:
         return self.request("GET", path, params=params)
 

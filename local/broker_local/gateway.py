@@ -345,6 +345,10 @@ def to_http(result: Any) -> tuple[int, list[tuple[str, str]], bytes]:
 class _QuietRequestHandler(WSGIRequestHandler):
     """Werkzeug's handler without its own access log: the gateway logs one line per request itself."""
 
+    # Headers and body go out in two writes: with Nagle on, the body waits for the client's delayed ACK
+    # (about 40 ms) on a kept-alive connection.
+    disable_nagle_algorithm = True
+
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         return None
 

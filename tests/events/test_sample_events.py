@@ -40,6 +40,7 @@ EXPECTED: dict[str, tuple[int, str]] = {
     "admin-get-integration-version.json": (200, "Desk.tickets.ALL"),
     "admin-update-integration-version.json": (200, '"default_api_url":"https://www.zohoapis.eu/crm/v8"'),
     "admin-delete-integration-version.json": (409, "is the only version"),
+    "proxy-get-records.json": (404, "No subscription with id"),
 }
 
 

@@ -122,3 +122,5 @@ def install(log: CallLog, services: Services, *, zoho_timeout_seconds: float = 2
         client.meta.events.register("before-call", before_call, unique_id="fault-injection")
     transport = _ZohoTransport(log, httpx.HTTPTransport())
     services.__dict__["zoho"] = ZohoClient(timeout_seconds=zoho_timeout_seconds, transport=transport)
+    # The proxy's calls to Zoho's API go through their own client.
+    services.__dict__["zoho_api"] = httpx.Client(timeout=zoho_timeout_seconds, transport=transport)

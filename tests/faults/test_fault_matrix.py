@@ -554,6 +554,17 @@ def test_every_call_of_the_flow_failing_once_leaves_a_clean_state(
     zoho: ZohoStandIn,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
+    check_every_call(flow, admin, browser, zoho, capsys)
+
+
+def check_every_call(
+    flow: Flow,
+    admin: httpx.Client,
+    browser: httpx.Client,
+    zoho: ZohoStandIn,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Each call of the flow failed once in each way: every invariant holds (tests/faults/*.py use it)."""
     log, _, problems = _run(flow, admin, browser, zoho, None, "")
     assert not problems, f"{flow.name} without faults: {problems}"
     calls = list(log.calls)

@@ -55,6 +55,10 @@ class Settings(BaseModel):
     event_bus_name: str = "default"
     # Only the local runner sets it: the Connected page links back to its console when the flow began there.
     console_url: str = ""
+    # The proxy's throttle (shared by every ProxyFunction instance) and how long a call's concurrency
+    # slot lives if its Lambda dies before releasing it (longer than the function's timeout).
+    throttle_table: str = ""
+    proxy_slot_seconds: float = Field(default=70.0, ge=0.1, le=900)
 
     @field_validator("public_base_url")
     @classmethod

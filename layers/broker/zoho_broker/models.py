@@ -391,6 +391,19 @@ class AccessToken(BrokerModel):
     data_centre: str | None
     expires_at: datetime
 
+    @classmethod
+    def of(cls, subscription_id: str, secret: SubscriptionSecret | None) -> AccessToken:
+        """The secret's access token as a consumer gets it; the secret must hold one."""
+        assert secret is not None and secret.access_token and secret.access_token_expires_at
+        return cls(
+            subscription_id=subscription_id,
+            access_token=secret.access_token,
+            token_type=secret.token_type or "Bearer",
+            api_domain=secret.api_domain,
+            data_centre=secret.data_centre,
+            expires_at=secret.access_token_expires_at,
+        )
+
 
 class RefreshResult(StrEnum):
     REFRESHED = "refreshed"

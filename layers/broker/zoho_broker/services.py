@@ -22,6 +22,8 @@ from zoho_broker.store.subscriptions import SubscriptionStore
 from zoho_broker.store.write_budget import WriteBudgetStore
 
 if TYPE_CHECKING:
+    import httpx
+
     from zoho_broker.zoho_client import ZohoClient
 
 
@@ -75,6 +77,21 @@ class Services:
         from zoho_broker.zoho_client import ZohoClient
 
         return ZohoClient(timeout_seconds=self.settings.zoho_timeout_seconds)
+
+    @cached_property
+    def zoho_api(self) -> httpx.Client:
+        """The proxy's client for Zoho's APIs (connections kept across warm invocations)."""
+        import httpx
+
+        from zoho_broker.zoho_client import TransportPerScheme
+
+        timeout = self.settings.zoho_timeout_seconds
+        return httpx.Client(
+            timeout=httpx.Timeout(timeout, connect=min(3.0, timeout)),
+            follow_redirects=False,
+            transport=TransportPerScheme(),
+            headers={"User-Agent": "zoho-oauth-broker-proxy"},
+        )
 
     def make(self, *parts: str) -> None:
         """Make these parts now rather than on first use (under SnapStart, init goes into the snapshot)."""

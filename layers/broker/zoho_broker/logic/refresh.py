@@ -118,7 +118,7 @@ def refresh(
     """
     try:
         with lease.held(services, subscription_id, purpose="refresh", wait_seconds=wait_seconds) as held:
-            return _refresh_held(services, held, force=force, margin=margin, pacing=pacing)
+            return refresh_held(services, held, force=force, margin=margin, pacing=pacing)
     except LeaseLost:
         metrics.add_metric(name="RefreshLeaseLost", unit=MetricUnit.Count, value=1)
         logger.warning(
@@ -153,7 +153,7 @@ def _still_fresh(
     )
 
 
-def _refresh_held(
+def refresh_held(
     services: Services, held: lease.Lease, *, force: bool, margin: timedelta | None, pacing: Pacing
 ) -> RefreshOutcome:
     subscription = held.subscription
@@ -428,7 +428,7 @@ def sweep(services: Services) -> SweepSummary:
 def vend_token(services: Services, subscription_id: str) -> AccessToken:
     """A token valid for at least five minutes, refreshed first (under the lease) when needed."""
     subscription = services.subscriptions.require(subscription_id)
-    _require_connected(subscription)
+    require_connected(subscription)
     secret = services.secrets.get(subscription_id)
     if not _fresh(secret, VENDING_MARGIN):
         outcome = refresh(
@@ -446,15 +446,7 @@ def vend_token(services: Services, subscription_id: str) -> AccessToken:
                 zoho_code=reason,
                 transient=True,
             )
-    assert secret is not None and secret.access_token and secret.access_token_expires_at
-    return AccessToken(
-        subscription_id=subscription_id,
-        access_token=secret.access_token,
-        token_type=secret.token_type or "Bearer",
-        api_domain=secret.api_domain,
-        data_centre=secret.data_centre,
-        expires_at=secret.access_token_expires_at,
-    )
+    return AccessToken.of(subscription_id, secret)
 
 
 def _fresh(secret: SubscriptionSecret | None, margin: timedelta) -> bool:
@@ -466,7 +458,7 @@ def _fresh(secret: SubscriptionSecret | None, margin: timedelta) -> bool:
     )
 
 
-def _require_connected(subscription: Subscription) -> None:
+def require_connected(subscription: Subscription) -> None:
     if subscription.status == ConnectionStatus.NEEDS_REAUTHENTICATION:
         raise NeedsReauthentication("The subscription needs re-authentication: send a new connect link.")
     if subscription.status != ConnectionStatus.CONNECTED:

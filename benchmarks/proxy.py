@@ -1,0 +1,295 @@
+"""The proxy: its overhead over a direct call to Zoho, the throttle's accuracy, and AWS calls per call.
+
+    python benchmarks/proxy.py [--calls 300] [--latency 0,0.1] [--seconds 10] [--callers 50]
+
+The world is `make dev`'s (local/broker_local/runner.py): moto's server over HTTP with the tables and
+secrets of template.yaml, the Zoho stand-in's API over HTTP, the local gateway invoking the real
+ProxyFunction handler. One subscription is connected through the real consent flow.
+
+1. Overhead: ``--calls`` GETs of CRM's ``org``, direct to the stand-in with the subscription's token and
+   through the proxy, interleaved, at each stand-in latency of ``--latency``; median and p99 of both and
+   their ratios, measured in the same run. The proxied call includes the local gateway (Python's
+   http.server), the handler, the throttle's two DynamoDB requests to moto over HTTP, and the forward.
+2. AWS calls per proxied call (the overhead run, warm instance): DynamoDB and Secrets Manager requests
+   counted by a botocore hook on the broker's session, divided by the calls made.
+3. Throttle accuracy: ``--callers`` concurrent callers (5 processes, as 5 Lambda instances, of
+   callers/5 threads) call the stand-in's API back to back for ``--seconds`` through the broker's
+   Throttle (its DynamoDB item on the moto server), with a 100 ms Zoho latency, against several limits.
+   Printed: the peak concurrency Zoho saw (the stand-in counts calls in flight per organization) against
+   ``max_concurrent_requests``; the most starts in any window of W = min(run, 60 s) against
+   ``requests_per_minute`` x W / 60; the rate achieved against what the limits allow
+   (min(rpm, concurrency / latency)); DynamoDB requests per call.
+
+Figures come from one run on one machine; the ratios, not the milliseconds, carry over to AWS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import multiprocessing
+import os
+import statistics
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "layers" / "broker"), str(ROOT / "local")]
+
+from broker_local.runner import Options, free_port, running_broker  # noqa: E402
+from tests.integration.flow import connect, create_subscription  # noqa: E402
+
+ZOHO_LATENCY_FOR_LIMITS = 0.1
+LIMITS = ((100, 10), (600, 25), (1200, 10), (1200, 5))  # Zoho CRM default, a busy one, two at 20/s
+PROCESSES = 5
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def count_aws_calls() -> Counter[str]:
+    """Every DynamoDB and Secrets Manager request the broker's handlers make in this process."""
+    from zoho_broker.store import aws
+
+    counted: Counter[str] = Counter()
+
+    def count(model: Any, **_: Any) -> None:
+        counted[f"{model.service_model.service_name}.{model.name}"] += 1
+
+    aws.reset()
+    aws._session().register("before-call", count)
+    return counted
+
+
+def overhead(gateway_url: str, standin_url: str, sid: str, token: str, calls: int, zoho: Any) -> None:
+    print("\n1. Overhead of the proxy over a direct call (GET org), interleaved, one run")
+    print(
+        f"   {'Zoho latency':>12} {'direct p50':>10} {'proxy p50':>10} {'ratio':>6} "
+        f"{'direct p99':>10} {'proxy p99':>10} {'ratio':>6} {'added p50':>9}"
+    )
+    with httpx.Client(timeout=30) as http:
+        for latency in LATENCIES:
+            zoho.api.set_latency(latency)
+            direct: list[float] = []
+            proxied: list[float] = []
+            for _ in range(calls):
+                started = time.perf_counter()
+                answer = http.get(
+                    f"{standin_url}/crm/v8/org", headers={"Authorization": f"Zoho-oauthtoken {token}"}
+                )
+                direct.append(time.perf_counter() - started)
+                assert answer.status_code == 200, answer.text
+                started = time.perf_counter()
+                answer = http.get(f"{gateway_url}/proxy/{sid}/org")
+                proxied.append(time.perf_counter() - started)
+                assert answer.status_code == 200, answer.text
+            d50, p50 = statistics.median(direct), statistics.median(proxied)
+            d99, p99 = percentile(direct, 0.99), percentile(proxied, 0.99)
+            print(
+                f"   {latency * 1000:>10.0f}ms {d50 * 1000:>8.1f}ms {p50 * 1000:>8.1f}ms {p50 / d50:>5.2f}x "
+                f"{d99 * 1000:>8.1f}ms {p99 * 1000:>8.1f}ms {p99 / d99:>5.2f}x {(p50 - d50) * 1000:>7.1f}ms"
+            )
+    zoho.api.set_latency(0)
+
+
+def aws_per_call(gateway_url: str, sid: str, calls: int, counted: Counter[str]) -> None:
+    with httpx.Client(timeout=30) as http:
+        http.get(f"{gateway_url}/proxy/{sid}/org")  # warm: subscription and token cached
+        counted.clear()
+        for _ in range(calls):
+            http.get(f"{gateway_url}/proxy/{sid}/org")
+    print(f"\n2. AWS requests per proxied call (warm instance, {calls} calls)")
+    for name, count in sorted(counted.items()):
+        print(f"   {name:<36} {count / calls:.2f}")
+    print(f"   {'total':<36} {sum(counted.values()) / calls:.2f}")
+
+
+def _callers(
+    endpoint: str,
+    table: str,
+    key: str,
+    limits: tuple[int, int],
+    threads: int,
+    seconds: float,
+    standin_url: str,
+    token: str,
+    results: Any,
+) -> None:
+    """One Lambda instance: its own Throttle, ``threads`` callers calling back to back until time is up."""
+    os.environ.update(AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench")
+    from zoho_broker.catalogue import Throttling
+    from zoho_broker.clock import SystemClock
+    from zoho_broker.logic.throttle import Throttle, Throttled
+    from zoho_broker.store.throttle import ThrottleStore
+
+    store = ThrottleStore(table)
+    throttle = Throttle(store, SystemClock(), slot_seconds=30)
+    throttling = Throttling(requests_per_minute=limits[0], max_concurrent_requests=limits[1])
+    starts: list[tuple[float, float]] = []
+    refused = [0]
+    deadline = time.time() + seconds
+
+    def caller() -> None:
+        with httpx.Client(timeout=30) as http:
+            while time.time() < deadline:
+                try:
+                    turn = throttle.acquire(
+                        key, throttling, wait_seconds=min(10.0, max(0.0, deadline - time.time()))
+                    )
+                except Throttled as throttled:  # as the client does: ask again after Retry-After
+                    refused[0] += 1
+                    time.sleep(min(throttled.retry_after, max(0.0, deadline - time.time())))
+                    continue
+                try:
+                    starts.append((time.time(), turn.start_us / 1e6))
+                    answer = http.get(
+                        f"{standin_url}/crm/v8/org", headers={"Authorization": f"Zoho-oauthtoken {token}"}
+                    )
+                    assert answer.status_code == 200, answer.status_code
+                finally:
+                    throttle.release(turn)
+
+    workers = [threading.Thread(target=caller) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    results.put((starts, refused[0], store.calls))
+
+
+def accuracy(
+    endpoint: str, table: str, standin_url: str, token: str, zoho: Any, callers: int, seconds: float
+) -> None:
+    print(
+        f"\n3. Throttle accuracy: {callers} callers in {PROCESSES} processes, {seconds:g} s each, "
+        f"Zoho latency {ZOHO_LATENCY_FOR_LIMITS * 1000:.0f} ms"
+    )
+    print(
+        f"   {'rpm':>6} {'conc':>4} {'peak conc':>9} {'granted in W':>12} {'observed in W':>13} "
+        f"{'allowed':>7} {'rate/min':>8} {'bound':>6} {'of bound':>8} {'refused':>7} {'DDB/call':>8}"
+    )
+    zoho.api.set_latency(ZOHO_LATENCY_FOR_LIMITS)
+    zoho.api.set_concurrency_limit(1000)  # observe, do not refuse
+    context = multiprocessing.get_context("spawn")
+    for rpm, concurrency in LIMITS:
+        key = f"bench-{rpm}-{concurrency}-{time.time_ns()}"
+        organization = next(iter(zoho.api.peak_in_flight), None)
+        if organization is not None:
+            zoho.api.peak_in_flight.pop(organization)
+        results = context.Queue()
+        workers = [
+            context.Process(
+                target=_callers,
+                args=(
+                    endpoint,
+                    table,
+                    key,
+                    (rpm, concurrency),
+                    callers // PROCESSES,
+                    seconds,
+                    standin_url,
+                    token,
+                    results,
+                ),
+            )
+            for _ in range(PROCESSES)
+        ]
+        for worker in workers:
+            worker.start()
+        starts: list[tuple[float, float]] = []
+        refused = dynamodb = 0
+        for _ in workers:
+            got, got_refused, got_calls = results.get(timeout=seconds + 120)
+            starts += got
+            refused += got_refused
+            dynamodb += got_calls
+        for worker in workers:
+            worker.join()
+        granted = sorted(grant for _, grant in starts)
+        observed = sorted(actual for actual, _ in starts)
+        peak = max(zoho.api.peak_in_flight.values(), default=0)
+        bound = min(rpm, concurrency / ZOHO_LATENCY_FOR_LIMITS * 60)
+        print(
+            f"   {rpm:>6} {concurrency:>4} {peak:>9} {_most_in_window(granted):>12} "
+            f"{_most_in_window(observed):>13} {_allowed(granted, rpm):>7.0f} {_rate(granted):>8.0f} "
+            f"{bound:>6.0f} {_rate(granted) / bound:>7.0%} {refused:>7} {dynamodb / len(starts):>8.2f}"
+        )
+    zoho.api.set_latency(0)
+
+
+def _window(starts: list[float]) -> float:
+    return min(starts[-1] - starts[0], 60.0)
+
+
+def _most_in_window(starts: list[float]) -> int:
+    """The most starts in any half-open window [t, t + W), W = min(run, 60 s)."""
+    window, most, first = _window(starts), 0, 0
+    for last, moment in enumerate(starts):
+        while moment - starts[first] >= window:
+            first += 1
+        most = max(most, last - first + 1)
+    return most
+
+
+def _allowed(starts: list[float], rpm: int) -> float:
+    return rpm * _window(starts) / 60
+
+
+def _rate(starts: list[float]) -> float:
+    return (len(starts) - 1) / (starts[-1] - starts[0]) * 60
+
+
+LATENCIES: tuple[float, ...] = (0.0, 0.1)
+
+
+def main() -> None:
+    global LATENCIES
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--calls", type=int, default=300)
+    parser.add_argument("--latency", default="0,0.1", help="stand-in latencies in seconds, comma-separated")
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--callers", type=int, default=50)
+    args = parser.parse_args()
+    LATENCIES = tuple(float(value) for value in args.latency.split(","))
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto logs every request
+    counted = count_aws_calls()
+    options = Options(
+        port=free_port("127.0.0.1"),
+        standin_ports=(free_port("127.0.0.1"), free_port("127.0.0.1")),
+        demo=False,
+        log_level="ERROR",
+    )
+    with running_broker(options) as started:
+        gateway_url = started["gateway"].base_url
+        zoho = started["standin"]
+        standin_url = started["accounts_servers"]["eu"]
+        with httpx.Client(base_url=gateway_url, timeout=30) as admin, httpx.Client(timeout=30) as browser:
+            throttling = {"requests_per_minute": 100_000, "max_concurrent_requests": 100}
+            sid = create_subscription(admin, throttling=throttling)["subscription_id"]
+            assert connect(admin, browser, sid, data_centre="eu").status_code == 200
+            token = admin.get(f"/admin/subscriptions/{sid}/token").json()["access_token"]
+        overhead(gateway_url, standin_url, sid, token, args.calls, zoho)
+        aws_per_call(gateway_url, sid, min(args.calls, 200), counted)
+        accuracy(
+            os.environ["AWS_ENDPOINT_URL"],
+            started["stack"].physical_ids["ThrottleTable"],
+            standin_url,
+            token,
+            zoho,
+            args.callers,
+            args.seconds,
+        )
+
+
+if __name__ == "__main__":
+    main()
