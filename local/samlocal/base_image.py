@@ -87,18 +87,28 @@ def ensure_base_image() -> str:
         return "reused"
     tarball = rootfs_tarball(key)
     how = "imported from the cached rootfs"
-    if not tarball.exists():
-        build_rootfs(tarball)
-        how = "built"
-    import_image(tarball, key)
+    try:
+        if not tarball.exists():
+            build_rootfs(tarball)
+            how = "built"
+        import_image(tarball, key)
+    except OSError as error:  # a full disk, a cache that cannot be written
+        raise EngineUnavailable(f"building {IMAGE}: {error}") from error
     return how
 
 
 def build_rootfs(tarball: Path) -> None:
-    """debootstrap under qemu, the runtime's packages from PyPI, bytecode compiled in; then tar it."""
-    CACHE.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="rootfs-", dir=CACHE) as work:
-        rootfs = Path(work) / "rootfs"
+    """debootstrap under qemu, the runtime's packages from PyPI, bytecode compiled in; then tar it.
+
+    The debootstrapped tree is kept (with a stamp) until the tarball is made, so a failure in a later
+    step does not cost the minutes of debootstrap again.
+    """
+    work = tarball.with_name(tarball.name.removesuffix(".tar.gz") + ".work")
+    rootfs = work / "rootfs"
+    stamp = work / "debootstrapped"
+    if not stamp.exists():
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
         run(
             [
                 "debootstrap",
@@ -111,49 +121,54 @@ def build_rootfs(tarball: Path) -> None:
             ],
             timeout=BUILD_SECONDS,
         )
-        runtime = rootfs / "var" / "runtime"
-        run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--no-compile",
-                "--target",
-                str(runtime),
-                "--platform",
-                PIP_PLATFORM,
-                "--python-version",
-                "3.13",
-                "--implementation",
-                "cp",
-                "--only-binary=:all:",
-                "-r",
-                str(RUNTIME_REQUIREMENTS),
-            ],
-        )
-        bootstrap = runtime / "bootstrap"
-        bootstrap.write_text(BOOTSTRAP)
-        bootstrap.chmod(0o755)
-        (rootfs / "var" / "task").mkdir(exist_ok=True)
         shutil.rmtree(rootfs / "var" / "cache" / "apt" / "archives", ignore_errors=True)
-        # Imports under qemu crawl without bytecode, and Lambda cannot write it: compile it in.
-        compiled = compileall.compile_dir(
-            runtime,
-            quiet=1,
-            stripdir=str(rootfs),
-            prependdir="/",
-            invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH,
-        )
-        if not compiled:
-            raise EngineUnavailable(f"compiling {runtime} failed")
-        partial = tarball.with_suffix(".partial")
-        with tarfile.open(partial, "w:gz", compresslevel=1) as archive:
-            archive.add(rootfs, arcname=".")
-        partial.rename(tarball)
-    for stale in CACHE.glob(f"rootfs-{ARCHITECTURE}-*.tar.gz"):
-        if stale != tarball:
+        stamp.touch()
+    runtime = rootfs / "var" / "runtime"
+    shutil.rmtree(runtime, ignore_errors=True)
+    run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-compile",
+            "--target",
+            str(runtime),
+            "--platform",
+            PIP_PLATFORM,
+            "--python-version",
+            "3.13",
+            "--implementation",
+            "cp",
+            "--only-binary=:all:",
+            "-r",
+            str(RUNTIME_REQUIREMENTS),
+        ],
+    )
+    bootstrap = runtime / "bootstrap"
+    bootstrap.write_text(BOOTSTRAP)
+    bootstrap.chmod(0o755)
+    (rootfs / "var" / "task").mkdir(exist_ok=True)
+    # Imports under qemu crawl without bytecode, and Lambda cannot write it: compile it in.
+    compiled = compileall.compile_dir(
+        runtime,
+        quiet=1,
+        stripdir=str(rootfs),
+        prependdir="/",
+        invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH,
+    )
+    if not compiled:
+        raise EngineUnavailable(f"compiling {runtime} failed")
+    partial = tarball.with_suffix(".partial")
+    with tarfile.open(partial, "w:gz", compresslevel=1) as archive:
+        archive.add(rootfs, arcname=".")
+    partial.rename(tarball)
+    shutil.rmtree(work)
+    for stale in CACHE.glob(f"rootfs-{ARCHITECTURE}-*"):  # what older keys left
+        if stale.is_dir():
+            shutil.rmtree(stale)
+        elif stale != tarball:
             stale.unlink()
 
 
