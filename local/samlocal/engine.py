@@ -114,14 +114,17 @@ def start_dockerd() -> bool:
     CACHE.mkdir(parents=True, exist_ok=True)
     # --userland-proxy=false: the proxy accepts connections before the emulator in the container listens,
     # and SAM's readiness check then gives up ("No response from invoke container").
-    with DOCKERD_LOG.open("ab") as log:
-        process = subprocess.Popen(
-            ["dockerd", "--userland-proxy=false"],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,  # outlives this process: `make test` stops it after pytest
-        )
+    try:
+        with DOCKERD_LOG.open("ab") as log:
+            process = subprocess.Popen(
+                ["dockerd", "--userland-proxy=false"],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # outlives this process: `make test` stops it after pytest
+            )
+    except OSError as error:
+        raise EngineUnavailable(f"dockerd cannot be started: {error}") from error
     DOCKERD_PID.write_text(str(process.pid))
     deadline = time.monotonic() + DOCKERD_READY_SECONDS
     while time.monotonic() < deadline:
