@@ -9,13 +9,15 @@ import os
 import py_compile
 import shutil
 import subprocess
+import time
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from broker_local.provision import container_environment, docker_host_view, functions_environment
+from broker_local.provision import container_environment, docker_host_view, functions_environment, session_for
 from broker_local.template import Stack, load_template
 from broker_local.zoho_standin import ZohoStandIn
 from tests.sam_build import ROOT, venv_tool
@@ -141,7 +143,28 @@ class LocalStack:
         return invoke(self.template, self.env_file, function, ROOT / "events" / event)
 
     @property
-    def secret_prefix(self) -> str:
-        """Where a subscription's tokens are stored (the prefix of its secret's name)."""
+    def variables(self) -> dict[str, str]:
+        """The functions' environment (env.json), as the containers see it."""
         variables: dict[str, str] = json.loads(self.env_file.read_text())["Parameters"]
-        return variables["BROKER_SECRET_PREFIX"]
+        return variables
+
+    def stored_tokens(self, subscription_id: str) -> dict[str, Any]:
+        """The subscription's secret in moto's Secrets Manager."""
+        secrets = session_for(self.endpoint, REGION).client("secretsmanager")
+        name = f"{self.variables['BROKER_SECRET_PREFIX']}{subscription_id}"
+        stored: dict[str, Any] = json.loads(secrets.get_secret_value(SecretId=name)["SecretString"])
+        return stored
+
+    def make_due(self, subscription_id: str, *, seconds_left: int = 60) -> None:
+        """Age the stored access token (it expires in seconds_left) and make its refresh due now."""
+        session = session_for(self.endpoint, REGION)
+        name = f"{self.variables['BROKER_SECRET_PREFIX']}{subscription_id}"
+        stored = self.stored_tokens(subscription_id)
+        stored["access_token_expires_at"] = (datetime.now(UTC) + timedelta(seconds=seconds_left)).isoformat()
+        session.client("secretsmanager").put_secret_value(SecretId=name, SecretString=json.dumps(stored))
+        session.client("dynamodb").update_item(
+            TableName=self.variables["BROKER_SUBSCRIPTIONS_TABLE"],
+            Key={"pk": {"S": f"sub#{subscription_id}"}},
+            UpdateExpression="SET refresh_due_at = :now",
+            ExpressionAttributeValues={":now": {"N": str(int(time.time()) - 1)}},
+        )

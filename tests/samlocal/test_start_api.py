@@ -6,7 +6,6 @@ token works at the stand-in. Each step's answer is asserted.
 
 from __future__ import annotations
 
-import json
 import signal
 import socket
 import subprocess
@@ -18,9 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from broker_local.provision import session_for
 from tests.integration.flow import connect_link, create_subscription, decide_at_zoho, open_link, page_title
-from tests.samlocal.local_stack import REGION, LocalStack, sam_environment, sam_local
+from tests.samlocal.local_stack import LocalStack, sam_environment, sam_local
 from zoho_broker.page_routes import SECURE_BINDING_COOKIE
 
 pytestmark = pytest.mark.slow
@@ -90,7 +88,7 @@ def _binding_cookie(response: httpx.Response) -> str:
     return f"{name}={value}"
 
 
-def test_a_person_connects_through_the_built_stack_and_the_admin_reads_the_token(
+def test_a_person_connects_through_the_built_stack_the_admin_reads_the_token_and_the_refresher_renews_it(
     api: RunningApi, local_stack: LocalStack
 ) -> None:
     zoho = local_stack.zoho
@@ -130,11 +128,25 @@ def test_a_person_connects_through_the_built_stack_and_the_admin_reads_the_token
         headers={"Authorization": f"Zoho-oauthtoken {access_token}"},
     )
     assert whoami.status_code == 200, whoami.text
-    secrets = session_for(local_stack.endpoint, REGION).client("secretsmanager")
-    stored = json.loads(
-        secrets.get_secret_value(SecretId=f"{local_stack.secret_prefix}{subscription_id}")["SecretString"]
-    )
+    stored = local_stack.stored_tokens(subscription_id)
     assert stored["access_token"] == access_token
     logged = api.log.read_text(errors="replace")
     for name in ("access_token", "refresh_token"):
         assert stored[name] not in logged, f"the {name} is in sam local's output"
+
+    # The built refresher, on its schedule event, renews the token once it is due.
+    local_stack.make_due(subscription_id)
+
+    answer, output = local_stack.invoke("RefresherFunction", "refresher-schedule.json")
+
+    assert answer == {"due": 1, "refreshed_inline": 1, "queued": 0}, output
+    renewed = local_stack.stored_tokens(subscription_id)
+    assert renewed["access_token"] != access_token
+    assert renewed["refresh_token"] == stored["refresh_token"]
+    renewed_whoami = httpx.get(
+        f"{zoho.accounts_servers['us']}/standin/whoami",
+        headers={"Authorization": f"Zoho-oauthtoken {renewed['access_token']}"},
+    )
+    assert renewed_whoami.status_code == 200, renewed_whoami.text
+    for name in ("access_token", "refresh_token"):
+        assert renewed[name] not in output, f"the refresher's output shows the {name}"
