@@ -22,8 +22,18 @@ $(BIN)/.installed: requirements-dev.txt layers/broker/requirements.txt pyproject
 dev: $(BIN)/.installed
 	$(BIN)/python -m broker_local $(ARGS)
 
+# The engine for tests/samlocal first (docs/sam-local.md): best effort here, required under CI=true.
+# A dockerd it started is stopped after pytest, whatever pytest's outcome.
 test: $(BIN)/.installed browser
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m samlocal up
+	status=0; $(BIN)/python -m pytest $(PYTEST_ARGS) || status=$$?; $(BIN)/python -m samlocal down; exit $$status
+
+# Only the engine for sam local: Debian's packages, qemu for arm64, dockerd, the cached base image.
+.PHONY: samlocal-up samlocal-down
+samlocal-up: $(BIN)/.installed
+	$(BIN)/python -m samlocal up
+samlocal-down: $(BIN)/.installed
+	$(BIN)/python -m samlocal down
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .

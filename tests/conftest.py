@@ -21,6 +21,7 @@ from broker_local.moto_atomic import make_dynamodb_atomic
 from broker_local.runner import Options, free_port, running_broker
 from broker_local.template import Stack, load_template, provision, resolve
 from broker_local.zoho_standin import ZohoStandIn
+from tests.sam_build import SamBuild, build_stack
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = load_template(ROOT / "template.yaml")
@@ -32,6 +33,12 @@ for _name in ("POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE"):
     os.environ.setdefault(_name, str(resolve(_GLOBALS[_name], Stack.from_template(TEMPLATE))))
 
 from zoho_broker.services import reset_services  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def sam_build(tmp_path_factory: pytest.TempPathFactory) -> SamBuild:
+    """template.yaml built as `sam build` ships it, once for the session (tests/build, tests/samlocal)."""
+    return build_stack(tmp_path_factory.mktemp("sam"))
 
 
 @pytest.fixture

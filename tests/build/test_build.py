@@ -1,25 +1,21 @@
 """The template lints, and `sam build` without a container makes what Lambda on arm64 needs.
 
-sam build runs once for the module, into a temporary directory. Without a container it needs the runtime's
-interpreter (python3.13) on PATH; when there is none the build tests fail, they do not skip: a build that
-cannot be checked is not a passing build.
+sam build runs once for the session (the sam_build fixture, tests/sam_build.py), into a temporary directory.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from benchmarks.cold_start import built_sizes, lambda_like_layer
+from tests.sam_build import SamBuild, find_python313, venv_tool
 
 pytestmark = pytest.mark.slow
 
@@ -31,80 +27,6 @@ RUNTIME_PROVIDED = ("boto3", "botocore", "s3transfer")  # the Lambda runtime car
 EM_AARCH64 = 183
 MACHINES = {3: "x86", 40: "ARM", 62: "x86-64", 183: "AArch64"}
 LAMBDA_UNZIPPED_LIMIT = 250 * 1024 * 1024
-
-
-def venv_tool(name: str) -> str:
-    """A console script of the environment running the tests (the project's .venv)."""
-    for candidate in (Path(sys.executable).parent / name, ROOT / ".venv" / "bin" / name):
-        if candidate.is_file():
-            return str(candidate)
-    found = shutil.which(name)
-    if found is None:
-        pytest.fail(f"{name} is not installed; run `make .venv/bin/.installed`", pytrace=False)
-    return found
-
-
-def find_python313() -> Path | None:
-    """The interpreter sam build needs, looked for as the Makefile's PYTHON313 does: pyenv, then PATH."""
-    pyenv_root = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv")
-    candidates = sorted(pyenv_root.glob("versions/3.13*/bin/python3.13"), reverse=True)
-    on_path = shutil.which("python3.13")
-    if on_path:
-        candidates.append(Path(on_path))
-    for candidate in candidates:
-        try:
-            subprocess.run([candidate, "-c", "import sys"], capture_output=True, timeout=10, check=True)
-        except (OSError, subprocess.SubprocessError):
-            continue
-        return candidate
-    return None
-
-
-@dataclass(frozen=True)
-class SamBuild:
-    build_dir: Path
-    problem: str  # empty when the build succeeded
-
-    def require(self) -> Path:
-        """The build output, or the test fails with what went wrong."""
-        if self.problem:
-            pytest.fail(self.problem, pytrace=False)
-        return self.build_dir
-
-
-@pytest.fixture(scope="module")
-def sam_build(tmp_path_factory: pytest.TempPathFactory) -> SamBuild:
-    workdir = tmp_path_factory.mktemp("sam")
-    build_dir = workdir / "build"
-    python313 = find_python313()
-    if python313 is None:
-        return SamBuild(
-            build_dir,
-            "python3.13 was found neither in pyenv ($PYENV_ROOT/versions/3.13*) nor on PATH: sam build "
-            "without a container needs the Lambda runtime's interpreter. Install it (pyenv install 3.13) "
-            "or put it on PATH.",
-        )
-    env = {
-        **os.environ,
-        "PATH": f"{python313.parent}{os.pathsep}{os.environ.get('PATH', '')}",
-        "SAM_CLI_TELEMETRY": "0",
-    }
-    command = [
-        venv_tool("sam"),
-        "build",
-        "--template-file",
-        str(TEMPLATE),
-        "--build-dir",
-        str(build_dir),
-        "--cache-dir",
-        str(workdir / "cache"),
-        "--parallel",
-    ]
-    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    if result.returncode != 0:
-        output = f"{result.stdout}\n{result.stderr}"
-        return SamBuild(build_dir, f"sam build failed (exit {result.returncode}) with {python313}:\n{output}")
-    return SamBuild(build_dir, "")
 
 
 def elf_machine(path: Path) -> int | None:

@@ -1,0 +1,52 @@
+"""Where Docker cannot run, `python -m samlocal up` and tests/samlocal say why: skipped locally, failing
+under CI=true. Simulated with a PATH that holds neither docker nor dockerd (the virtualenv's only)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+# As root the engine would start dockerd and cannot find it; as another user it may not start one.
+NO_DOCKER = "dockerd cannot be started" if os.geteuid() == 0 else ""
+
+
+def run_without_docker(ci: str, *arguments: str) -> subprocess.CompletedProcess[str]:
+    python = Path(sys.executable)
+    environment = {
+        "HOME": os.environ.get("HOME", "/root"),
+        "PATH": str(python.parent),  # no docker, no dockerd
+        "PYTHONPATH": os.pathsep.join(str(ROOT / part) for part in ("layers/broker", "local")),
+        "CI": ci,
+    }
+    return subprocess.run(
+        [str(python), *arguments], cwd=ROOT, env=environment, capture_output=True, text=True, timeout=300
+    )
+
+
+@pytest.mark.parametrize(("ci", "exit_code"), [("false", 0), ("true", 1)])
+def test_given_no_docker_when_samlocal_up_runs_then_it_says_why_and_fails_only_under_ci(
+    ci: str, exit_code: int
+) -> None:
+    result = run_without_docker(ci, "-m", "samlocal", "up")
+
+    assert result.returncode == exit_code, result.stderr
+    assert f"not available: {NO_DOCKER}" in result.stderr
+
+
+@pytest.mark.parametrize(("ci", "outcome"), [("false", "7 skipped"), ("true", "7 errors")])
+def test_given_no_docker_when_the_samlocal_tests_run_then_they_skip_with_the_reason_or_fail_under_ci(
+    ci: str, outcome: str
+) -> None:
+    tests = [str(ROOT / "tests" / "samlocal" / name) for name in ("test_invoke.py", "test_start_api.py")]
+
+    result = run_without_docker(ci, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rs", *tests)
+
+    assert outcome in result.stdout, result.stdout[-3000:]
+    assert f"sam local cannot run here: {NO_DOCKER}" in result.stdout
+    assert ("CI=true: it must run" in result.stdout) == (ci == "true")
