@@ -23,6 +23,7 @@ HTTP_INVOCATIONS = {
     "AdminFunction": ["admin-list-integrations.json"],
     "StartFunction": ["start-connect.json"],
     "CallbackFunction": ["callback.json"],
+    "ProxyFunction": ["proxy-get-records.json"],
 }
 
 
