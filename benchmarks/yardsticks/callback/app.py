@@ -1,6 +1,7 @@
 """Yardstick: the callback's work (GET /oauth/callback with a code) written by hand with boto3 and the
 standard library only: the same AWS calls in the same order (the stored integration read, and the
-"connected" event published to EventBridge, as the broker does), and the token exchange with urllib."""
+"connected" event published to EventBridge, as the broker does), and the token exchange and the
+organization check (CRM's GET /org with the new token, its id and name stored) with urllib."""
 
 import base64
 import hashlib
@@ -85,6 +86,15 @@ def handler(event, context):
     request = urllib.request.Request(query["accounts-server"] + token_path, data=form, method="POST")
     with urllib.request.urlopen(request, timeout=10) as answer:
         tokens = json.loads(answer.read())
+    check = urllib.request.Request(
+        tokens["api_domain"] + "/crm/v8/org",
+        headers={"Authorization": "Zoho-oauthtoken " + tokens["access_token"]},
+    )
+    with urllib.request.urlopen(check, timeout=5) as answer:
+        organization = json.loads(answer.read())["org"][0]
+    bound = subscription.get("organization", {}).get("M", {}).get("id", {}).get("S")
+    if bound and bound != str(organization["id"]):
+        return _page(409, "another organization")
     expires_at = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(now + tokens["expires_in"]))
     secret.update(
         refresh_token=tokens["refresh_token"],
@@ -99,6 +109,7 @@ def handler(event, context):
         TableName=SUBSCRIPTIONS,
         Key=key_attribute,
         UpdateExpression="SET #status = :status, data_centre = :dc, access_token_expires_at = :expires, "
+        "organization = :organization, "
         "connect_generation = if_not_exists(connect_generation, :zero) + :one "
         "REMOVE lease_owner, lease_expires_at",
         ConditionExpression="lease_owner = :owner",
@@ -110,6 +121,13 @@ def handler(event, context):
             ":zero": {"N": "0"},
             ":one": {"N": "1"},
             ":owner": {"S": owner},
+            ":organization": {
+                "M": {
+                    "id": {"S": str(organization["id"])},
+                    "name": {"S": organization["company_name"]},
+                    "verified_at": {"S": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(now))},
+                }
+            },
         },
         ReturnValues="ALL_OLD",
     )
