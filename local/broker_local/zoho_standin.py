@@ -3,27 +3,21 @@
 The broker's connect flow, token exchange and refresher are exercised against this instead of Zoho, so
 it mirrors what is known of Zoho's OAuth: one accounts server per data centre sharing one world, grant
 codes and tokens that only work at the data centre that issued them, errors as HTTP 200 with an `error`
-field, at most 30 live access tokens per refresh token, at most 4 grant codes per minute per client. Faults (HTTP 500/503, hangs, rate limiting) can be injected so failure paths are
-testable without Zoho. Nothing is printed: codes, secrets and tokens must never reach a log.
-"""
+field, at most 30 live access tokens per refresh token, at most 4 grant codes per minute per client.
+Faults (HTTP 500/503, hangs, rate limiting) can be injected so failure paths are testable without Zoho.
+Nothing is printed: codes, secrets and tokens must never reach a log. HTTP: zoho_standin_http; the
+records of its world: zoho_standin_world; its API: zoho_standin_api."""
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import html
-import json
 import secrets
-import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable, Mapping
 from types import MappingProxyType, TracebackType
 from typing import Any, Self
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from broker_local import favicon
 from broker_local.zoho_standin_api import (
@@ -33,258 +27,53 @@ from broker_local.zoho_standin_api import (
     StandInApi,
     account_choices,
 )
-
-__all__ = ["FAULTS", "RecordedRequest", "ZohoStandIn", "api_domain_for", "main"]
-
-FAULTS = frozenset(
-    {
-        "server_error",
-        "unavailable",
-        "timeout",
-        "invalid_code",
-        "invalid_client",
-        "rate_limited",
-        "no_api_domain",
-    }
+from broker_local.zoho_standin_http import (
+    Answer,
+    DataCentreServer,
+    RecordedRequest,
+    bad_request,
+    consent_page,
+    consent_problem,
+    json_answer,
+    page,
+    redirect,
+    unavailable,
+    with_query,
 )
-"""What inject_fault accepts: the ways Zoho's token endpoint has been seen to fail."""
-
-ACCESS_TOKEN_SECONDS = 3600
-MAX_ACCESS_TOKENS_PER_REFRESH_TOKEN = 30
-CODES_PER_MINUTE = 4
-CODE_BLOCK_SECONDS = 600  # Zoho blocks the user for 10 minutes after too many grant codes.
-TIMEOUT_FAULT_SECONDS = 30.0
-SELF_CLIENT_REDIRECT_URI = ""  # a Self Client's grant code is bound to no redirect URI
-RATE_LIMITED_DESCRIPTION = "You have made too many requests continuously. Please try again after some time."
-TITLE = "Zoho Accounts (stand-in)"
-JSON_TYPE = "application/json;charset=UTF-8"  # exactly what Zoho sends
-HTML_TYPE = "text/html; charset=utf-8"
-MAX_BODY_BYTES = 1 << 20
-
-_API_DOMAINS = MappingProxyType(
-    {
-        "us": "https://www.zohoapis.com",
-        "eu": "https://www.zohoapis.eu",
-        "in": "https://www.zohoapis.in",
-        "au": "https://www.zohoapis.com.au",
-        "jp": "https://www.zohoapis.jp",
-        "ca": "https://www.zohoapis.ca",
-        "sa": "https://www.zohoapis.sa",
-        "uk": "https://www.zohoapis.uk",
-    }
+from broker_local.zoho_standin_world import (
+    ACCESS_TOKEN_SECONDS,
+    CODE_BLOCK_SECONDS,
+    CODES_PER_MINUTE,
+    FAULTS,
+    MAX_ACCESS_TOKENS_PER_REFRESH_TOKEN,
+    RATE_LIMITED_DESCRIPTION,
+    SELF_CLIENT_REDIRECT_URI,
+    TIMEOUT_FAULT_SECONDS,
+    AccessToken,
+    Code,
+    Fault,
+    RefreshToken,
+    api_domain_for,
+    new_token,
 )
+
+__all__ = ["FAULTS", "RecordedRequest", "ZohoStandIn", "api_domain_for"]
+
 _DEFAULT_DATA_CENTRES: Mapping[str, int] = MappingProxyType({"us": 0, "eu": 0})
 
 
-def api_domain_for(data_centre: str) -> str:
-    """The API base Zoho reports for a data centre, so tokens point consumers at the right region."""
-    return _API_DOMAINS.get(data_centre, f"https://www.zohoapis.{data_centre}")
-
-
-def _token() -> str:
-    """A token shaped like Zoho's ("1000.<32 hex>.<32 hex>"), so format checks see the real shape."""
-    return f"1000.{secrets.token_hex(16)}.{secrets.token_hex(16)}"
-
-
-@dataclass(frozen=True)
-class RecordedRequest:
-    """One request as received, so tests can assert on what the broker sent and where."""
-
-    data_centre: str
-    method: str
-    path: str
-    params: dict[str, str]  # query string and form body merged; the body wins on a clash
-
-
-@dataclass
-class _Code:
-    client_id: str
-    redirect_uri: str
-    scope: str
-    access_type: str
-    data_centre: str
-    expires_at: float
-    organization_id: str = ""  # the organization of the account that consented
-
-
-@dataclass
-class _RefreshToken:
-    client_id: str
-    scope: str
-    data_centre: str
-    access_tokens: deque[str] = field(default_factory=deque)
-    organization_id: str = ""
-
-
-@dataclass
-class _AccessToken:
-    client_id: str
-    scope: str
-    data_centre: str
-    refresh_token: str | None
-    expires_at: float
-    organization_id: str = ""
-
-
-@dataclass
-class _Fault:
-    kind: str
-    remaining: int
-    data_centre: str | None
-
-
-@dataclass
-class _Answer:
-    status: int
-    body: bytes
-    content_type: str
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-def _json(payload: Mapping[str, Any], status: int = 200) -> _Answer:
-    return _Answer(status, json.dumps(payload).encode(), JSON_TYPE, {"Cache-Control": "no-store"})
-
-
-def _page(heading: str, body_html: str, status: int = 200) -> _Answer:
-    """A small self-contained page: no external assets, readable on a phone and by a screen reader."""
-    document = f"""<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{html.escape(TITLE)}</title>
-<style>
-body {{ font-family: system-ui, sans-serif; max-width: 36rem; margin: 2rem auto; padding: 0 1rem;
-  line-height: 1.5; color: #1a1a1a; background: #fff; }}
-button, select {{ font: inherit; padding: .5rem 1rem; margin: .25rem .5rem .25rem 0; }}
-button:focus-visible, select:focus-visible {{ outline: 3px solid #0b5fff; outline-offset: 2px; }}
-code {{ overflow-wrap: anywhere; }}
-</style>
-</head>
-<body>
-<main>
-<p>{html.escape(TITLE)}</p>
-<h1>{html.escape(heading)}</h1>
-{body_html}
-</main>
-</body>
-</html>
-"""
-    return _Answer(status, document.encode(), HTML_TYPE, {"Cache-Control": "no-store"})
-
-
-def _with_query(url: str, params: Sequence[tuple[str, str]]) -> str:
-    """Append parameters to a redirect URI, keeping any query it already has (joined with &)."""
-    parts = urlsplit(url)
-    extra = urlencode(params)
-    query = f"{parts.query}&{extra}" if parts.query else extra
-    return urlunsplit(parts._replace(query=query))
-
-
-_Route = Callable[[str, dict[str, str]], _Answer | None]
-
-
-class _DataCentreServer(ThreadingHTTPServer):
-    """One data centre's accounts server; every one of them serves the same ZohoStandIn world."""
-
-    daemon_threads = True
-
-    def __init__(self, address: tuple[str, int], standin: ZohoStandIn, data_centre: str) -> None:
-        self.standin = standin
-        self.data_centre = data_centre
-        super().__init__(address, _Handler)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """Stay silent about clients that went away; never print a traceback that might carry a secret."""
-        error = sys.exc_info()[1]
-        if not isinstance(error, ConnectionError | TimeoutError):
-            print(f"zoho stand-in: internal error {type(error).__name__}", file=sys.stderr)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    """Parses the request, records it, and lets the stand-in decide the answer."""
-
-    protocol_version = "HTTP/1.1"
-    server_version = "ZohoStandIn"
-    sys_version = ""
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Silenced: request lines carry grant codes and tokens."""
-
-    def do_GET(self) -> None:
-        self._serve()
-
-    def do_POST(self) -> None:
-        self._serve()
-
-    def do_PUT(self) -> None:
-        self._serve()
-
-    def do_DELETE(self) -> None:
-        self._serve()
-
-    def do_PATCH(self) -> None:
-        self._serve()
-
-    def _serve(self) -> None:
-        server = self.server
-        assert isinstance(server, _DataCentreServer)
-        parts = urlsplit(self.path)
-        params = dict(parse_qsl(parts.query, keep_blank_values=True))
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_BODY_BYTES:
-            self._send(_json({"error": "request_too_large"}, 413))
-            return
-        body = self.rfile.read(length) if length > 0 else b""
-        if server.standin.api.serves(parts.path):  # the API, where api_domain points (zoho_standin_api)
-            api = server.standin.api.handle(
-                server.data_centre, self.command, parts.path, params, self.headers, body
-            )
-            self._send(_Answer(api.status, api.body(), JSON_TYPE, api.headers))
-            return
-        content_type = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
-        if body and content_type in ("", "application/x-www-form-urlencoded"):
-            params.update(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
-        answer = server.standin._handle(
-            server.data_centre,
-            self.command,
-            parts.path or "/",
-            params,
-            self.headers.get("Authorization") or "",
-        )
-        if answer is not None:
-            self._send(answer)
-
-    def _send(self, answer: _Answer) -> None:
-        self.close_connection = True  # one request per connection: stop() then really stops serving
-        try:
-            self.send_response(answer.status)
-            self.send_header("Content-Type", answer.content_type)
-            self.send_header("Content-Length", str(len(answer.body)))
-            self.send_header("Connection", "close")
-            for name, value in answer.headers.items():
-                self.send_header(name, value)
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(answer.body)
-        except (ConnectionError, TimeoutError):
-            pass  # the client gave up (e.g. its timeout during a "timeout" fault)
-
-
-def _unavailable() -> _Answer:
-    answer = _page("Service Unavailable", "<p>Please try again later.</p>", 503)
-    answer.headers["Retry-After"] = "1"
-    return answer
-
+_Route = Callable[[str, dict[str, str]], Answer | None]
 
 # Faults answered at once, without touching the world (codes and tokens stay as they were).
-_FAILURES: dict[str, Callable[[], _Answer]] = {
-    "server_error": lambda: _page("Internal Server Error", "<p>Something went wrong.</p>", 500),
-    "unavailable": _unavailable,
-    "invalid_code": lambda: _json({"error": "invalid_code"}),
+_FAILURES: dict[str, Callable[[], Answer]] = {
+    "server_error": lambda: page("Internal Server Error", "<p>Something went wrong.</p>", 500),
+    "unavailable": unavailable,
+    "invalid_code": lambda: json_answer({"error": "invalid_code"}),
     # The API Console client was deleted (or its id mistyped): Zoho no longer knows it.
-    "invalid_client": lambda: _json({"error": "invalid_client"}),
-    "rate_limited": lambda: _json({"error": "access_denied", "error_description": RATE_LIMITED_DESCRIPTION}),
+    "invalid_client": lambda: json_answer({"error": "invalid_client"}),
+    "rate_limited": lambda: json_answer(
+        {"error": "access_denied", "error_description": RATE_LIMITED_DESCRIPTION}
+    ),
 }
 
 
@@ -315,15 +104,15 @@ class ZohoStandIn:
         self._learned: dict[tuple[str, str], str] = {}
         self._lock = threading.Lock()
         self._stopping = threading.Event()
-        self._servers: dict[str, _DataCentreServer] = {}
+        self._servers: dict[str, DataCentreServer] = {}
         self._threads: list[threading.Thread] = []
         self._base_urls: dict[str, str] = {}
         # The world, guarded by self._lock.
         self._clients: dict[str, str] = {}
-        self._codes: dict[str, _Code] = {}
-        self._refresh_tokens: dict[str, _RefreshToken] = {}
-        self._access_tokens: dict[str, _AccessToken] = {}
-        self._faults: list[_Fault] = []
+        self._codes: dict[str, Code] = {}
+        self._refresh_tokens: dict[str, RefreshToken] = {}
+        self._access_tokens: dict[str, AccessToken] = {}
+        self._faults: list[Fault] = []
         self._requests: list[RecordedRequest] = []
         self._codes_minted: dict[str, deque[float]] = {}
         self._blocked_until: dict[str, float] = {}
@@ -337,7 +126,6 @@ class ZohoStandIn:
             concurrency_limit=api_concurrency_limit,
         )
 
-    # ---------------------------------------------------------------------------------------------
     # Lifecycle
 
     def start(self) -> Self:
@@ -347,7 +135,7 @@ class ZohoStandIn:
         self._stopping.clear()
         try:
             for data_centre, port in self._ports.items():
-                server = _DataCentreServer((self._host, port), self, data_centre)
+                server = DataCentreServer((self._host, port), self, data_centre)
                 self._servers[data_centre] = server
                 self._base_urls[data_centre] = f"http://{self._host}:{server.server_address[1]}"
         except BaseException:
@@ -390,7 +178,6 @@ class ZohoStandIn:
     ) -> None:
         self.stop()
 
-    # ---------------------------------------------------------------------------------------------
     # Test controls
 
     @property
@@ -421,7 +208,7 @@ class ZohoStandIn:
         if data_centre is not None and data_centre not in self._ports:
             raise ValueError(f"unknown data centre {data_centre!r}")
         with self._lock:
-            self._faults.append(_Fault(fault, count, data_centre))
+            self._faults.append(Fault(fault, count, data_centre))
 
     def clear_faults(self) -> None:
         """Forget faults not yet used (a request already hanging on "timeout" keeps hanging)."""
@@ -502,14 +289,13 @@ class ZohoStandIn:
         with self._lock:
             self._latency = float(seconds)
 
-    # ---------------------------------------------------------------------------------------------
     # The world (callers hold self._lock)
 
     def _mint_code(
         self, client_id: str, redirect_uri: str, scope: str, access_type: str, dc: str, organization: str
     ) -> str:
-        code = _token()
-        self._codes[code] = _Code(
+        code = new_token()
+        self._codes[code] = Code(
             client_id, redirect_uri, scope, access_type, dc, time.monotonic() + self._code_ttl, organization
         )
         return code
@@ -517,8 +303,8 @@ class ZohoStandIn:
     def _mint_access_token(
         self, client_id: str, scope: str, dc: str, refresh_token: str | None, organization: str
     ) -> str:
-        token = _token()
-        self._access_tokens[token] = _AccessToken(
+        token = new_token()
+        self._access_tokens[token] = AccessToken(
             client_id, scope, dc, refresh_token, time.monotonic() + ACCESS_TOKEN_SECONDS, organization
         )
         if refresh_token is not None:
@@ -571,12 +357,11 @@ class ZohoStandIn:
         minted.append(now)
         return True
 
-    # ---------------------------------------------------------------------------------------------
     # HTTP
 
     def _handle(
         self, dc: str, method: str, path: str, params: dict[str, str], authorization: str
-    ) -> _Answer | None:
+    ) -> Answer | None:
         """The answer to one request, or None to hang up without answering (stopping)."""
         with self._lock:
             self._requests.append(RecordedRequest(dc, method, path, dict(params)))
@@ -588,14 +373,14 @@ class ZohoStandIn:
             "/oauth/serverinfo": ("GET", self._serverinfo),
             "/standin/whoami": ("GET", lambda dc, params: self._whoami(dc, authorization)),
             "/standin/self-client": ("POST", self._self_client),
-            "/favicon.ico": ("GET", lambda dc, params: _Answer(200, favicon.STANDIN, "image/png")),
+            "/favicon.ico": ("GET", lambda dc, params: Answer(200, favicon.STANDIN, "image/png")),
         }
         route = routes.get(path)
         if route is None:
-            return _json({"error": "not_found", "path": path}, 404)
+            return json_answer({"error": "not_found", "path": path}, 404)
         allowed, handler = route
         if method != allowed:
-            answer = _json({"error": "method_not_allowed", "allowed": allowed}, 405)
+            answer = json_answer({"error": "method_not_allowed", "allowed": allowed}, 405)
             answer.headers["Allow"] = allowed
             return answer
         return handler(dc, params)
@@ -606,65 +391,35 @@ class ZohoStandIn:
             return self._stopping.wait(seconds)
         return self._stopping.is_set()
 
-    def _authorize(self, dc: str, params: dict[str, str]) -> _Answer:
-        for name in ("client_id", "redirect_uri", "scope"):
-            if not params.get(name):
-                return _bad_request(f"The parameter {name} is missing.")
-        if params.get("response_type") != "code":
-            return _bad_request("The parameter response_type must be code.")
-        if urlsplit(params["redirect_uri"]).scheme not in ("http", "https"):
-            return _bad_request("The parameter redirect_uri must be an http or https URL.")
-        scopes = "".join(
-            f"<li><code>{html.escape(scope)}</code></li>"
-            for scope in params["scope"].split(",")
-            if scope.strip()
-        )
-        options = "".join(
-            f'<option value="{html.escape(name)}"{" selected" if name == dc else ""}>'
-            f"{html.escape(name.upper())}</option>"
-            for name in self._ports
-        )
-        accounts = account_choices(self.api.accounts)
-        hidden = "".join(
-            f'<input type="hidden" name="{name}" value="{html.escape(params.get(name, ""))}">'
-            for name in ("client_id", "redirect_uri", "scope", "state", "access_type")
-        )
-        body = f"""<p>The application <code>{html.escape(params["client_id"])}</code> asks to access your
-Zoho account with these permissions:</p>
-<ul>{scopes}</ul>
-<form method="post" action="/oauth/v2/auth/decision">
-{hidden}
-<p><label for="data_centre">Your account's data centre</label><br>
-<select id="data_centre" name="data_centre">{options}</select></p>
-<fieldset><legend>Sign in as</legend>{accounts}</fieldset>
-<p><button type="submit" name="decision" value="accept">Accept</button>
-<button type="submit" name="decision" value="deny">Deny</button></p>
-</form>"""
-        return _page("Allow access to your Zoho account?", body)
+    def _authorize(self, dc: str, params: dict[str, str]) -> Answer:
+        problem = consent_problem(params)
+        if problem is None and params.get("response_type") != "code":
+            problem = "The parameter response_type must be code."
+        if problem is not None:
+            return bad_request(problem)
+        return consent_page(params, dc, list(self._ports), account_choices(self.api.accounts))
 
-    def _decide(self, dc: str, params: dict[str, str]) -> _Answer:
-        for name in ("client_id", "redirect_uri", "scope"):
-            if not params.get(name):
-                return _bad_request(f"The parameter {name} is missing.")
+    def _decide(self, dc: str, params: dict[str, str]) -> Answer:
+        problem = consent_problem(params)
+        if problem is not None:
+            return bad_request(problem)
         redirect_uri = params["redirect_uri"]
-        if urlsplit(redirect_uri).scheme not in ("http", "https"):
-            return _bad_request("The parameter redirect_uri must be an http or https URL.")
         chosen = params.get("data_centre") or dc
         if chosen not in self._ports:
-            return _bad_request(f"Unknown data centre {chosen}.")
+            return bad_request(f"Unknown data centre {chosen}.")
         try:
             account = self.api.account(params.get("account") or None)
         except ValueError:
-            return _bad_request("Unknown account.")
+            return bad_request("Unknown account.")
         state = [("state", params["state"])] if params.get("state") else []
         decision = params.get("decision")
         if decision == "deny":
-            return _redirect(_with_query(redirect_uri, [("error", "access_denied"), *state]))
+            return redirect(with_query(redirect_uri, [("error", "access_denied"), *state]))
         if decision != "accept":
-            return _bad_request("The decision must be accept or deny.")
+            return bad_request("The decision must be accept or deny.")
         with self._lock:
             if not self._code_allowance(params["client_id"]):
-                return _page(
+                return page(
                     "Access Denied",
                     "<p>You have made too many requests for authorization codes. "
                     "Please try again after some time.</p>",
@@ -677,8 +432,8 @@ Zoho account with these permissions:</p>
                 chosen,
                 account.organization.id,
             )
-        return _redirect(
-            _with_query(
+        return redirect(
+            with_query(
                 redirect_uri,
                 [
                     *state,
@@ -689,7 +444,7 @@ Zoho account with these permissions:</p>
             )
         )
 
-    def _delay_and_fault(self, dc: str) -> tuple[bool, _Answer | None, str | None]:
+    def _delay_and_fault(self, dc: str) -> tuple[bool, Answer | None, str | None]:
         """Latency, then any injected fault: (True, answer) ends the request (None drops it).
 
         The token and revoke endpoints share this: revoke lives beside the token endpoint and fails with it.
@@ -707,7 +462,7 @@ Zoho account with these permissions:</p>
             return True, None, fault
         return False, None, fault
 
-    def _token_endpoint(self, dc: str, params: dict[str, str]) -> _Answer | None:
+    def _token_endpoint(self, dc: str, params: dict[str, str]) -> Answer | None:
         done, failure, fault = self._delay_and_fault(dc)
         if done:
             return failure
@@ -721,7 +476,7 @@ Zoho account with these permissions:</p>
                 answer = {"error": "unsupported_grant_type"}
         if fault == "no_api_domain":  # a real answer that leaves api_domain out, as Zoho sometimes does
             answer.pop("api_domain", None)
-        return _json(answer)
+        return json_answer(answer)
 
     def _exchange_code(self, dc: str, params: dict[str, str]) -> dict[str, Any]:
         if not all(params.get(name) for name in ("code", "client_id", "client_secret")):
@@ -749,8 +504,8 @@ Zoho account with these permissions:</p>
         answer: dict[str, Any] = {}
         refresh_token = None
         if code.access_type == "offline":  # only offline access yields a refresh token
-            refresh_token = _token()
-            self._refresh_tokens[refresh_token] = _RefreshToken(
+            refresh_token = new_token()
+            self._refresh_tokens[refresh_token] = RefreshToken(
                 code.client_id, code.scope, dc, organization_id=code.organization_id
             )
         answer["access_token"] = self._mint_access_token(
@@ -780,7 +535,7 @@ Zoho account with these permissions:</p>
             "expires_in": ACCESS_TOKEN_SECONDS,
         }
 
-    def _revoke_endpoint(self, dc: str, params: dict[str, str]) -> _Answer | None:
+    def _revoke_endpoint(self, dc: str, params: dict[str, str]) -> Answer | None:
         done, failure, _ = self._delay_and_fault(dc)
         if done:
             return failure
@@ -790,14 +545,14 @@ Zoho account with these permissions:</p>
                 self._revoke(params["token"])
         # Unknown (or already revoked) tokens get the same success: Zoho is lenient here, and a broker
         # that revokes on re-authorization must not fail because the user already removed the app.
-        return _json({"status": "success"})
+        return json_answer({"status": "success"})
 
-    def _self_client(self, dc: str, params: dict[str, str]) -> _Answer:
+    def _self_client(self, dc: str, params: dict[str, str]) -> Answer:
         """The API Console's Self Client, Generate Code: a page showing a grant code for this data centre
         (POST client_id and scope), for trying `broker grant-code` under `make dev`."""
         for name in ("client_id", "scope"):
             if not params.get(name):
-                return _bad_request(f"The parameter {name} is missing.")
+                return bad_request(f"The parameter {name} is missing.")
         with self._lock:
             code = self._mint_code(
                 params["client_id"],
@@ -808,14 +563,14 @@ Zoho account with these permissions:</p>
                 self.api.accounts[0].organization.id,
             )
         minutes = max(1, self._code_ttl // 60)
-        return _page(
+        return page(
             "Self Client grant code",
             f"<p>Valid once, at the {html.escape(dc.upper())} data centre, for {minutes} min:</p>"
             f'<p><code id="grant-code">{html.escape(code)}</code></p>',
         )
 
-    def _serverinfo(self, dc: str, params: dict[str, str]) -> _Answer:
-        return _json({"result": "success", "locations": self.accounts_servers})
+    def _serverinfo(self, dc: str, params: dict[str, str]) -> Answer:
+        return json_answer({"result": "success", "locations": self.accounts_servers})
 
     def _api_domain(self, dc: str) -> str:
         return api_domain_for(dc) if self._zoho_api_domains else self._base_urls[dc]
@@ -828,56 +583,16 @@ Zoho account with these permissions:</p>
                 return None
             return record.organization_id
 
-    def _whoami(self, dc: str, authorization: str) -> _Answer:
+    def _whoami(self, dc: str, authorization: str) -> Answer:
         scheme, _, token = authorization.partition(" ")
         with self._lock:
             record = self._access_tokens.get(token.strip()) if scheme == "Zoho-oauthtoken" else None
             if record is None or record.data_centre != dc or record.expires_at <= time.monotonic():
-                return _json({"code": "INVALID_TOKEN"}, 401)
-            return _json({"data_centre": dc, "client_id": record.client_id})
-
-
-def _bad_request(problem: str) -> _Answer:
-    return _page("Invalid request", f"<p>{html.escape(problem)}</p>", 400)
-
-
-def _redirect(location: str) -> _Answer:
-    return _Answer(302, b"", HTML_TYPE, {"Location": location, "Cache-Control": "no-store"})
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """Run the stand-in in the foreground until Ctrl-C, e.g. to point `make dev` or curl at it."""
-    parser = argparse.ArgumentParser(prog="python -m broker_local.zoho_standin", description=__doc__)
-    parser.add_argument(
-        "--dc",
-        action="append",
-        metavar="NAME=PORT",
-        help="a data centre and its port (0 = any free port); repeatable; default us=9001 eu=9002",
-    )
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--latency-ms", type=float, default=0.0, help="delay before every token answer")
-    parser.add_argument("--code-ttl", type=int, default=120, help="grant code lifetime in seconds")
-    options = parser.parse_args(argv)
-    data_centres: dict[str, int] = {}
-    for item in options.dc or ["us=9001", "eu=9002"]:
-        name, separator, port = item.partition("=")
-        if not separator or not name or not port.isdigit():
-            parser.error(f"--dc takes NAME=PORT, not {item!r}")
-        data_centres[name] = int(port)
-    standin = ZohoStandIn(
-        data_centres,
-        host=options.host,
-        latency_seconds=options.latency_ms / 1000,
-        code_ttl_seconds=options.code_ttl,
-    )
-    with standin:
-        for name, url in standin.accounts_servers.items():
-            print(f"{name}: {url}")
-        print(f"BROKER_ZOHO_ACCOUNTS_SERVERS='{json.dumps(standin.accounts_servers)}'")
-        print("Press Ctrl-C to stop.", flush=True)
-        with contextlib.suppress(KeyboardInterrupt):
-            threading.Event().wait()
+                return json_answer({"code": "INVALID_TOKEN"}, 401)
+            return json_answer({"data_centre": dc, "client_id": record.client_id})
 
 
 if __name__ == "__main__":
+    from broker_local.zoho_standin_cli import main
+
     main()
