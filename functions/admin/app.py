@@ -16,7 +16,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from zoho_broker import web
 from zoho_broker.catalogue import IntegrationVersion, IntegrationVersionFields
-from zoho_broker.logic import connect, integrations, refresh, subscriptions
+from zoho_broker.logic import connect, integrations, refresh, revocation, subscriptions
 from zoho_broker.models import (
     AccessToken,
     ConnectLink,
@@ -259,7 +259,7 @@ def refresh_now(subscription_id: SubscriptionId) -> RefreshOutcome:
 )
 def revoke(subscription_id: SubscriptionId) -> SubscriptionView:
     services = get_services()
-    refresh.disconnect(services, subscription_id)
+    revocation.disconnect(services, subscription_id)
     return subscriptions.get(services, subscription_id)
 
 

@@ -26,7 +26,7 @@ from zoho_broker.errors import (
     StateRejected,
     ZohoError,
 )
-from zoho_broker.logic import lease, organizations, refresh
+from zoho_broker.logic import lease, organizations, refresh, revocation
 from zoho_broker.masking import mask
 from zoho_broker.models import (
     ConnectionStatus,
@@ -405,7 +405,7 @@ def _connect_with_code(
                 organization_check_error=check.error,
             )
         except Exception:
-            refresh.restore_secret(services, subscription.subscription_id, secret)
+            revocation.restore_secret(services, subscription.subscription_id, secret)
             _let_go(services, current, fresh_token, data_centre)
             raise
         held.released = True
@@ -480,7 +480,7 @@ def _let_go(services: Services, subscription: Subscription, token: str | None, d
     if token is None:
         return
     try:
-        refresh.revoke_at_zoho(services, subscription, token, data_centre)
+        revocation.revoke_at_zoho(services, subscription, token, data_centre)
     except ZohoError:
         metrics.add_metric(name="RefreshTokenLeaked", unit=MetricUnit.Count, value=1)
         logger.error(

@@ -1,5 +1,5 @@
-"""Keeping access tokens fresh: one subscription's refresh, the scheduled sweep, token vending and
-revoke. Every path that writes tokens holds the subscription's lease."""
+"""Keeping access tokens fresh: one subscription's refresh, the scheduled sweep and token vending.
+Every path that writes tokens holds the subscription's lease (letting go of tokens: logic/revocation.py)."""
 
 from __future__ import annotations
 
@@ -16,17 +16,15 @@ from zoho_broker.errors import (
     LeaseLost,
     NeedsReauthentication,
     NotConnected,
-    NotFound,
     SecretUnreadable,
     ServiceUnavailable,
     ZohoError,
 )
-from zoho_broker.logic import lease, schedule
+from zoho_broker.logic import lease, revocation, schedule
 from zoho_broker.logic.pacing import take_slot
 from zoho_broker.models import (
     AccessToken,
     ConnectionStatus,
-    PendingRevocation,
     RefreshOutcome,
     RefreshResult,
     Subscription,
@@ -163,10 +161,10 @@ def refresh_held(
     except SecretUnreadable as error:
         return _record_failure(services, held, error.code, definitive=True)
     if secret is not None:
-        secret = settle_revocations(services, subscription, secret)
+        secret = revocation.settle_revocations(services, subscription, secret)
     if secret is None or not secret.refresh_token or subscription.data_centre is None:
         # Nothing to refresh; come back only while tokens the broker let go of await revocation.
-        retry = _retry_at(services, subscription) if secret and secret.pending_revocations else None
+        retry = revocation.retry_at(services, subscription) if secret and secret.pending_revocations else None
         services.subscriptions.schedule(sid, refresh_due_at=retry, lease_owner=held.owner)
         held.released = True
         return RefreshOutcome(subscription_id=sid, result=RefreshResult.SKIPPED, error="not connected")
@@ -179,7 +177,7 @@ def refresh_held(
     # Re-read under the lease: if someone refreshed meanwhile, their token serves.
     if not force and expires_at is not None and _still_fresh(services, sid, expires_at, now, margin):
         # Leave the index due when the token really is, not at a retry time that has passed.
-        due = _retry_at(services, subscription) if secret.pending_revocations else None
+        due = revocation.retry_at(services, subscription) if secret.pending_revocations else None
         margin_seconds = services.settings.refresh_margin_seconds
         services.subscriptions.schedule(
             sid,
@@ -232,7 +230,7 @@ def refresh_held(
             access_token_expires_at=new_expiry,
             refreshed_at=now,
             refresh_due_at=(
-                _retry_at(services, subscription)
+                revocation.retry_at(services, subscription)
                 if updated.pending_revocations
                 else next_due(new_expiry, now, services.settings.refresh_margin_seconds, subscription_id=sid)
             ),
@@ -487,123 +485,3 @@ def refresh_now(services: Services, subscription_id: str) -> RefreshOutcome:
             transient=True,
         )
     return outcome
-
-
-def disconnect(services: Services, subscription_id: str, *, must_revoke: bool = False) -> None:
-    """Clear the tokens, end every outstanding connect link, then revoke the refresh token at Zoho.
-
-    The token is first moved to the secret's pending revocations, so a failure at any step leaves it
-    recorded: the refresher revokes it later. ``must_revoke`` (deleting) turns a revocation Zoho did
-    not confirm into an error, so nothing is deleted while a token may still be alive.
-    """
-    with lease.held(services, subscription_id, purpose="revoke", wait_seconds=5.0) as held:
-        subscription = held.subscription
-        secret = services.secrets.get(subscription_id)
-        if secret is None:
-            raise NotFound("The subscription's secret is missing; recreate the subscription.")
-        released = release_tokens(secret)
-        if released is not secret:
-            services.secrets.put(subscription_id, released)
-        try:
-            services.subscriptions.record_disconnection(
-                subscription_id,
-                at=utc_now(),
-                lease_owner=held.owner,
-                revoke_due_at=_retry_at(services, subscription) if released.pending_revocations else None,
-            )
-        except Exception:
-            restore_secret(services, subscription_id, secret)
-            raise
-        held.released = True
-    settled = settle_revocations(services, subscription, released)
-    if must_revoke and settled.pending_revocations:
-        raise ZohoError(
-            "The subscription is disconnected, but Zoho did not confirm revoking its refresh token; "
-            "try again in a few minutes.",
-            zoho_code="revoke_pending",
-            transient=True,
-        )
-    logger.info("subscription disconnected", extra={"subscription_id": subscription_id})
-
-
-def release_tokens(secret: SubscriptionSecret, *, client_id: str | None = None) -> SubscriptionSecret:
-    """The secret without its tokens; the refresh token moves to the pending revocations."""
-    if not secret.refresh_token and secret.access_token is None and client_id is None:
-        return secret
-    pending = list(secret.pending_revocations)
-    if secret.refresh_token and secret.data_centre:
-        pending.append(PendingRevocation(refresh_token=secret.refresh_token, data_centre=secret.data_centre))
-    changes: dict[str, Any] = {
-        "refresh_token": None,
-        "access_token": None,
-        "access_token_expires_at": None,
-        "api_domain": None,
-        "data_centre": None,
-        "pending_revocations": pending,
-    }
-    if client_id is not None:
-        changes["client_id"] = client_id
-    return secret.model_copy(update=changes)
-
-
-def restore_secret(services: Services, subscription_id: str, secret: SubscriptionSecret) -> None:
-    """Undo a secret write whose companion item write failed, so the two keep telling the same story."""
-    try:
-        services.secrets.put(subscription_id, secret)
-    except Exception:
-        logger.exception("could not restore the secret", extra={"subscription_id": subscription_id})
-
-
-def settle_revocations(
-    services: Services, subscription: Subscription, secret: SubscriptionSecret
-) -> SubscriptionSecret:
-    """Revoke the tokens awaiting revocation; those Zoho did not confirm stay recorded for a later try."""
-    remaining = []
-    for pending in secret.pending_revocations:
-        try:
-            revoke_at_zoho(services, subscription, pending.refresh_token, pending.data_centre)
-        except ZohoError as error:
-            logger.warning(
-                "refresh token revocation postponed",
-                extra={"subscription_id": subscription.subscription_id, "error": error.zoho_code},
-            )
-            remaining.append(pending)
-    if len(remaining) == len(secret.pending_revocations):
-        return secret
-    settled = secret.model_copy(update={"pending_revocations": remaining})
-    try:
-        services.secrets.put(subscription.subscription_id, settled)
-    except Exception:
-        # Still recorded as pending: revoking an already revoked token again is harmless.
-        logger.warning(
-            "could not record the revocation", extra={"subscription_id": subscription.subscription_id}
-        )
-        return secret
-    return settled
-
-
-def _retry_at(services: Services, subscription: Subscription) -> int:
-    delay = backoff_seconds(
-        subscription.consecutive_failures + 1,
-        base=services.settings.retry_base_seconds,
-        cap=services.settings.retry_cap_seconds,
-    )
-    return int(services.clock.time()) + delay
-
-
-def revoke_at_zoho(
-    services: Services, subscription: Subscription, refresh_token: str, data_centre: str
-) -> None:
-    """Transient failures propagate (nothing changes); a token Zoho no longer knows is already gone."""
-    version = services.catalogue.get(subscription.integration).get_version(subscription.version)
-    try:
-        services.zoho.revoke(
-            revoke_url=services.accounts_servers.url_for(data_centre) + version.revoke_path,
-            refresh_token=refresh_token,
-        )
-    except ZohoError as error:
-        if error.transient:
-            raise
-        logger.info(
-            "Zoho did not know the refresh token", extra={"subscription_id": subscription.subscription_id}
-        )

@@ -17,7 +17,7 @@ from zoho_broker.catalogue import (
     StoredIntegration,
 )
 from zoho_broker.errors import Conflict, InvalidInput, NotFound
-from zoho_broker.logic import lease, refresh
+from zoho_broker.logic import lease, revocation
 from zoho_broker.models import (
     ConnectionStatus,
     ConnectLink,
@@ -200,12 +200,12 @@ def update(services: Services, subscription_id: str, body: SubscriptionUpdate) -
             )
         except Exception:
             if new_secret is not secret:
-                refresh.restore_secret(services, subscription_id, secret)
+                revocation.restore_secret(services, subscription_id, secret)
             raise
     if client_changed and new_secret.pending_revocations:
         # The old client's refresh token: revoked now, or by the refresher (the subscription is due).
         with lease.held(services, subscription_id, purpose="update", wait_seconds=5.0) as held:
-            new_secret = refresh.settle_revocations(services, held.subscription, new_secret)
+            new_secret = revocation.settle_revocations(services, held.subscription, new_secret)
     if clear_organization:
         logger.info("organization binding cleared", extra={"subscription_id": subscription_id})
     logger.info("subscription updated", extra={"subscription_id": subscription_id})
@@ -216,7 +216,7 @@ def _apply_secret_changes(
     secret: SubscriptionSecret, body: SubscriptionUpdate, *, client_changed: bool
 ) -> SubscriptionSecret:
     # Tokens belong to the old client: the subscription must be connected again.
-    updated = refresh.release_tokens(secret, client_id=body.client_id) if client_changed else secret
+    updated = revocation.release_tokens(secret, client_id=body.client_id) if client_changed else secret
     changes: dict[str, Any] = {}
     if body.client_secret is not None:
         changes["client_secret"] = body.client_secret.get_secret_value()
@@ -234,7 +234,7 @@ def delete(services: Services, subscription_id: str) -> None:
     """
     subscription = services.subscriptions.require(subscription_id)
     if services.secrets.get(subscription_id) is not None:
-        refresh.disconnect(services, subscription_id, must_revoke=True)
+        revocation.disconnect(services, subscription_id, must_revoke=True)
     services.secrets.delete(subscription_id)
     services.subscriptions.delete(subscription)
     logger.info("subscription deleted", extra={"subscription_id": subscription_id})
