@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from benchmarks.cold_start import built_sizes, lambda_like_layer
+from benchmarks.cold_start_setup import built_sizes, lambda_like_layer
 from tests.sam_build import SamBuild, find_python313, venv_tool
 
 pytestmark = pytest.mark.slow
