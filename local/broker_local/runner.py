@@ -58,6 +58,9 @@ def free_port(host: str) -> int:
         return port
 
 
+SHUTDOWN_GRACE_SECONDS = 15.0
+
+
 class PortInUse(Exception):
     """A port the runner needs is taken; the message names it and the option that picks another."""
 
@@ -257,7 +260,16 @@ def main(argv: list[str] | None = None) -> None:
         print(problem, file=sys.stderr)
         raise SystemExit(2) from None
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+
+    def terminate(*_: object) -> None:
+        # Stop cleanly, but never outlive a SIGTERM by more than a few seconds: a shutdown step that
+        # hangs (a thread stuck in a call) must not leave the ports taken.
+        stop.set()
+        watchdog = threading.Timer(SHUTDOWN_GRACE_SECONDS, os._exit, args=(0,))
+        watchdog.daemon = True
+        watchdog.start()
+
+    signal.signal(signal.SIGTERM, terminate)
     with running_broker(options) as started:
         quiet_metrics()
         base_url = started["gateway"].base_url

@@ -68,7 +68,12 @@ class Dev:
 
     def stop(self) -> None:
         os.killpg(self.process.pid, signal.SIGTERM)
-        self.process.wait(timeout=30)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)  # leave no runner holding its ports
+            self.process.wait(timeout=10)
+            pytest.fail("make dev did not stop within 30 s of SIGTERM")
 
 
 @pytest.fixture
