@@ -122,22 +122,26 @@ def test_a_foreign_host_header_does_not_move_the_call(
     assert _api_calls(zoho)[-1].path == "/crm/v8/org"
 
 
-def test_a_header_with_a_line_break_is_refused(
+def test_a_folded_header_cannot_inject_another(
     gateway: LocalApiGateway, admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn
 ) -> None:
     sid = connected(admin, browser)
     calls = len(_api_calls(zoho))
     connection = http.client.HTTPConnection(gateway.host, gateway.port, timeout=10)
-    # An obsolete line folding keeps the header's second line inside its value.
+    # An obsolete line folding tries to start a second header inside the first one's value. The HTTP
+    # layer in front of the proxy unfolds it (API Gateway's does too); a value that still carried a line
+    # break would be refused (tests/unit/test_proxy_rules.py::test_header_injection_is_refused).
     connection.putrequest("GET", f"/proxy/{sid}/org")
     connection.putheader("X-Note", "a\r\n\tX-Injected: 1")
     connection.endheaders()
     answer = connection.getresponse()
     answer.read()
     connection.close()
-    assert answer.status == 400
-    assert answer.getheader("x-broker-error") == "invalid_request"
-    assert len(_api_calls(zoho)) == calls
+
+    assert answer.status == 200
+    [sent] = _api_calls(zoho)[calls:]
+    assert "x-injected" not in sent.headers
+    assert sent.headers["x-note"] == "a\tX-Injected: 1"
 
 
 def test_commerce_calls_carry_the_subscriptions_organization_header(

@@ -113,7 +113,7 @@ def test_a_person_connects_through_the_built_stack_the_admin_reads_the_token_and
 
         page = browser.get(callback_url, headers={"Cookie": binding})
         assert page.status_code == 200, page.text
-        assert page_title(page) == "Connected to Zoho CRM (US)", page.text
+        assert page_title(page) == "Connected to Zoho CRM (US): Acme Ltd", page.text
 
         view = admin.get(f"/admin/subscriptions/{subscription_id}")
         assert view.status_code == 200, view.text

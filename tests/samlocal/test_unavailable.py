@@ -4,6 +4,7 @@ under CI=true. Simulated with a PATH that holds neither docker nor dockerd (the 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -39,14 +40,19 @@ def test_given_no_docker_when_samlocal_up_runs_then_it_says_why_and_fails_only_u
     assert f"not available: {NO_DOCKER}" in result.stderr
 
 
-@pytest.mark.parametrize(("ci", "outcome"), [("false", "7 skipped"), ("true", "7 errors")])
+@pytest.mark.parametrize(("ci", "outcome"), [("false", "skipped"), ("true", "errors")])
 def test_given_no_docker_when_the_samlocal_tests_run_then_they_skip_with_the_reason_or_fail_under_ci(
     ci: str, outcome: str
 ) -> None:
     tests = [str(ROOT / "tests" / "samlocal" / name) for name in ("test_invoke.py", "test_start_api.py")]
+    collected = run_without_docker(
+        ci, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--collect-only", *tests
+    )
+    total = int(re.search(r"(\d+) tests? collected", collected.stdout).group(1))  # type: ignore[union-attr]
 
     result = run_without_docker(ci, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rs", *tests)
 
-    assert outcome in result.stdout, result.stdout[-3000:]
+    # All but one need the stack (that one checks the template's list of functions against the invokes).
+    assert f"1 passed, {total - 1} {outcome}" in result.stdout, result.stdout[-3000:]
     assert f"sam local cannot run here: {NO_DOCKER}" in result.stdout
     assert ("CI=true: it must run" in result.stdout) == (ci == "true")
