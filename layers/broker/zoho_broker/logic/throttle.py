@@ -83,9 +83,9 @@ class Throttle:
     def acquire(self, subscription_id: str, throttling: Throttling, *, wait_seconds: float) -> Turn:
         """A turn, then a slot, waiting for them at most ``wait_seconds``. A caller whose turn lies ahead
         sleeps holding no slot and takes one at its turn; if none frees within the grace, it queues again."""
-        owner = uuid.uuid4().hex
         deadline = self.clock.monotonic() + wait_seconds
         for _ in range(MAX_ATTEMPTS):
+            owner = uuid.uuid4().hex  # a claim of its own each time: a turn given up leaves nothing behind
             turn = self._turn(subscription_id, owner, throttling, deadline)
             if turn is None:
                 continue  # the item was created, or expired slots removed: ask again
