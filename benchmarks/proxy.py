@@ -152,15 +152,16 @@ def _callers(
                     refused[0] += 1
                     time.sleep(min(throttled.retry_after, max(0.0, deadline - time.time())))
                     continue
+                began = time.time()
                 try:
-                    starts.append((time.time(), turn.start_us / 1e6))
+                    starts.append((began, turn.start_us / 1e6))
                     answer = http.get(
                         f"{standin_url}/crm/v8/org", headers={"Authorization": f"Zoho-oauthtoken {token}"}
                     )
                     assert answer.status_code == 200, answer.status_code
                 finally:
                     throttle.release(turn)
-                    held.append(time.time() - starts[-1][0])
+                    held.append(time.time() - began)
 
     workers = [threading.Thread(target=caller) for _ in range(threads)]
     for worker in workers:
