@@ -9,7 +9,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 
@@ -18,6 +18,15 @@ from broker_local.template import load_template, provision
 from tests.conftest import ROOT
 
 REGION = "eu-west-1"
+
+
+class Span(NamedTuple):
+    """One call: when it started and ended (wall clock), its turn (µs) and its claim's owner."""
+
+    started: float
+    ended: float
+    start_us: int
+    owner: str
 
 
 def _serve_moto(connection: Any) -> None:
@@ -74,7 +83,7 @@ def _caller_process(
 
     throttle = Throttle(ThrottleStore(table), SystemClock(), slot_seconds=30)
     throttling = Throttling(requests_per_minute=limits[0], max_concurrent_requests=limits[1])
-    spans: list[tuple[float, float, int]] = []
+    spans: list[Span] = []
     refused: list[float] = []
 
     def caller() -> None:
@@ -88,7 +97,7 @@ def _caller_process(
             time.sleep(hold_seconds)
             ended = time.time()
             throttle.release(turn)
-            spans.append((started, ended, turn.start_us))
+            spans.append(Span(started, ended, turn.start_us, turn.owner))
 
     threads = [threading.Thread(target=caller) for _ in range(callers)]
     for thread in threads:
@@ -108,7 +117,7 @@ def _run(
     calls_each: int,
     hold_seconds: float,
     wait_seconds: float,
-) -> tuple[list[tuple[float, float, int]], list[float]]:
+) -> tuple[list[Span], list[float]]:
     endpoint, table = throttle_table
     context = multiprocessing.get_context("spawn")
     results = context.Queue()
@@ -131,7 +140,7 @@ def _run(
     ]
     for worker in workers:
         worker.start()
-    spans: list[tuple[float, float, int]] = []
+    spans: list[Span] = []
     refused: list[float] = []
     for _ in workers:
         got_spans, got_refused = results.get(timeout=120)
@@ -142,8 +151,8 @@ def _run(
     return spans, refused
 
 
-def _peak_concurrency(spans: list[tuple[float, float, int]]) -> int:
-    edges = sorted([(start, 1) for start, _, _ in spans] + [(end, -1) for _, end, _ in spans])
+def _peak_concurrency(spans: list[Span]) -> int:
+    edges = sorted([(span.started, 1) for span in spans] + [(span.ended, -1) for span in spans])
     peak = current = 0
     for _, step in edges:  # an end sorts before a start at the same instant (-1 < 1)
         current += step
@@ -168,15 +177,70 @@ def test_given_callers_in_four_processes_when_they_wait_for_turns_then_the_rate_
     assert not refused
     assert len(spans) == 64
     assert _peak_concurrency(spans) <= 5
-    granted = sorted(start_us for _, _, start_us in spans)
+    granted = sorted(span.start_us for span in spans)
     gaps = [later - earlier for earlier, later in itertools.pairwise(granted)]
     assert min(gaps) >= 100_000, "two calls were granted starts closer than 60 s / requests_per_minute"
-    started = sorted(start for start, _, _ in spans)
+    started = sorted(span.started for span in spans)
     assert all(actual >= turn / 1e6 for actual, turn in zip(started, granted, strict=True))
     # The limiter's grants never exceed the rate; the calls (which start when their turn comes, on a
     # loaded machine a little late) use at least 90% of it.
     assert (len(granted) - 1) / ((granted[-1] - granted[0]) / 1e6) <= 10
     assert (len(started) - 1) / (started[-1] - started[0]) >= 0.9 * 10
+
+
+def _sample_slots(
+    throttle_table: tuple[str, str], key: str, stop: threading.Event
+) -> list[tuple[int, set[str]]]:
+    """The throttle item's slot holders, read every few ms until ``stop`` is set, each with the moment
+    (µs) the read had returned by."""
+    endpoint, table = throttle_table
+    client = session_for(endpoint, REGION).client("dynamodb")
+    samples: list[tuple[int, set[str]]] = []
+    while not stop.wait(0.005):
+        item = client.get_item(TableName=table, Key={"pk": {"S": f"throttle#{key}"}}).get("Item", {})
+        slots = item.get("slots", {}).get("M", {})
+        samples.append((time.time_ns() // 1000, set(slots)))
+    return samples
+
+
+def test_given_few_slots_and_waiting_callers_then_starts_keep_the_rate_and_no_waiting_caller_holds_a_slot(
+    throttle_table: tuple[str, str],
+) -> None:
+    # 1,200 a minute (a turn every 50 ms) and 3 slots: calls of 100 ms leave room for 30 a second, so
+    # the rate is the bound. A caller that held its slot while sleeping until its turn would leave
+    # fewer slots for calls under way and fall well short of it.
+    stop = threading.Event()
+    sampled: list[list[tuple[int, set[str]]]] = []
+    sampler = threading.Thread(target=lambda: sampled.append(_sample_slots(throttle_table, "sub_few", stop)))
+    sampler.start()
+    try:
+        spans, refused = _run(
+            throttle_table,
+            "sub_few",
+            limits=(1200, 3),
+            processes=3,
+            callers=4,
+            calls_each=6,
+            hold_seconds=0.1,
+            wait_seconds=10,
+        )
+    finally:
+        stop.set()
+        sampler.join()
+    assert not refused
+    assert len(spans) == 72
+    assert _peak_concurrency(spans) <= 3
+    granted = sorted(span.start_us for span in spans)
+    assert min(later - earlier for earlier, later in itertools.pairwise(granted)) >= 50_000
+    started = sorted(span.started for span in spans)
+    assert (len(started) - 1) / (started[-1] - started[0]) >= 0.9 * 20
+    # No slot was ever held by a caller whose turn had not yet come. (A slot taken too late in its
+    # grace is released and its turn given up: its holder, a claim of its own, made no call.)
+    turns = {span.owner: span.start_us for span in spans}
+    seen = [(moment, owner) for moment, holders in sampled[0] for owner in holders if owner in turns]
+    assert len({owner for _, owner in seen}) >= 10, "the sampler saw too few slots to tell"
+    early = [(owner, turns[owner] - moment) for moment, owner in seen if turns[owner] > moment]
+    assert not early, f"slots held before their turn (owner, µs early): {early}"
 
 
 def test_given_callers_in_four_processes_when_they_wait_for_slots_then_concurrency_never_exceeds_the_limit(

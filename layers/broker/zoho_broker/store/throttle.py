@@ -1,10 +1,11 @@
 """The proxy's throttle in DynamoDB: one item per subscription ("throttle#<id>") shared by every Lambda.
 
 The item holds ``slots`` (a map: the holder of each call under way, and when that claim expires) and
-``next_start`` (microseconds since the epoch: the earliest moment the next call may start). One
-conditional UpdateItem claims a slot and a start time together, so a call counts against both limits
-or neither; releasing is one more UpdateItem. Claims of a caller that crashed expire and are removed by
-the next caller who finds the slots full.
+``next_start`` (microseconds since the epoch: the next free turn, the earliest moment the next call may
+start). A turn and a slot are separate conditional claims: a caller whose turn is now takes both in one
+UpdateItem; one whose turn lies ahead reserves it (no slot), sleeps, and takes a slot at its turn, so
+waiting callers hold no slot. Releasing is one more UpdateItem. Claims of a caller that crashed expire
+and are removed by the next caller who finds the slots full.
 """
 
 from __future__ import annotations
@@ -28,15 +29,12 @@ KEEP_SECONDS = 86_400
 
 @dataclass(frozen=True)
 class Claim:
-    """One attempt: what the caller wants and what it knows."""
+    """A slot wanted now: by whom, how many may be under way, and when the slot frees itself."""
 
     owner: str
     now_us: int
-    interval_us: int  # 60 s / requests_per_minute
     max_concurrent: int
-    latest_start_us: int  # now + the wait the caller accepts
     slot_expires_us: int  # when the claim frees itself if never released
-    idle: bool  # whether next_start is believed to have passed (picks the update's form)
 
 
 @dataclass(frozen=True)
@@ -54,40 +52,96 @@ class ThrottleStore:
         self._client = client or aws.dynamodb()
         self.calls = 0  # DynamoDB requests made (the benchmark reports them per proxied call)
 
-    def claim(self, subscription_id: str, claim: Claim) -> int | Refusal:
-        """The start time granted (µs), or why not. The item must exist (see ``create``)."""
-        names = {"#owner": claim.owner}
+    def start_now(self, subscription_id: str, claim: Claim, interval_us: int) -> int | Refusal:
+        """No turn is queued and a slot is free: take both in one write (the start, µs), or why not."""
         values: dict[str, Any] = {
-            ":slot": {"N": str(claim.slot_expires_us)},
-            ":max": {"N": str(claim.max_concurrent)},
+            ":following": {"N": str(claim.now_us + interval_us)},
             ":now": {"N": str(claim.now_us)},
-            ":expires": {"N": str(claim.now_us // 1_000_000 + KEEP_SECONDS)},
         }
-        if claim.idle:
-            # next_start has passed: this call starts now, the next one an interval later.
-            update = "SET slots.#owner = :slot, next_start = :following, expires_at = :expires"
-            condition = "attribute_exists(slots) AND size(slots) < :max AND next_start <= :now"
-            values[":following"] = {"N": str(claim.now_us + claim.interval_us)}
-        else:
-            # Calls are queued ahead: this one starts at next_start, if that is soon enough for it.
-            update = "SET slots.#owner = :slot, next_start = next_start + :interval, expires_at = :expires"
-            condition = "attribute_exists(slots) AND size(slots) < :max AND next_start > :now AND next_start <= :latest"
-            values[":latest"] = {"N": str(claim.latest_start_us)}
-            values[":interval"] = {"N": str(claim.interval_us)}
+        refusal = self._take_slot(
+            subscription_id,
+            claim,
+            extra_update=", next_start = :following",
+            extra_condition=" AND next_start <= :now",
+            extra_values=values,
+        )
+        return refusal if refusal is not None else claim.now_us
+
+    def reserve(
+        self, subscription_id: str, *, now_us: int, interval_us: int, latest_us: int, queued: bool
+    ) -> int | Refusal:
+        """A turn (its start, µs, at most ``latest_us``) and no slot, or why not. The slot is taken at the
+        turn (``take_slot``), so a caller waiting for its turn holds none. ``queued``: whether turns are
+        believed queued ahead (picks the form tried first; the other is tried when the item says so)."""
+        values: dict[str, Any] = {
+            ":now": {"N": str(now_us)},
+            ":expires": {"N": str(now_us // 1_000_000 + KEEP_SECONDS)},
+        }
+        # next_start has passed: the turn is now, the next one an interval later.
+        idle = {
+            "UpdateExpression": "SET next_start = :following, expires_at = :expires",
+            "ConditionExpression": "attribute_exists(slots) AND next_start <= :now",
+            "ExpressionAttributeValues": {**values, ":following": {"N": str(now_us + interval_us)}},
+        }
+        # Turns are queued ahead: this one is next_start, if that is soon enough for it.
+        ahead = {
+            "UpdateExpression": "SET next_start = next_start + :interval, expires_at = :expires",
+            "ConditionExpression": "next_start > :now AND next_start <= :latest",
+            "ExpressionAttributeValues": {
+                **values,
+                ":interval": {"N": str(interval_us)},
+                ":latest": {"N": str(latest_us)},
+            },
+        }
+        refusal = Refusal(missing=True)
+        for form in (ahead, idle) if queued else (idle, ahead):
+            try:
+                answer = self._update(
+                    subscription_id,
+                    **form,
+                    ReturnValues="UPDATED_NEW",
+                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                )
+            except _Refused as refused:
+                refusal = _refusal(refused.item)
+                if refusal.missing or refusal.next_start_us > latest_us:
+                    return refusal
+                if (refusal.next_start_us <= now_us) == (form is idle):
+                    return refusal  # the other form cannot apply either (the item moved on)
+                continue
+            return int(answer["Attributes"]["next_start"]["N"]) - interval_us
+        return refusal
+
+    def take_slot(self, subscription_id: str, claim: Claim) -> Refusal | None:
+        """A slot for a call whose turn has come (None), or why not."""
+        return self._take_slot(subscription_id, claim)
+
+    def _take_slot(
+        self,
+        subscription_id: str,
+        claim: Claim,
+        *,
+        extra_update: str = "",
+        extra_condition: str = "",
+        extra_values: dict[str, Any] | None = None,
+    ) -> Refusal | None:
         try:
-            answer = self._update(
+            self._update(
                 subscription_id,
-                UpdateExpression=update,
-                ConditionExpression=condition,
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
-                ReturnValues="UPDATED_NEW",
+                UpdateExpression="SET slots.#owner = :slot, expires_at = :expires" + extra_update,
+                ConditionExpression="attribute_exists(slots) AND size(slots) < :max" + extra_condition,
+                ExpressionAttributeNames={"#owner": claim.owner},
+                ExpressionAttributeValues={
+                    ":slot": {"N": str(claim.slot_expires_us)},
+                    ":max": {"N": str(claim.max_concurrent)},
+                    ":expires": {"N": str(claim.now_us // 1_000_000 + KEEP_SECONDS)},
+                    **(extra_values or {}),
+                },
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except _Refused as refused:
             return _refusal(refused.item)
-        following = int(answer["Attributes"]["next_start"]["N"])
-        return following - claim.interval_us
+        return None
 
     def create(self, subscription_id: str, now_us: int) -> None:
         """The subscription's item, empty, unless another caller made it first."""
