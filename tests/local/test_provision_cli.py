@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shlex
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -13,6 +12,8 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from broker_local.provision import main, session_for
+from broker_local.runner import free_port
+from tests.aws_env import clear_aws_settings, use_credentials
 from tests.conftest import ROOT
 
 REGION = "us-east-1"
@@ -21,19 +22,11 @@ ENV_JSON = ROOT / "env.json"
 REGENERATE = "moto_server -p 5000 & python -m broker_local.provision --endpoint http://127.0.0.1:5000 --env-json > env.json"
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 def endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """A moto server of its own; the CLI must not need the process's AWS settings."""
-    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-        monkeypatch.delenv(name, raising=False)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
+    clear_aws_settings(monkeypatch)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port("127.0.0.1"), verbose=False)
     server.start()
     host, port = server.get_host_and_port()
     try:
@@ -174,10 +167,7 @@ def test_given_env_json_when_sam_local_resolves_the_functions_environments_then_
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """sam local passes only the variables the template declares; the rest of env.json would be ignored."""
-    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "local")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "local")
+    use_credentials(monkeypatch, "local", "local")
     monkeypatch.setenv("SAM_CLI_TELEMETRY", "0")
     overrides = json.loads(ENV_JSON.read_text())["Parameters"]
 
