@@ -253,7 +253,7 @@ def test_client_secret_for_dc_is_the_secret_zoho_gets_at_that_data_centre(cli: C
     assert secret.client_secrets_by_data_centre == {"us": "us-only-secret-0123456789"}
 
 
-def test_given_no_aws_credentials_when_signing_then_it_says_so(
+def test_signing_without_aws_credentials_says_so(
     cli: Cli, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     clear_aws_settings(
@@ -283,7 +283,5 @@ def test_given_no_aws_credentials_when_signing_then_it_says_so(
         ("https://abc.execute-api.eu-west-1.amazonaws.com", False, False),
     ],
 )
-def test_given_a_url_when_deciding_then_only_remote_https_is_signed_by_default(
-    url: str, requested: bool | None, expected: bool
-) -> None:
+def test_only_remote_https_is_signed_by_default(url: str, requested: bool | None, expected: bool) -> None:
     assert should_sign(url, requested) is expected
