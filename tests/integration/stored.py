@@ -9,14 +9,13 @@ from typing import Any
 
 import boto3
 
+from tests.held_secrets import held_secret
 from zoho_broker.services import Services
 
 
 def stored_secret(services: Services, subscription_id: str) -> dict[str, Any]:
     """The subscription's secret as Secrets Manager holds it."""
-    secret = services.secrets.get(subscription_id)
-    assert secret is not None, f"no secret for {subscription_id}"
-    return secret.model_dump(mode="json")
+    return held_secret(services.settings.secret_prefix + subscription_id)
 
 
 def expire_token(
