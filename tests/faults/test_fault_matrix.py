@@ -35,6 +35,7 @@ from tests.conftest import ROOT, TEMPLATE
 from tests.faults.injection import Call, CallLog, install
 from tests.held_secrets import secret_or_none
 from tests.integration.flow import connect, connect_link, decide_at_zoho, open_link
+from tests.integration.stored import expire_token
 from zoho_broker.logic import refresh
 from zoho_broker.services import get_services, reset_services
 
@@ -131,12 +132,8 @@ def _secret(s: Scenario) -> dict[str, Any] | None:
 
 
 def _aged(s: Scenario) -> None:
-    """The access token expires in a minute and the refresh is due now."""
-    name = get_services().settings.secret_prefix + s.subscription_id
-    secret = _secret(s)
-    assert secret is not None
-    secret["access_token_expires_at"] = (datetime.now(UTC) + timedelta(seconds=60)).isoformat()
-    boto3.client("secretsmanager").put_secret_value(SecretId=name, SecretString=json.dumps(secret))
+    """The access token expires in a minute and the refresh is due now (in the due partition, unleased)."""
+    expire_token(get_services(), s.subscription_id, seconds_left=60)
     _due_now(s)
 
 
