@@ -38,6 +38,16 @@ def expire_token(
     )
 
 
+def expire_flow(flows_table: str, key: dict[str, Any]) -> None:
+    """A state's or connect link's flow item is past its expiry, though DynamoDB's TTL has not deleted it."""
+    boto3.client("dynamodb").update_item(
+        TableName=flows_table,
+        Key=key,
+        UpdateExpression="SET expires_at = :past",
+        ExpressionAttributeValues={":past": {"N": str(int(time.time()) - 1)}},
+    )
+
+
 class Announcements:
     """Every event the broker puts on the default bus, delivered by an EventBridge rule to a queue."""
 

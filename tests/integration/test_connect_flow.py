@@ -19,6 +19,7 @@ from flow import (
     open_link,
     page_title,
 )
+from stored import expire_flow
 
 from broker_local.template import Stack
 from broker_local.zoho_standin import ZohoStandIn
@@ -157,12 +158,7 @@ def test_an_expired_state_is_refused_even_if_ttl_has_not_deleted_it(
     subscription = create_subscription(admin)
     callback = _callback_url(admin, browser, subscription["subscription_id"])
     nonce = parse_qs(urlsplit(callback).query)["state"][0].split(".")[0]
-    boto3.client("dynamodb").update_item(
-        TableName=broker_env["BROKER_FLOWS_TABLE"],
-        Key={"pk": {"S": f"state#{nonce}"}},
-        UpdateExpression="SET expires_at = :past",
-        ExpressionAttributeValues={":past": {"N": str(int(time.time()) - 1)}},
-    )
+    expire_flow(broker_env["BROKER_FLOWS_TABLE"], {"pk": {"S": f"state#{nonce}"}})
 
     refused = browser.get(callback)
 
@@ -353,14 +349,8 @@ def test_an_expired_connect_link_is_refused(
 ) -> None:
     subscription = create_subscription(admin)
     link = connect_link(admin, subscription["subscription_id"])
-    table = boto3.client("dynamodb")
-    for item in table.scan(TableName=broker_env["BROKER_FLOWS_TABLE"])["Items"]:
-        table.update_item(
-            TableName=broker_env["BROKER_FLOWS_TABLE"],
-            Key={"pk": item["pk"]},
-            UpdateExpression="SET expires_at = :past",
-            ExpressionAttributeValues={":past": {"N": str(int(time.time()) - 1)}},
-        )
+    for item in boto3.client("dynamodb").scan(TableName=broker_env["BROKER_FLOWS_TABLE"])["Items"]:
+        expire_flow(broker_env["BROKER_FLOWS_TABLE"], {"pk": item["pk"]})
 
     page = open_link(browser, link)
 
