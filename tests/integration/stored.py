@@ -38,6 +38,17 @@ def expire_token(
     )
 
 
+def age_connection(services: Services, subscription_id: str, *, seconds: int) -> None:
+    """The subscription connected (and last refreshed) ``seconds`` ago."""
+    then = (datetime.now(UTC) - timedelta(seconds=seconds)).isoformat()
+    boto3.client("dynamodb").update_item(
+        TableName=services.settings.subscriptions_table,
+        Key={"pk": {"S": f"sub#{subscription_id}"}},
+        UpdateExpression="SET connected_at = :then, last_refreshed_at = :then",
+        ExpressionAttributeValues={":then": {"S": then}},
+    )
+
+
 def expire_flow(flows_table: str, key: dict[str, Any]) -> None:
     """A state's or connect link's flow item is past its expiry, though DynamoDB's TTL has not deleted it."""
     boto3.client("dynamodb").update_item(
