@@ -21,6 +21,7 @@ from broker_local.moto_atomic import make_dynamodb_atomic
 from broker_local.runner import Options, free_port, running_broker
 from broker_local.template import Stack, load_template, provision, resolve
 from broker_local.zoho_standin import ZohoStandIn
+from tests.aws_env import use_credentials
 from tests.sam_build import SamBuild, build_stack
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,11 +44,8 @@ def sam_build(tmp_path_factory: pytest.TempPathFactory) -> SamBuild:
 
 @pytest.fixture
 def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    """Moto's test keys in eu-west-1, and none of the machine's AWS settings."""
+    use_credentials(monkeypatch, region="eu-west-1")
 
 
 @pytest.fixture

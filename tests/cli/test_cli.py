@@ -15,6 +15,7 @@ import httpx
 from running import CLIENT_SECRET, MASKED_SECRET, Broker, Cli, Terminal, closed_port, create_subscription
 
 from tests.integration.flow import decide_at_zoho, open_link
+from tests.whoami import whoami
 from zoho_broker.services import get_services
 
 CONSOLE_SCRIPT = Path(sys.executable).with_name("broker")
@@ -24,7 +25,7 @@ CONSOLE_SCRIPT = Path(sys.executable).with_name("broker")
 # Subscriptions
 
 
-def test_given_the_secret_on_stdin_when_creating_then_it_is_stored_and_never_printed(cli: Cli) -> None:
+def test_a_secret_on_stdin_is_stored_and_never_printed(cli: Cli) -> None:
     ran = cli(
         "subscriptions",
         "create",
@@ -53,7 +54,7 @@ def test_given_the_secret_on_stdin_when_creating_then_it_is_stored_and_never_pri
     assert CLIENT_SECRET not in ran.out + ran.err
 
 
-def test_given_the_secret_as_an_argument_when_creating_then_it_is_not_echoed(cli: Cli) -> None:
+def test_a_secret_given_as_an_argument_is_not_echoed(cli: Cli) -> None:
     ran = cli(
         "--json",
         "subscriptions",
@@ -73,7 +74,7 @@ def test_given_the_secret_as_an_argument_when_creating_then_it_is_not_echoed(cli
     assert CLIENT_SECRET not in ran.out + ran.err
 
 
-def test_given_subscriptions_when_listing_then_a_table_shows_them(cli: Cli) -> None:
+def test_listing_shows_a_table(cli: Cli) -> None:
     created = create_subscription(cli)
 
     ran = cli("subscriptions", "list", "--limit", "100")
@@ -85,7 +86,7 @@ def test_given_subscriptions_when_listing_then_a_table_shows_them(cli: Cli) -> N
     assert created["name"] in row and "zoho-crm" in row and "not_connected" in row
 
 
-def test_given_subscriptions_when_listing_as_json_then_the_apis_answer_is_printed(cli: Cli) -> None:
+def test_listing_as_json_prints_the_apis_answer(cli: Cli) -> None:
     created = create_subscription(cli)
 
     ran = cli("subscriptions", "list", "--limit", "100", "--json")
@@ -96,7 +97,7 @@ def test_given_subscriptions_when_listing_as_json_then_the_apis_answer_is_printe
     assert created["subscription_id"] in [s["subscription_id"] for s in answer["subscriptions"]]
 
 
-def test_given_several_pages_when_listing_all_then_every_page_is_followed(cli: Cli) -> None:
+def test_listing_all_follows_every_page(cli: Cli) -> None:
     ids = {create_subscription(cli)["subscription_id"] for _ in range(3)}
 
     one_page = cli("subscriptions", "list", "--limit", "1", "--json").json()
@@ -107,7 +108,7 @@ def test_given_several_pages_when_listing_all_then_every_page_is_followed(cli: C
     assert ids <= {s["subscription_id"] for s in everything["subscriptions"]}
 
 
-def test_given_a_subscription_when_shown_then_the_secret_is_masked(cli: Cli) -> None:
+def test_show_masks_the_secret(cli: Cli) -> None:
     created = create_subscription(cli)
 
     ran = cli("subscriptions", "show", created["subscription_id"])
@@ -119,7 +120,7 @@ def test_given_a_subscription_when_shown_then_the_secret_is_masked(cli: Cli) -> 
     assert "not_connected" in ran.out
 
 
-def test_given_a_subscription_when_shown_as_json_then_the_secret_is_masked(cli: Cli) -> None:
+def test_show_as_json_masks_the_secret(cli: Cli) -> None:
     created = create_subscription(cli)
 
     ran = cli("subscriptions", "show", created["subscription_id"], "--json")
@@ -129,7 +130,7 @@ def test_given_a_subscription_when_shown_as_json_then_the_secret_is_masked(cli: 
     assert CLIENT_SECRET not in ran.out
 
 
-def test_given_new_settings_when_updating_then_the_subscription_has_them(cli: Cli) -> None:
+def test_update_sets_new_settings(cli: Cli) -> None:
     created = create_subscription(cli)
     new_name = f"Renamed {uuid.uuid4().hex[:8]}"
 
@@ -152,7 +153,7 @@ def test_given_new_settings_when_updating_then_the_subscription_has_them(cli: Cl
     assert shown["throttling"] == {"requests_per_minute": 20, "max_concurrent_requests": 2}
 
 
-def test_given_a_new_secret_on_stdin_when_updating_then_the_masked_secret_changes(cli: Cli) -> None:
+def test_a_new_secret_on_stdin_changes_the_masked_secret(cli: Cli) -> None:
     created = create_subscription(cli)
     new_secret = "another-secret-abcdefghijklmnop"
 
@@ -165,7 +166,7 @@ def test_given_a_new_secret_on_stdin_when_updating_then_the_masked_secret_change
     assert new_secret not in ran.out + ran.err
 
 
-def test_given_nothing_to_change_when_updating_then_it_is_a_usage_error(cli: Cli) -> None:
+def test_an_update_with_nothing_to_change_is_a_usage_error(cli: Cli) -> None:
     created = create_subscription(cli)
 
     ran = cli("subscriptions", "update", created["subscription_id"])
@@ -174,7 +175,7 @@ def test_given_nothing_to_change_when_updating_then_it_is_a_usage_error(cli: Cli
     assert "nothing to update" in ran.err
 
 
-def test_given_a_subscription_when_deleting_with_yes_then_it_is_gone(cli: Cli) -> None:
+def test_delete_with_yes_removes_the_subscription(cli: Cli) -> None:
     created = create_subscription(cli)
 
     ran = cli("subscriptions", "delete", created["subscription_id"], "--yes")
@@ -186,7 +187,7 @@ def test_given_a_subscription_when_deleting_with_yes_then_it_is_gone(cli: Cli) -
     assert "(not_found, HTTP 404)" in shown.err
 
 
-def test_given_no_terminal_when_deleting_without_yes_then_it_refuses(cli: Cli) -> None:
+def test_delete_without_yes_or_a_terminal_refuses(cli: Cli) -> None:
     created = create_subscription(cli)
 
     ran = cli("subscriptions", "delete", created["subscription_id"])
@@ -197,7 +198,7 @@ def test_given_no_terminal_when_deleting_without_yes_then_it_refuses(cli: Cli) -
     assert shown.code == 0
 
 
-def test_given_a_terminal_when_the_person_confirms_then_it_is_deleted(cli: Cli) -> None:
+def test_a_confirmed_delete_deletes(cli: Cli) -> None:
     created = create_subscription(cli)
 
     ran = cli("subscriptions", "delete", created["subscription_id"], stdin=Terminal("y\n"))
@@ -206,7 +207,7 @@ def test_given_a_terminal_when_the_person_confirms_then_it_is_deleted(cli: Cli) 
     assert created["name"] in ran.err and "[y/N]" in ran.err
 
 
-def test_given_a_terminal_when_the_person_declines_then_nothing_changes(cli: Cli) -> None:
+def test_a_declined_delete_changes_nothing(cli: Cli) -> None:
     created = create_subscription(cli)
 
     ran = cli("subscriptions", "delete", created["subscription_id"], stdin=Terminal("n\n"))
@@ -217,7 +218,7 @@ def test_given_a_terminal_when_the_person_declines_then_nothing_changes(cli: Cli
     assert shown.code == 0
 
 
-def test_given_the_catalogue_when_listing_integrations_then_both_products_show(cli: Cli) -> None:
+def test_integrations_lists_both_products(cli: Cli) -> None:
     ran = cli("integrations")
 
     assert ran.code == 0, ran.err
@@ -240,9 +241,7 @@ def _version_file(tmp_path: Path, **fields: Any) -> str:
     return str(path)
 
 
-def test_given_a_version_file_when_managing_an_integration_then_each_step_shows_the_result(
-    cli: Cli, tmp_path: Path
-) -> None:
+def test_managing_an_integration_from_a_version_file_shows_each_step(cli: Cli, tmp_path: Path) -> None:
     integration = f"crm-{uuid.uuid4().hex[:8]}"
     template = (
         "https://accounts.zoho.com/oauth/v2/auth?scope={Scopes}&client_id={Client_Id}&response_type=code"
@@ -300,7 +299,7 @@ def test_given_a_version_file_when_managing_an_integration_then_each_step_shows_
     assert gone.code == 1 and "no version '2'" in gone.err
 
 
-def test_given_a_self_client_grant_code_on_stdin_when_submitted_then_connected_and_never_printed(
+def test_a_self_client_grant_code_connects_and_is_never_printed(
     cli: Cli, broker: Broker, tmp_path: Path
 ) -> None:
     integration = f"own-{uuid.uuid4().hex[:8]}"
@@ -338,9 +337,7 @@ def test_given_a_self_client_grant_code_on_stdin_when_submitted_then_connected_a
 # Connect links and tokens
 
 
-def test_given_a_subscription_when_asking_for_a_connect_link_then_a_url_on_the_runner_is_printed(
-    cli: Cli, broker: Broker
-) -> None:
+def test_connect_link_prints_a_url_on_the_runner(cli: Cli, broker: Broker) -> None:
     created = create_subscription(cli)
 
     ran = cli("connect-link", created["subscription_id"])
@@ -350,7 +347,7 @@ def test_given_a_subscription_when_asking_for_a_connect_link_then_a_url_on_the_r
     assert len(ran.out.strip().splitlines()) == 1
 
 
-def test_given_a_not_connected_subscription_when_asking_for_a_token_then_a_409_is_explained(
+def test_a_token_for_an_unconnected_subscription_explains_the_409(
     cli: Cli,
 ) -> None:
     created = create_subscription(cli)
@@ -363,7 +360,7 @@ def test_given_a_not_connected_subscription_when_asking_for_a_token_then_a_409_i
     assert "(not_connected, HTTP 409)" in ran.err
 
 
-def test_given_a_not_connected_subscription_when_refreshing_then_it_says_so(cli: Cli) -> None:
+def test_refreshing_an_unconnected_subscription_says_so(cli: Cli) -> None:
     created = create_subscription(cli)
 
     ran = cli("refresh", created["subscription_id"])
@@ -372,7 +369,7 @@ def test_given_a_not_connected_subscription_when_refreshing_then_it_says_so(cli:
     assert "no refresh token" in ran.err and "HTTP 409" in ran.err
 
 
-def test_given_a_subscription_when_revoking_with_yes_then_it_is_disconnected(cli: Cli) -> None:
+def test_revoke_with_yes_disconnects(cli: Cli) -> None:
     created = create_subscription(cli)
 
     ran = cli("revoke", created["subscription_id"], "--yes")
@@ -381,7 +378,7 @@ def test_given_a_subscription_when_revoking_with_yes_then_it_is_disconnected(cli
     assert f"Disconnected {created['subscription_id']}: status not_connected" in ran.out
 
 
-def test_given_no_terminal_when_revoking_without_yes_then_it_refuses(cli: Cli) -> None:
+def test_revoke_without_yes_or_a_terminal_refuses(cli: Cli) -> None:
     created = create_subscription(cli)
 
     ran = cli("revoke", created["subscription_id"])
@@ -390,9 +387,7 @@ def test_given_no_terminal_when_revoking_without_yes_then_it_refuses(cli: Cli) -
     assert "refusing to revoke" in ran.err
 
 
-def test_given_a_completed_consent_when_asking_for_a_token_then_zoho_accepts_it(
-    cli: Cli, broker: Broker
-) -> None:
+def test_the_token_after_consent_works_at_zoho(cli: Cli, broker: Broker) -> None:
     created = create_subscription(cli)
     subscription_id = created["subscription_id"]
     link = cli("connect-link", subscription_id).out.strip()
@@ -406,24 +401,20 @@ def test_given_a_completed_consent_when_asking_for_a_token_then_zoho_accepts_it(
 
     ran = cli("token", subscription_id)
     token = ran.out.strip()
-    whoami = httpx.get(
-        broker.accounts_servers["eu"] + "/standin/whoami",
-        headers={"Authorization": f"Zoho-oauthtoken {token}"},
-        timeout=10,
-    )
+    works = whoami(broker.accounts_servers["eu"], token)
     shown = cli("subscriptions", "show", subscription_id)
     refreshed = cli("refresh", subscription_id)
 
     assert ran.code == 0, ran.err
     assert ran.out == token + "\n"
-    assert whoami.status_code == 200, whoami.text
-    assert whoami.json()["data_centre"] == "eu"
+    assert works.status_code == 200, works.text
+    assert works.json()["data_centre"] == "eu"
     assert "connected" in shown.out and token not in shown.out
     assert refreshed.code == 0, refreshed.err
     assert "refreshed" in refreshed.out and token not in refreshed.out
 
 
-def test_given_a_connected_subscription_when_asking_for_the_token_as_json_then_the_document_prints(
+def test_token_as_json_prints_the_document(
     cli: Cli,
 ) -> None:
     created = create_subscription(cli)
@@ -445,7 +436,7 @@ def test_given_a_connected_subscription_when_asking_for_the_token_as_json_then_t
 # The installed console script
 
 
-def test_given_the_installed_console_script_when_creating_and_listing_then_it_works(broker: Broker) -> None:
+def test_the_installed_console_script_creates_and_lists(broker: Broker) -> None:
     assert CONSOLE_SCRIPT.exists(), f"{CONSOLE_SCRIPT} is missing: run `make .venv/bin/.installed`"
     env = {**os.environ, "BROKER_URL": broker.url}
     name = f"Console script {uuid.uuid4().hex[:8]}"
@@ -479,7 +470,7 @@ def test_given_the_installed_console_script_when_creating_and_listing_then_it_wo
     assert name in listed.stdout
 
 
-def test_given_the_installed_console_script_when_the_broker_is_down_then_it_exits_3() -> None:
+def test_the_installed_console_script_exits_3_when_the_broker_is_down() -> None:
     url = f"http://127.0.0.1:{closed_port()}"
 
     ran = subprocess.run(

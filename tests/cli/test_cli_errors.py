@@ -11,7 +11,7 @@ from running import CLIENT_SECRET, Cli, closed_port
 # Bad arguments, API errors, unreachable servers
 
 
-def test_given_no_name_when_creating_then_argparse_exits_2(cli: Cli) -> None:
+def test_create_without_a_name_exits_2(cli: Cli) -> None:
     ran = cli(
         "subscriptions",
         "create",
@@ -27,7 +27,7 @@ def test_given_no_name_when_creating_then_argparse_exits_2(cli: Cli) -> None:
     assert "--name" in ran.err
 
 
-def test_given_a_malformed_custom_field_when_creating_then_argparse_exits_2(cli: Cli) -> None:
+def test_a_malformed_custom_field_exits_2(cli: Cli) -> None:
     ran = cli(
         "subscriptions",
         "create",
@@ -47,7 +47,7 @@ def test_given_a_malformed_custom_field_when_creating_then_argparse_exits_2(cli:
     assert "expected KEY=VALUE" in ran.err
 
 
-def test_given_half_the_throttling_when_creating_then_it_is_a_usage_error(cli: Cli) -> None:
+def test_half_the_throttling_is_a_usage_error(cli: Cli) -> None:
     ran = cli(
         "subscriptions",
         "create",
@@ -67,14 +67,14 @@ def test_given_half_the_throttling_when_creating_then_it_is_a_usage_error(cli: C
     assert "--max-concurrent-requests" in ran.err
 
 
-def test_given_an_id_with_a_slash_when_showing_then_argparse_exits_2(cli: Cli) -> None:
+def test_an_id_with_a_slash_exits_2(cli: Cli) -> None:
     ran = cli("subscriptions", "show", "../integrations")
 
     assert ran.code == 2
     assert "not a subscription id" in ran.err
 
 
-def test_given_an_unknown_integration_when_creating_then_the_apis_message_is_shown(cli: Cli) -> None:
+def test_an_unknown_integration_shows_the_apis_message(cli: Cli) -> None:
     ran = cli(
         "subscriptions",
         "create",
@@ -94,7 +94,7 @@ def test_given_an_unknown_integration_when_creating_then_the_apis_message_is_sho
     assert CLIENT_SECRET not in ran.err
 
 
-def test_given_an_invalid_field_when_creating_then_the_details_name_it(cli: Cli) -> None:
+def test_an_invalid_field_is_named_in_the_details(cli: Cli) -> None:
     ran = cli(
         "subscriptions",
         "create",
@@ -113,7 +113,7 @@ def test_given_an_invalid_field_when_creating_then_the_details_name_it(cli: Cli)
     assert "  body.client_id: " in ran.err
 
 
-def test_given_no_secret_on_stdin_when_creating_then_it_is_a_usage_error(cli: Cli) -> None:
+def test_create_without_a_secret_on_stdin_is_a_usage_error(cli: Cli) -> None:
     ran = cli(
         "subscriptions",
         "create",
@@ -131,7 +131,7 @@ def test_given_no_secret_on_stdin_when_creating_then_it_is_a_usage_error(cli: Cl
     assert "no client secret on standard input" in ran.err
 
 
-def test_given_a_closed_port_when_listing_then_it_cannot_reach_the_broker(cli: Cli) -> None:
+def test_a_closed_port_cannot_reach_the_broker(cli: Cli) -> None:
     url = f"http://127.0.0.1:{closed_port()}"
 
     ran = cli("subscriptions", "list", url=url)
@@ -141,7 +141,7 @@ def test_given_a_closed_port_when_listing_then_it_cannot_reach_the_broker(cli: C
     assert "Traceback" not in ran.err
 
 
-def test_given_a_server_that_never_answers_when_listing_then_it_times_out(cli: Cli) -> None:
+def test_a_server_that_never_answers_times_out(cli: Cli) -> None:
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))
         silent.listen()  # the kernel accepts connections; nobody ever answers

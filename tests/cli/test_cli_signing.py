@@ -21,6 +21,7 @@ from botocore.credentials import Credentials
 from running import CLIENT_SECRET, Broker, Cli, create_subscription
 
 from broker_cli.signing import NO_CREDENTIALS, should_sign
+from tests.aws_env import clear_aws_settings, use_credentials
 from tests.integration.flow import decide_at_zoho, open_link
 from zoho_broker.services import get_services
 
@@ -108,10 +109,14 @@ def signing_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     )
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(credentials))
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", ENV_KEYS.access_key)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", ENV_KEYS.secret_key)
-    monkeypatch.setenv("AWS_SESSION_TOKEN", str(ENV_KEYS.token))
+    # The module's local runner reaches its moto server through AWS_ENDPOINT_URL: that one stays.
+    use_credentials(
+        monkeypatch,
+        ENV_KEYS.access_key,
+        ENV_KEYS.secret_key,
+        session_token=str(ENV_KEYS.token),
+        keep_endpoint=True,
+    )
 
 
 def verify_sigv4(received: Received, host_url: str, credentials: Credentials) -> None:
@@ -248,19 +253,16 @@ def test_client_secret_for_dc_is_the_secret_zoho_gets_at_that_data_centre(cli: C
     assert secret.client_secrets_by_data_centre == {"us": "us-only-secret-0123456789"}
 
 
-def test_given_no_aws_credentials_when_signing_then_it_says_so(
+def test_signing_without_aws_credentials_says_so(
     cli: Cli, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    for name in (
-        "AWS_ACCESS_KEY_ID",
-        "AWS_SECRET_ACCESS_KEY",
-        "AWS_SESSION_TOKEN",
-        "AWS_PROFILE",
+    clear_aws_settings(
+        monkeypatch,
         "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
         "AWS_CONTAINER_CREDENTIALS_FULL_URI",
         "AWS_WEB_IDENTITY_TOKEN_FILE",
-    ):
-        monkeypatch.delenv(name, raising=False)
+        keep_endpoint=True,
+    )
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
@@ -281,7 +283,5 @@ def test_given_no_aws_credentials_when_signing_then_it_says_so(
         ("https://abc.execute-api.eu-west-1.amazonaws.com", False, False),
     ],
 )
-def test_given_a_url_when_deciding_then_only_remote_https_is_signed_by_default(
-    url: str, requested: bool | None, expected: bool
-) -> None:
+def test_only_remote_https_is_signed_by_default(url: str, requested: bool | None, expected: bool) -> None:
     assert should_sign(url, requested) is expected

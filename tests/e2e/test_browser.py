@@ -8,7 +8,6 @@ Chromium is required: without it these tests fail, they never skip.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import secrets
@@ -24,6 +23,7 @@ import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, Response, expect, sync_playwright
 
 from tests.conftest import local_runner
+from tests.held_secrets import held_secret
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -194,12 +194,6 @@ def _assert_security_headers(response: Response) -> None:
     assert headers.get("x-content-type-options") == "nosniff"
 
 
-def _secret(broker: Broker, secret_name: str) -> dict[str, Any]:
-    client = boto3.client("secretsmanager", endpoint_url=broker.aws_endpoint, region_name="us-east-1")
-    value: dict[str, Any] = json.loads(client.get_secret_value(SecretId=secret_name)["SecretString"])
-    return value
-
-
 def _fits(page: Page) -> None:
     """No horizontal scrolling, and the main heading sits inside the viewport's width."""
     overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
@@ -248,7 +242,10 @@ def test_a_person_connects_from_the_console_and_sees_the_status_change(
     )
     assert details["Data centre"] == "EU"
     assert re.search(r"UTC \(in (59|60) min\)$", details["Access token expires"]), details
-    secret = _secret(broker, subscription["secret_name"])
+    secret = held_secret(
+        subscription["secret_name"],
+        boto3.client("secretsmanager", endpoint_url=broker.aws_endpoint, region_name="us-east-1"),
+    )
     for label, raw in (("Access token", secret["access_token"]), ("Refresh token", secret["refresh_token"])):
         masked = MASKED.fullmatch(details[label])
         assert masked is not None, details

@@ -33,7 +33,9 @@ from broker_local.scheduler import sqs_event
 from broker_local.zoho_standin import ZohoStandIn
 from tests.conftest import ROOT, TEMPLATE
 from tests.faults.injection import Call, CallLog, install
+from tests.held_secrets import secret_or_none
 from tests.integration.flow import connect, connect_link, decide_at_zoho, open_link
+from tests.integration.stored import expire_token
 from zoho_broker.logic import refresh
 from zoho_broker.services import get_services, reset_services
 
@@ -126,22 +128,12 @@ def _item(s: Scenario) -> dict[str, Any] | None:
 
 
 def _secret(s: Scenario) -> dict[str, Any] | None:
-    name = get_services().settings.secret_prefix + s.subscription_id
-    try:
-        value = boto3.client("secretsmanager").get_secret_value(SecretId=name)
-    except Exception:
-        return None
-    secret: dict[str, Any] = json.loads(value["SecretString"])
-    return secret
+    return secret_or_none(get_services().settings.secret_prefix + s.subscription_id)
 
 
 def _aged(s: Scenario) -> None:
-    """The access token expires in a minute and the refresh is due now."""
-    name = get_services().settings.secret_prefix + s.subscription_id
-    secret = _secret(s)
-    assert secret is not None
-    secret["access_token_expires_at"] = (datetime.now(UTC) + timedelta(seconds=60)).isoformat()
-    boto3.client("secretsmanager").put_secret_value(SecretId=name, SecretString=json.dumps(secret))
+    """The access token expires in a minute and the refresh is due now (in the due partition, unleased)."""
+    expire_token(get_services(), s.subscription_id, seconds_left=60)
     _due_now(s)
 
 

@@ -4,9 +4,7 @@ proxied call, and of one whose token Zoho refused, failed once in each way it re
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime, timedelta
 
-import boto3
 import httpx
 import pytest
 
@@ -17,10 +15,11 @@ from tests.faults.test_fault_matrix import (
     Scenario,
     _answer,
     _connected,
-    _table,
     check_every_call,
     fresh_services,
 )
+from tests.integration.stored import age_connection
+from zoho_broker.services import get_services
 
 pytestmark = pytest.mark.slow
 
@@ -50,13 +49,7 @@ def _as_retry_after_says(s: Scenario) -> Outcome:
 def _token_refused_by_zoho(s: Scenario) -> None:
     """Connected over a minute ago; Zoho has since invalidated the access token."""
     _connected(s)
-    then = (datetime.now(UTC) - timedelta(minutes=2)).isoformat()
-    boto3.client("dynamodb").update_item(
-        TableName=_table(),
-        Key={"pk": {"S": f"sub#{s.subscription_id}"}},
-        UpdateExpression="SET connected_at = :then, last_refreshed_at = :then",
-        ExpressionAttributeValues={":then": {"S": then}},
-    )
+    age_connection(get_services(), s.subscription_id, seconds=120)
     s.zoho.expire_access_tokens()
 
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import re
-from html.parser import HTMLParser
 from typing import Any
 
 import httpx
 import pytest
+
+from tests.html_form import read_form
 
 CLIENT_SECRET = "zoho-client-secret-0123456789abcdef"
 
@@ -34,27 +35,12 @@ def connect_link(admin: httpx.Client, subscription_id: str) -> str:
     return url
 
 
-class _FormReader(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.action = ""
-        self.fields: dict[str, str] = {}
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        values = {k: v or "" for k, v in attrs}
-        if tag == "form":
-            self.action = values.get("action", "")
-        if tag == "input" and values.get("type") == "hidden":
-            self.fields[values["name"]] = values.get("value", "")
-
-
 def open_link(browser: httpx.Client, link: str) -> httpx.Response:
     """The person opens the connect link and presses Continue: the broker redirects to Zoho."""
     page = browser.get(link)
     if page.status_code != 200:
         return page
-    form = _FormReader()
-    form.feed(page.text)
+    form = read_form(page.text)
     return browser.post(str(page.url.join(form.action)))
 
 
@@ -70,8 +56,7 @@ def decide_at_zoho(
     tokens reach: the stand-in's first one unless named) and click Accept or Deny; returns the callback URL."""
     page = browser.get(authorization_url)
     assert page.status_code == 200, page.text
-    form = _FormReader()
-    form.feed(page.text)
+    form = read_form(page.text)
     answer = browser.post(
         str(page.url.join(form.action)),
         data={

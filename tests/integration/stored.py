@@ -9,14 +9,13 @@ from typing import Any
 
 import boto3
 
+from tests.held_secrets import held_secret
 from zoho_broker.services import Services
 
 
 def stored_secret(services: Services, subscription_id: str) -> dict[str, Any]:
     """The subscription's secret as Secrets Manager holds it."""
-    secret = services.secrets.get(subscription_id)
-    assert secret is not None, f"no secret for {subscription_id}"
-    return secret.model_dump(mode="json")
+    return held_secret(services.settings.secret_prefix + subscription_id)
 
 
 def expire_token(
@@ -36,6 +35,27 @@ def expire_token(
             ":due": {"N": str(int(moment) - 1)},
             ":expires": {"S": expires.isoformat()},
         },
+    )
+
+
+def age_connection(services: Services, subscription_id: str, *, seconds: int) -> None:
+    """The subscription connected (and last refreshed) ``seconds`` ago."""
+    then = (datetime.now(UTC) - timedelta(seconds=seconds)).isoformat()
+    boto3.client("dynamodb").update_item(
+        TableName=services.settings.subscriptions_table,
+        Key={"pk": {"S": f"sub#{subscription_id}"}},
+        UpdateExpression="SET connected_at = :then, last_refreshed_at = :then",
+        ExpressionAttributeValues={":then": {"S": then}},
+    )
+
+
+def expire_flow(flows_table: str, key: dict[str, Any]) -> None:
+    """A state's or connect link's flow item is past its expiry, though DynamoDB's TTL has not deleted it."""
+    boto3.client("dynamodb").update_item(
+        TableName=flows_table,
+        Key=key,
+        UpdateExpression="SET expires_at = :past",
+        ExpressionAttributeValues={":past": {"N": str(int(time.time()) - 1)}},
     )
 
 

@@ -45,7 +45,7 @@ def test_the_client_secret_lives_in_secrets_manager_not_in_dynamodb(
     assert items and CLIENT_SECRET not in json.dumps(items)
 
 
-def test_given_settings_the_subscription_keeps_them(admin: httpx.Client) -> None:
+def test_a_subscription_keeps_its_settings(admin: httpx.Client) -> None:
     created = create_subscription(
         admin,
         integration="zoho-commerce",

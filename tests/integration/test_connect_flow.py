@@ -3,7 +3,6 @@ Zoho stand-in over real HTTP, for both integrations and two data centres."""
 
 from __future__ import annotations
 
-import json
 import time
 from datetime import datetime
 from typing import Any
@@ -20,16 +19,13 @@ from flow import (
     open_link,
     page_title,
 )
+from stored import expire_flow
 
 from broker_local.template import Stack
 from broker_local.zoho_standin import ZohoStandIn
+from tests.held_secrets import held_secret
+from tests.whoami import whoami
 from zoho_broker.state import verify
-
-
-def _secret(stack: Stack, broker_env: dict[str, str], subscription_id: str) -> dict[str, Any]:
-    client = boto3.client("secretsmanager")
-    value = client.get_secret_value(SecretId=broker_env["BROKER_SECRET_PREFIX"] + subscription_id)
-    return dict(json.loads(value["SecretString"]))
 
 
 def _with_query(url: str, **changes: str) -> str:
@@ -92,7 +88,7 @@ def test_a_person_connects_a_subscription_and_the_broker_holds_working_tokens(
     assert view["api_domain"] == zoho.accounts_servers[data_centre]  # the stand-in serves the API there
     expires_at = datetime.fromisoformat(view["access_token_expires_at"]).timestamp()
     assert started + 3600 <= expires_at <= ended + 3600  # Zoho's hour, counted from the exchange
-    secret = _secret(stack, broker_env, subscription["subscription_id"])
+    secret = held_secret(broker_env["BROKER_SECRET_PREFIX"] + subscription["subscription_id"])
     assert secret["refresh_token"].startswith("1000.")
     assert view["tokens"]["refresh_token"] == f"1000…({len(secret['refresh_token'])} chars)"
     # The tokens work at the data centre that issued them, and only there.
@@ -100,9 +96,8 @@ def test_a_person_connects_a_subscription_and_the_broker_holds_working_tokens(
         zoho.accounts_servers[data_centre],
         zoho.accounts_servers["eu" if data_centre == "us" else "us"],
     )
-    auth = {"Authorization": f"Zoho-oauthtoken {secret['access_token']}"}
-    assert httpx.get(f"{issuing}/standin/whoami", headers=auth).status_code == 200
-    assert httpx.get(f"{other}/standin/whoami", headers=auth).status_code == 401
+    assert whoami(issuing, secret["access_token"]).status_code == 200
+    assert whoami(other, secret["access_token"]).status_code == 401
 
 
 def test_the_connect_link_redirects_to_the_rendered_authorization_url_with_a_bound_state(
@@ -163,12 +158,7 @@ def test_an_expired_state_is_refused_even_if_ttl_has_not_deleted_it(
     subscription = create_subscription(admin)
     callback = _callback_url(admin, browser, subscription["subscription_id"])
     nonce = parse_qs(urlsplit(callback).query)["state"][0].split(".")[0]
-    boto3.client("dynamodb").update_item(
-        TableName=broker_env["BROKER_FLOWS_TABLE"],
-        Key={"pk": {"S": f"state#{nonce}"}},
-        UpdateExpression="SET expires_at = :past",
-        ExpressionAttributeValues={":past": {"N": str(int(time.time()) - 1)}},
-    )
+    expire_flow(broker_env["BROKER_FLOWS_TABLE"], {"pk": {"S": f"state#{nonce}"}})
 
     refused = browser.get(callback)
 
@@ -268,7 +258,10 @@ def test_a_failing_token_exchange_shows_a_clear_page_and_changes_nothing(
     assert "Traceback" not in page.text
     view = admin.get(f"/admin/subscriptions/{subscription['subscription_id']}").json()
     assert view["status"] == "not_connected"
-    assert _secret(stack, broker_env, subscription["subscription_id"]).get("refresh_token") is None
+    assert (
+        held_secret(broker_env["BROKER_SECRET_PREFIX"] + subscription["subscription_id"]).get("refresh_token")
+        is None
+    )
 
 
 def test_a_person_who_denies_access_sees_a_friendly_page(
@@ -356,14 +349,8 @@ def test_an_expired_connect_link_is_refused(
 ) -> None:
     subscription = create_subscription(admin)
     link = connect_link(admin, subscription["subscription_id"])
-    table = boto3.client("dynamodb")
-    for item in table.scan(TableName=broker_env["BROKER_FLOWS_TABLE"])["Items"]:
-        table.update_item(
-            TableName=broker_env["BROKER_FLOWS_TABLE"],
-            Key={"pk": item["pk"]},
-            UpdateExpression="SET expires_at = :past",
-            ExpressionAttributeValues={":past": {"N": str(int(time.time()) - 1)}},
-        )
+    for item in boto3.client("dynamodb").scan(TableName=broker_env["BROKER_FLOWS_TABLE"])["Items"]:
+        expire_flow(broker_env["BROKER_FLOWS_TABLE"], {"pk": item["pk"]})
 
     page = open_link(browser, link)
 

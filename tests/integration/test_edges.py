@@ -21,7 +21,7 @@ from flow import (
     open_link,
     page_title,
 )
-from stored import Announcements
+from stored import Announcements, stored_secret
 
 from broker_local.zoho_standin import ZohoStandIn
 from tests.clocks import Jitter, VirtualClock
@@ -43,7 +43,7 @@ def test_an_older_unused_link_cannot_take_over_a_connected_subscription(
     stray, used = connect_link(admin, sid), connect_link(admin, sid)
     with httpx.Client(base_url=gateway.base_url) as owner:
         assert _connect_with(owner, used, "eu").status_code == 200
-    owner_token = _secret(sid)["refresh_token"]
+    owner_token = stored_secret(get_services(), sid)["refresh_token"]
 
     # When someone else opens the first link later, in another browser
     with httpx.Client(base_url=gateway.base_url) as attacker:
@@ -54,7 +54,7 @@ def test_an_older_unused_link_cannot_take_over_a_connected_subscription(
     assert "replaced" in answer.text
     view = admin.get(f"/admin/subscriptions/{sid}").json()
     assert (view["status"], view["data_centre"]) == ("connected", "eu")
-    assert _secret(sid)["refresh_token"] == owner_token
+    assert stored_secret(get_services(), sid)["refresh_token"] == owner_token
     assert owner_token in zoho.live_refresh_tokens("1000.CLIENTID0123456789")
 
 
@@ -96,14 +96,6 @@ def test_a_reconnection_is_announced_and_shown_with_both_data_centres(
 def _connect_with(client: httpx.Client, link: str, data_centre: str) -> httpx.Response:
     started = open_link(client, link)
     return client.get(decide_at_zoho(client, started.headers["location"], data_centre=data_centre))
-
-
-def _secret(sid: str) -> dict[str, Any]:
-    name = get_services().settings.secret_prefix + sid
-    value: dict[str, Any] = json.loads(
-        boto3.client("secretsmanager").get_secret_value(SecretId=name)["SecretString"]
-    )
-    return value
 
 
 # ------------------------------------------------------------------------------------------------
@@ -337,7 +329,7 @@ def test_changing_the_client_id_revokes_the_old_clients_refresh_token(
 ) -> None:
     sid = create_subscription(admin)["subscription_id"]
     assert connect(admin, browser, sid).status_code == 200
-    old = _secret(sid)["refresh_token"]
+    old = stored_secret(get_services(), sid)["refresh_token"]
 
     answer = admin.patch(f"/admin/subscriptions/{sid}", json={"client_id": "1000.OTHERCLIENT"})
 

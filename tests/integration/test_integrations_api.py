@@ -214,7 +214,7 @@ def test_a_bad_version_is_refused_naming_the_problem_and_nothing_is_stored(
     assert admin.get("/admin/integrations/zoho-x").status_code == 404
 
 
-def test_a_subscription_moves_between_versions_keeping_its_connection_unless_the_scopes_change(
+def test_moving_versions_keeps_the_connection_unless_the_scopes_change(
     admin: httpx.Client, browser: httpx.Client
 ) -> None:
     created = create_subscription(admin)
@@ -349,7 +349,7 @@ def test_two_edits_from_the_same_read_cannot_both_be_stored(broker_env: dict[str
     assert catalogue.get("zoho-crm").name == "First"
 
 
-def test_a_subscription_cannot_land_on_a_version_marked_for_deletion_after_it_was_read(
+def test_a_version_marked_for_deletion_after_it_was_read_takes_no_subscription(
     broker_env: dict[str, str],
 ) -> None:
     services = get_services()

@@ -24,17 +24,13 @@ from flow import (
 )
 
 from broker_local.zoho_standin import ZohoStandIn
+from tests.held_secrets import held_secret
 
 ACME = {"id": "4000000001", "name": "Acme Ltd"}
 GLOBEX = {"id": "4000000002", "name": "Globex Corporation"}
 GLOBEX_ACCOUNT = "admin@globex.example"
 CLIENT_ID = "1000.CLIENTID0123456789"
 SCOPE = "ZohoCRM.modules.ALL,ZohoCRM.org.READ"
-
-
-def _secret(created: dict[str, Any]) -> dict[str, Any]:
-    value = boto3.client("secretsmanager").get_secret_value(SecretId=created["secret_name"])
-    return dict(json.loads(value["SecretString"]))
 
 
 def _view(admin: httpx.Client, sid: str) -> dict[str, Any]:
@@ -65,10 +61,15 @@ def _bound_to_acme(
     """A subscription connected by Acme's account: it, its id, its secret and the live refresh tokens."""
     created = create_subscription(admin)
     assert connect(admin, browser, created["subscription_id"]).status_code == 200
-    return created, created["subscription_id"], _secret(created), zoho.live_refresh_tokens(CLIENT_ID)
+    return (
+        created,
+        created["subscription_id"],
+        held_secret(created["secret_name"]),
+        zoho.live_refresh_tokens(CLIENT_ID),
+    )
 
 
-def test_given_a_connection_then_its_organization_is_recorded_and_the_same_one_reconnects(
+def test_a_connection_records_its_organization_and_the_same_one_reconnects(
     admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn
 ) -> None:
     sid = create_subscription(admin)["subscription_id"]
@@ -88,9 +89,10 @@ def test_given_a_connection_then_its_organization_is_recorded_and_the_same_one_r
     assert after["connected_at"] >= bound["connected_at"] and after["last_error"] is None
 
 
-def test_given_a_bound_subscription_when_another_organization_consents_then_it_is_refused_and_its_token_revoked(
+def test_another_organizations_consent_is_refused_and_its_token_revoked(
     admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn
 ) -> None:
+    # Given a bound subscription, when another organization consents, then it is refused and its token revoked.
     created, sid, before, live_before = _bound_to_acme(admin, browser, zoho)
     exchanges_before = sum(1 for r in zoho.requests if r.params.get("grant_type") == "authorization_code")
 
@@ -107,14 +109,14 @@ def test_given_a_bound_subscription_when_another_organization_consents_then_it_i
     assert revocations and revocations[-1].params["token"] not in live_before
     assert zoho.live_refresh_tokens(CLIENT_ID) == live_before == {before["refresh_token"]}
     # The existing connection is untouched and still works.
-    assert _secret(created) == before
+    assert held_secret(created["secret_name"]) == before
     view = _view(admin, sid)
     assert view["status"] == "connected" and _organization(view) == ACME
     assert view["last_error"] == "connect refused: organization_mismatch"
     assert _org_through_api(zoho, admin, sid) == "Acme Ltd"
 
 
-def test_given_a_cleared_binding_then_the_next_consent_binds_the_organization_it_connects(
+def test_after_clearing_the_binding_the_next_consent_binds_its_organization(
     admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn
 ) -> None:
     sid = create_subscription(admin)["subscription_id"]
@@ -170,7 +172,7 @@ def test_given_a_cleared_binding_then_the_next_consent_binds_the_organization_it
         ),
     ],
 )
-def test_given_a_failing_verification_call_then_the_connection_is_stored_with_the_reason(
+def test_a_failing_verification_call_stores_the_connection_with_the_reason(
     admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn, break_it: Any, reason: str
 ) -> None:
     created = create_subscription(admin)
@@ -183,12 +185,13 @@ def test_given_a_failing_verification_call_then_the_connection_is_stored_with_th
     view = _view(admin, sid)
     assert view["status"] == "connected" and view["organization"] is None
     assert view["organization_check_error"] == reason
-    assert _secret(created)["refresh_token"] in zoho.live_refresh_tokens(CLIENT_ID)
+    assert held_secret(created["secret_name"])["refresh_token"] in zoho.live_refresh_tokens(CLIENT_ID)
 
 
-def test_given_a_bound_subscription_when_verification_fails_then_the_old_connection_stays_until_it_succeeds(
+def test_a_failed_verification_keeps_the_old_connection(
     admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn
 ) -> None:
+    # Given a bound subscription, when verification fails, then the old connection stays until it succeeds.
     created, sid, before, live = _bound_to_acme(admin, browser, zoho)
     zoho.api.inject_failure(500)
     link = connect_link(admin, sid)
@@ -209,7 +212,7 @@ def test_given_a_bound_subscription_when_verification_fails_then_the_old_connect
     assert page_title(healed) == "Connected to Zoho CRM (US): Acme Ltd"
     assert (
         _view(admin, sid)["last_error"] is None
-        and _secret(created)["refresh_token"] != before["refresh_token"]
+        and held_secret(created["secret_name"])["refresh_token"] != before["refresh_token"]
     )
 
 
@@ -230,7 +233,7 @@ def _self_client_subscription(admin: httpx.Client) -> str:
     return str(create_subscription(admin, name="Own CRM", version="self")["subscription_id"])
 
 
-def test_given_self_client_grant_codes_then_they_are_verified_and_bound_the_same_way(
+def test_self_client_grant_codes_are_verified_and_bound_the_same_way(
     admin: httpx.Client, zoho: ZohoStandIn
 ) -> None:
     sid = _self_client_subscription(admin)
@@ -256,7 +259,7 @@ def test_given_self_client_grant_codes_then_they_are_verified_and_bound_the_same
     assert accepted.status_code == 200 and _organization(accepted.json()) == GLOBEX
 
 
-def test_no_token_reaches_logs_items_pages_or_answers_through_verification_and_refusal(
+def test_verification_and_refusal_leak_no_token(
     admin: httpx.Client,
     browser: httpx.Client,
     zoho: ZohoStandIn,
@@ -264,19 +267,20 @@ def test_no_token_reaches_logs_items_pages_or_answers_through_verification_and_r
     capfd: pytest.CaptureFixture[str],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
+    # No token reaches logs, items, pages or answers through verification and refusal.
     caplog.set_level(logging.INFO)
     caplog.set_level(logging.DEBUG, logger="zoho-broker")
     created = create_subscription(admin)
     sid = created["subscription_id"]
     seen = [connect(admin, browser, sid).text]
-    connected = _secret(created)
+    connected = held_secret(created["secret_name"])
     live = zoho.live_refresh_tokens(CLIENT_ID)
     seen.append(connect(admin, browser, sid, account=GLOBEX_ACCOUNT).text)
     refused_token = [r for r in zoho.requests if r.path == "/oauth/v2/token/revoke"][-1].params["token"]
     zoho.api.inject_failure(502)
     seen.append(admin.patch(f"/admin/subscriptions/{sid}", json={"organization": None}).text)
     seen.append(connect(admin, browser, sid, account=GLOBEX_ACCOUNT).text)
-    reconnected = _secret(created)
+    reconnected = held_secret(created["secret_name"])
     seen.append(admin.get(f"/admin/subscriptions/{sid}").text)
     seen.append(admin.get("/admin/subscriptions").text)
     seen.append(
@@ -299,9 +303,10 @@ def test_no_token_reaches_logs_items_pages_or_answers_through_verification_and_r
     )
 
 
-def test_given_a_version_without_a_verification_call_then_consents_connect_and_the_binding_is_left_alone(
+def test_a_version_without_a_verification_call_connects_unbound(
     admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn
 ) -> None:
+    # Given a version without a verification call, then consents connect and the binding is left alone.
     _, sid, _, _ = _bound_to_acme(admin, browser, zoho)
     calls = len(zoho.api.requests)
 

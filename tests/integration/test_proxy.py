@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import http.client
 import time
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import boto3
 import httpx
 import pytest
 
@@ -17,22 +15,12 @@ from broker_local.zoho_standin import ZohoStandIn
 from broker_local.zoho_standin_files import FilesApi
 from tests.integration.flow import assert_never_shown, create_subscription
 from tests.integration.proxying import ORGANIZATION, connected
+from tests.integration.stored import age_connection
 from zoho_broker.services import get_services
 
 
 def _api_calls(zoho: ZohoStandIn) -> list[Any]:
     return zoho.api.requests
-
-
-def _age_connection(sid: str, seconds: int) -> None:
-    """The connection (and last refresh) happened ``seconds`` ago."""
-    then = (datetime.now(UTC) - timedelta(seconds=seconds)).isoformat()
-    boto3.client("dynamodb").update_item(
-        TableName=get_services().settings.subscriptions_table,
-        Key={"pk": {"S": f"sub#{sid}"}},
-        UpdateExpression="SET connected_at = :then, last_refreshed_at = :then",
-        ExpressionAttributeValues={":then": {"S": then}},
-    )
 
 
 def test_a_crm_call_reaches_zoho_with_the_token_and_without_the_callers_credentials(
@@ -168,7 +156,7 @@ def test_a_token_zoho_invalidated_is_refreshed_once_and_the_call_retried_once(
 ) -> None:
     sid = connected(admin, browser)
     assert admin.get(f"/proxy/{sid}/org").status_code == 200  # the token is now cached in the instance
-    _age_connection(sid, 120)
+    age_connection(get_services(), sid, seconds=120)
     old = get_services().secrets.get(sid)
     assert old is not None and old.access_token and old.refresh_token
     zoho.expire_access_tokens()

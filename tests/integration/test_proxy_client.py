@@ -15,6 +15,7 @@ from broker_client import BrokerCallError, ProxyClient
 from broker_cli.main import main
 from broker_local.gateway import LocalApiGateway
 from broker_local.zoho_standin import ZohoStandIn
+from tests.aws_env import use_credentials
 from tests.integration.flow import create_subscription
 from tests.integration.proxying import ORGANIZATION, connected
 
@@ -87,10 +88,7 @@ def test_the_clients_token_is_cached_until_five_minutes_before_it_expires(
 def test_a_signed_request_carries_a_valid_sigv4_signature_over_its_body(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")
-    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    use_credentials(monkeypatch, "AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")
     sent: list[httpx.Request] = []
 
     def api_gateway(request: httpx.Request) -> httpx.Response:

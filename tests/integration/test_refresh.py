@@ -22,6 +22,7 @@ from broker_local.scheduler import LocalScheduler, sqs_event
 from broker_local.template import Stack
 from broker_local.zoho_standin import ZohoStandIn
 from tests.conftest import ROOT, TEMPLATE
+from tests.whoami import whoami
 from zoho_broker.logic import refresh, schedule
 from zoho_broker.models import RefreshResult
 from zoho_broker.services import Services
@@ -41,11 +42,7 @@ def _view(admin: httpx.Client, subscription_id: str) -> dict[str, Any]:
 
 
 def _works(zoho: ZohoStandIn, data_centre: str, access_token: str) -> bool:
-    answer = httpx.get(
-        f"{zoho.accounts_servers[data_centre]}/standin/whoami",
-        headers={"Authorization": f"Zoho-oauthtoken {access_token}"},
-    )
-    return answer.status_code == 200
+    return whoami(zoho.accounts_servers[data_centre], access_token).status_code == 200
 
 
 def test_a_due_subscription_is_refreshed_and_keeps_its_refresh_token(

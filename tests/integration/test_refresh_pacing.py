@@ -339,9 +339,10 @@ def test_a_failed_result_write_is_retried_and_never_leaves_the_subscription_due_
     assert sid not in list(services.subscriptions.due_for_refresh(due_before=int(refreshed_at.timestamp())))
 
 
-def test_a_result_write_that_keeps_failing_is_put_right_by_the_next_visit_without_a_new_token(
+def test_a_result_write_that_keeps_failing_is_put_right_by_the_next_visit(
     admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn, services: Services, refusals: Refusals
 ) -> None:
+    # The next visit puts it right without a new token from Zoho.
     sid = _connected(admin, browser)
     expire_token(services, sid, seconds_left=120)
 

@@ -21,7 +21,7 @@ from flow import (
 from broker_local.zoho_standin import ZohoStandIn
 
 
-def test_a_full_connect_journey_leaves_no_secret_anywhere_a_person_or_log_reader_looks(
+def test_a_connect_journey_leaks_no_secret(
     admin: httpx.Client,
     browser: httpx.Client,
     zoho: ZohoStandIn,
@@ -29,6 +29,7 @@ def test_a_full_connect_journey_leaves_no_secret_anywhere_a_person_or_log_reader
     capfd: pytest.CaptureFixture[str],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
+    # A full connect journey leaves no secret anywhere a person or a log reader looks.
     # All of the broker's own logging; libraries at INFO, as deployed (botocore's DEBUG dumps request bodies).
     caplog.set_level(logging.INFO)
     caplog.set_level(logging.DEBUG, logger="zoho-broker")

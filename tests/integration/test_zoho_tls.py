@@ -92,9 +92,10 @@ def exchange(client: ZohoClient, origin: str) -> str:
     return tokens.access_token
 
 
-def test_given_an_accounts_server_whose_certificate_cannot_be_verified_then_nothing_is_sent(
+def test_an_unverifiable_certificate_means_nothing_is_sent(
     https_accounts_server: tuple[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Given an accounts server whose certificate cannot be verified, then nothing is sent.
     origin, _ = https_accounts_server
     monkeypatch.delenv("SSL_CERT_FILE", raising=False)
     monkeypatch.delenv("SSL_CERT_DIR", raising=False)
@@ -105,7 +106,7 @@ def test_given_an_accounts_server_whose_certificate_cannot_be_verified_then_noth
     assert refused.value.zoho_code == "unreachable"
 
 
-def test_given_an_accounts_server_with_a_trusted_certificate_then_the_code_is_exchanged(
+def test_a_trusted_certificate_lets_the_code_be_exchanged(
     https_accounts_server: tuple[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     origin, cert_path = https_accounts_server

@@ -80,7 +80,7 @@ def _post(subscription_id: str, headers: dict[str, str] | None = None) -> dict[s
     }
 
 
-def test_given_subscriptions_when_listing_then_each_shows_status_data_centre_and_masked_tokens() -> None:
+def test_the_list_shows_status_data_centre_and_masked_tokens() -> None:
     api = AdminApi([CONNECTED, REAUTH])
 
     answer = _console(api).index({"rawPath": "/", "headers": {}})
@@ -106,7 +106,7 @@ def test_given_subscriptions_when_listing_then_each_shows_status_data_centre_and
     assert "GET /admin/subscriptions/sub_2" in api.seen
 
 
-def test_given_the_console_when_served_then_the_csp_allows_its_stylesheet_and_forms_to_zoho_only() -> None:
+def test_the_csp_allows_only_its_stylesheet_and_forms_to_zoho() -> None:
     answer = _console(AdminApi([])).index({"rawPath": "/", "headers": {}})
 
     headers = answer["headers"]
@@ -123,7 +123,7 @@ def test_given_the_console_when_served_then_the_csp_allows_its_stylesheet_and_fo
     assert "No subscriptions yet" in answer["body"]
 
 
-def test_given_the_admin_api_fails_when_listing_then_a_page_says_so_without_details() -> None:
+def test_a_failing_admin_api_is_reported_without_details() -> None:
     answer = _console(AdminApi([CONNECTED], fail=500)).index({"rawPath": "/", "headers": {}})
 
     assert answer["statusCode"] == 502
@@ -131,7 +131,7 @@ def test_given_the_admin_api_fails_when_listing_then_a_page_says_so_without_deta
     assert "Traceback" not in answer["body"]
 
 
-def test_given_a_subscription_when_authenticating_then_307_to_a_fresh_connect_link() -> None:
+def test_authenticating_redirects_to_a_fresh_connect_link() -> None:
     api = AdminApi([CONNECTED])
 
     answer = _console(api).authenticate(_post("sub_1", {"sec-fetch-site": "same-origin", "origin": "null"}))
@@ -151,7 +151,7 @@ def test_given_a_subscription_when_authenticating_then_307_to_a_fresh_connect_li
         ("../x", {}, 404),
     ],
 )
-def test_given_a_forged_or_unknown_request_when_authenticating_then_no_link_is_made(
+def test_a_forged_or_unknown_authentication_makes_no_link(
     subscription_id: str, headers: dict[str, str], status: int
 ) -> None:
     api = AdminApi([CONNECTED])
@@ -187,7 +187,7 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
         yield http
 
 
-def test_given_a_pattern_extra_route_when_called_then_path_parameters_arrive(client: httpx.Client) -> None:
+def test_a_pattern_route_receives_its_path_parameters(client: httpx.Client) -> None:
     answer = client.post("/things/a%20b/poke")
 
     assert answer.status_code == 200
@@ -197,7 +197,7 @@ def test_given_a_pattern_extra_route_when_called_then_path_parameters_arrive(cli
     }
 
 
-def test_given_an_exact_and_a_pattern_route_when_both_match_then_the_exact_one_wins(
+def test_an_exact_route_wins_over_a_pattern(
     client: httpx.Client,
 ) -> None:
     assert client.post("/things/special/poke").json()["routeKey"] == "POST /things/special/poke"
@@ -207,13 +207,13 @@ def test_given_an_exact_and_a_pattern_route_when_both_match_then_the_exact_one_w
 @pytest.mark.parametrize(
     ("method", "path"), [("GET", "/things/a/poke"), ("POST", "/things//poke"), ("POST", "/things/a/b/poke")]
 )
-def test_given_a_pattern_route_when_method_or_shape_differs_then_404(
+def test_a_pattern_route_of_another_method_or_shape_is_404(
     client: httpx.Client, method: str, path: str
 ) -> None:
     assert client.request(method, path).status_code == 404
 
 
-def test_given_a_bound_subscription_when_listing_then_its_organization_shows_escaped() -> None:
+def test_the_list_shows_a_bound_organization_escaped() -> None:
     bound = {**CONNECTED, "organization": {"id": "4000000001", "name": "Acme <Ltd>", "verified_at": None}}
     unverified = {**REAUTH, "organization": None, "organization_check_error": "verification failed: http_503"}
 

@@ -137,14 +137,13 @@ def _event(answer: httpx.Response) -> dict[str, Any]:
     return event
 
 
-def test_given_port_zero_when_started_then_the_base_url_names_the_free_port(gateway: LocalApiGateway) -> None:
+def test_port_zero_names_the_free_port_in_the_base_url(gateway: LocalApiGateway) -> None:
     assert gateway.port != 0
     assert gateway.base_url == f"http://127.0.0.1:{gateway.port}"
 
 
-def test_given_a_path_parameter_and_repeated_query_parameters_when_calling_then_the_event_is_format_2(
-    client: httpx.Client, gateway: LocalApiGateway
-) -> None:
+def test_the_event_is_payload_format_2(client: httpx.Client, gateway: LocalApiGateway) -> None:
+    # Given a path parameter and repeated query parameters, when calling, then the event is format 2.0.
     answer = client.get(
         "/items/a%20b?tag=x&tag=y&q=hello%20world&plus=a+b&empty=",
         headers={"X-Custom": "1", "User-Agent": "t/1"},
@@ -182,7 +181,7 @@ def test_given_a_path_parameter_and_repeated_query_parameters_when_calling_then_
     assert 0 < answer.json()["remaining"] <= 15_000
 
 
-def test_given_the_event_when_read_by_powertools_then_its_accessors_see_the_request(
+def test_powertools_accessors_see_the_request(
     client: httpx.Client,
 ) -> None:
     event = APIGatewayProxyEventV2(_event(client.get("/items/42?a=1", headers={"Cookie": "sid=abc"})))
@@ -194,7 +193,7 @@ def test_given_the_event_when_read_by_powertools_then_its_accessors_see_the_requ
     assert event.resolved_cookies_field == {"sid": "abc"}
 
 
-def test_given_cookies_when_calling_then_they_arrive_as_a_list_and_set_cookie_comes_back_once_each(
+def test_cookies_arrive_as_a_list_and_set_cookie_comes_back_once_each(
     client: httpx.Client,
 ) -> None:
     answer = client.get("/items/1", headers={"Cookie": "a=1; b=2"})
@@ -206,7 +205,7 @@ def test_given_cookies_when_calling_then_they_arrive_as_a_list_and_set_cookie_co
     assert answer.headers["content-type"] == "application/json"
 
 
-def test_given_a_post_body_on_an_iam_route_when_calling_then_the_body_and_a_local_iam_caller_arrive(
+def test_an_iam_route_receives_the_body_and_a_local_iam_caller(
     client: httpx.Client,
 ) -> None:
     event = _event(client.post("/items", json={"name": "Acme"}))
@@ -218,7 +217,7 @@ def test_given_a_post_body_on_an_iam_route_when_calling_then_the_body_and_a_loca
     assert event["requestContext"]["authorizer"]["iam"]["accountId"] == "123456789012"
 
 
-def test_given_a_binary_body_when_calling_then_it_arrives_base64_encoded(client: httpx.Client) -> None:
+def test_a_binary_body_arrives_base64_encoded(client: httpx.Client) -> None:
     payload = b"\xff\xfe\x00binary"
 
     event = _event(client.put("/files/a/b/c.bin", content=payload))
@@ -229,14 +228,14 @@ def test_given_a_binary_body_when_calling_then_it_arrives_base64_encoded(client:
     assert base64.b64decode(event["body"]) == payload
 
 
-def test_given_a_base64_response_when_calling_then_the_bytes_come_back(client: httpx.Client) -> None:
+def test_a_base64_response_comes_back_as_bytes(client: httpx.Client) -> None:
     answer = client.get("/binary")
 
     assert answer.status_code == 201
     assert answer.content == bytes(range(256))
 
 
-def test_given_an_exact_and_a_parameter_route_when_calling_the_exact_path_then_the_exact_one_wins(
+def test_an_exact_route_wins_over_a_parameter_route(
     client: httpx.Client,
 ) -> None:
     answer = client.get("/items/special")
@@ -244,7 +243,7 @@ def test_given_an_exact_and_a_parameter_route_when_calling_the_exact_path_then_t
     assert answer.json() == {"helper": "plain"}
 
 
-def test_given_two_functions_with_same_named_helpers_when_calling_both_then_each_gets_its_own(
+def test_functions_with_same_named_helpers_each_get_their_own(
     client: httpx.Client,
 ) -> None:
     assert client.get("/items/1").headers["x-helper"] == "echo"
@@ -252,7 +251,7 @@ def test_given_two_functions_with_same_named_helpers_when_calling_both_then_each
     assert client.get("/items/2").headers["x-helper"] == "echo"
 
 
-def test_given_a_dict_without_status_code_when_calling_then_it_is_a_200_json_answer(
+def test_a_dict_without_status_code_is_a_200_json_answer(
     client: httpx.Client,
 ) -> None:
     answer = client.get("/plain")
@@ -263,16 +262,14 @@ def test_given_a_dict_without_status_code_when_calling_then_it_is_a_200_json_ans
 
 
 @pytest.mark.parametrize(("method", "path"), [("GET", "/nowhere"), ("DELETE", "/items/1"), ("GET", "/items")])
-def test_given_no_matching_route_when_calling_then_it_is_api_gateways_404(
-    client: httpx.Client, method: str, path: str
-) -> None:
+def test_no_matching_route_is_api_gateways_404(client: httpx.Client, method: str, path: str) -> None:
     answer = client.request(method, path)
 
     assert answer.status_code == 404
     assert answer.json() == {"message": "Not Found"}
 
 
-def test_given_a_handler_that_raises_when_calling_then_500_and_the_traceback_goes_to_stderr(
+def test_a_raising_handler_answers_500_with_the_traceback_on_stderr(
     client: httpx.Client, capsys: pytest.CaptureFixture[str]
 ) -> None:
     answer = client.get("/boom")
@@ -285,7 +282,7 @@ def test_given_a_handler_that_raises_when_calling_then_500_and_the_traceback_goe
     assert "RuntimeError: the handler broke" in error
 
 
-def test_given_an_extra_route_when_calling_then_the_callable_answers(client: httpx.Client) -> None:
+def test_an_extra_route_is_answered_by_its_callable(client: httpx.Client) -> None:
     answer = client.get("/console")
 
     assert answer.status_code == 200
@@ -293,9 +290,7 @@ def test_given_an_extra_route_when_calling_then_the_callable_answers(client: htt
     assert answer.text == "<p>/console</p>"
 
 
-def test_given_a_request_when_served_then_one_concise_line_is_logged(
-    client: httpx.Client, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_each_request_logs_one_concise_line(client: httpx.Client, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.INFO, logger="broker_local.gateway"):
         client.get("/plain")
 

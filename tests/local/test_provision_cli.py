@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shlex
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -13,6 +12,8 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from broker_local.provision import main, session_for
+from broker_local.runner import free_port
+from tests.aws_env import clear_aws_settings, use_credentials
 from tests.conftest import ROOT
 
 REGION = "us-east-1"
@@ -21,19 +22,11 @@ ENV_JSON = ROOT / "env.json"
 REGENERATE = "moto_server -p 5000 & python -m broker_local.provision --endpoint http://127.0.0.1:5000 --env-json > env.json"
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 def endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """A moto server of its own; the CLI must not need the process's AWS settings."""
-    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-        monkeypatch.delenv(name, raising=False)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
+    clear_aws_settings(monkeypatch)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port("127.0.0.1"), verbose=False)
     server.start()
     host, port = server.get_host_and_port()
     try:
@@ -60,7 +53,7 @@ def exported(output: str) -> dict[str, str]:
     return variables
 
 
-def test_given_a_moto_server_when_provisioning_then_the_resources_exist_and_their_names_are_printed(
+def test_provisioning_makes_the_resources_and_prints_their_names(
     endpoint: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     variables = exported(run(capsys, "--endpoint", endpoint))
@@ -82,7 +75,7 @@ def test_given_a_moto_server_when_provisioning_then_the_resources_exist_and_thei
     assert variables["AWS_REGION"] == REGION
 
 
-def test_given_the_template_when_provisioning_then_operations_resources_do_not_get_in_the_way(
+def test_operations_resources_do_not_get_in_the_way(
     endpoint: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     run(capsys, "--endpoint", endpoint)
@@ -96,9 +89,7 @@ def test_given_the_template_when_provisioning_then_operations_resources_do_not_g
     assert session.client("cloudwatch").describe_alarms()["MetricAlarms"] == []
 
 
-def test_given_a_provisioned_stack_when_provisioning_again_then_the_signing_key_is_kept(
-    endpoint: str, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_provisioning_again_keeps_the_signing_key(endpoint: str, capsys: pytest.CaptureFixture[str]) -> None:
     first = exported(run(capsys, "--endpoint", endpoint))
     secrets = session_for(endpoint, REGION).client("secretsmanager")
     key = secrets.get_secret_value(SecretId=first["BROKER_STATE_KEY_SECRET_ID"])["SecretString"]
@@ -109,18 +100,17 @@ def test_given_a_provisioned_stack_when_provisioning_again_then_the_signing_key_
     assert secrets.get_secret_value(SecretId=second["BROKER_STATE_KEY_SECRET_ID"])["SecretString"] == key
 
 
-def test_given_another_stack_name_when_provisioning_then_names_follow_it(
-    endpoint: str, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_names_follow_another_stack_name(endpoint: str, capsys: pytest.CaptureFixture[str]) -> None:
     variables = exported(run(capsys, "--endpoint", endpoint, "--stack-name", "other"))
 
     assert variables["BROKER_SUBSCRIPTIONS_TABLE"] == "other-SubscriptionsTable"
     assert variables["BROKER_SECRET_PREFIX"] == "other/subscriptions/"
 
 
-def test_given_the_default_endpoint_then_the_env_json_it_writes_is_the_checked_in_one(
+def test_the_env_json_written_is_the_checked_in_one(
     endpoint: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    # Given the default endpoint, then the env.json it writes is the checked-in one.
     # The server listens on a free port here; containers would reach the usual one on the Docker host.
     output = run(
         capsys,
@@ -134,7 +124,7 @@ def test_given_the_default_endpoint_then_the_env_json_it_writes_is_the_checked_i
     assert json.loads(output) == json.loads(ENV_JSON.read_text()), f"env.json is stale; run {REGENERATE}"
 
 
-def test_given_env_json_then_its_secret_and_queue_are_the_ones_provisioned(
+def test_env_jsons_secret_and_queue_are_the_ones_provisioned(
     endpoint: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     run(capsys, "--endpoint", endpoint)
@@ -170,14 +160,12 @@ print(json.dumps({f.name: runner._make_env_vars(f).resolve() for f in provider.g
 """
 
 
-def test_given_env_json_when_sam_local_resolves_the_functions_environments_then_every_value_arrives(
+def test_sam_local_passes_every_env_json_value(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """sam local passes only the variables the template declares; the rest of env.json would be ignored."""
-    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "local")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "local")
+    # Given env.json, when sam local resolves the functions' environments, then every value arrives.
+    use_credentials(monkeypatch, "local", "local")
     monkeypatch.setenv("SAM_CLI_TELEMETRY", "0")
     overrides = json.loads(ENV_JSON.read_text())["Parameters"]
 

@@ -20,13 +20,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def session(monkeypatch: pytest.MonkeyPatch) -> Iterator[boto3.session.Session]:
+def session(aws_credentials: None) -> Iterator[boto3.session.Session]:
     """A boto3 session on moto's in-process AWS, never a real account."""
-    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
     with mock_aws():
         yield boto3.session.Session()
 
@@ -39,7 +34,7 @@ def template() -> dict[str, Any]:
 # --- the real template ------------------------------------------------------------------------------
 
 
-def test_given_the_template_when_provisioned_then_both_tables_have_its_key_schema_and_flows_has_ttl(
+def test_provisioned_tables_have_the_key_schema_and_flows_has_ttl(
     template: dict[str, Any], session: boto3.session.Session
 ) -> None:
     stack = provision(template, session=session)
@@ -58,7 +53,7 @@ def test_given_the_template_when_provisioned_then_both_tables_have_its_key_schem
     assert ttl == {"TimeToLiveStatus": "ENABLED", "AttributeName": "expires_at"}
 
 
-def test_given_the_template_when_provisioned_then_the_state_signing_key_is_64_alphanumeric_characters(
+def test_the_state_signing_key_is_64_alphanumeric_characters(
     template: dict[str, Any], session: boto3.session.Session
 ) -> None:
     stack = provision(template, session=session)
@@ -71,7 +66,7 @@ def test_given_the_template_when_provisioned_then_the_state_signing_key_is_64_al
     assert set(value) <= set(string.ascii_letters + string.digits)
 
 
-def test_given_a_provisioned_stack_when_provisioned_again_then_the_signing_key_is_kept(
+def test_provisioning_again_keeps_the_signing_key(
     template: dict[str, Any], session: boto3.session.Session
 ) -> None:
     first = provision(template, session=session)
@@ -80,7 +75,7 @@ def test_given_a_provisioned_stack_when_provisioned_again_then_the_signing_key_i
     assert second.physical_ids == first.physical_ids
 
 
-def test_given_a_provisioned_stack_when_reading_the_start_function_environment_then_it_names_the_stack(
+def test_the_start_functions_environment_names_the_stack(
     template: dict[str, Any], session: boto3.session.Session
 ) -> None:
     stack = provision(template, session=session)
@@ -96,7 +91,7 @@ def test_given_a_provisioned_stack_when_reading_the_start_function_environment_t
     assert all(isinstance(value, str) for value in env.values())
 
 
-def test_given_the_template_when_listing_http_routes_then_public_and_admin_routes_are_there(
+def test_public_and_admin_routes_are_listed(
     template: dict[str, Any],
 ) -> None:
     routes = http_routes(template)
@@ -115,7 +110,7 @@ def test_given_the_template_when_listing_http_routes_then_public_and_admin_route
         assert (ROOT / route.code_uri / "app.py").is_file()
 
 
-def test_given_the_template_when_resolving_outputs_then_the_api_id_that_is_not_local_becomes_empty(
+def test_a_non_local_api_id_resolves_to_empty(
     template: dict[str, Any], session: boto3.session.Session
 ) -> None:
     stack = provision(template, session=session)

@@ -19,6 +19,7 @@ import pytest
 
 from tests.integration.flow import connect_link, create_subscription, decide_at_zoho, open_link, page_title
 from tests.samlocal.local_stack import LocalStack, sam_environment, sam_local
+from tests.whoami import whoami
 from zoho_broker.page_routes import SECURE_BINDING_COOKIE
 
 pytestmark = pytest.mark.slow
@@ -123,11 +124,8 @@ def test_a_person_connects_through_the_built_stack_the_admin_reads_the_token_and
         assert token.status_code == 200, token.text
 
     access_token = token.json()["access_token"]
-    whoami = httpx.get(
-        f"{zoho.accounts_servers['us']}/standin/whoami",
-        headers={"Authorization": f"Zoho-oauthtoken {access_token}"},
-    )
-    assert whoami.status_code == 200, whoami.text
+    works = whoami(zoho.accounts_servers["us"], access_token)
+    assert works.status_code == 200, works.text
     stored = local_stack.stored_tokens(subscription_id)
     assert stored["access_token"] == access_token
     logged = api.log.read_text(errors="replace")
@@ -143,10 +141,7 @@ def test_a_person_connects_through_the_built_stack_the_admin_reads_the_token_and
     renewed = local_stack.stored_tokens(subscription_id)
     assert renewed["access_token"] != access_token
     assert renewed["refresh_token"] == stored["refresh_token"]
-    renewed_whoami = httpx.get(
-        f"{zoho.accounts_servers['us']}/standin/whoami",
-        headers={"Authorization": f"Zoho-oauthtoken {renewed['access_token']}"},
-    )
-    assert renewed_whoami.status_code == 200, renewed_whoami.text
+    renewed_works = whoami(zoho.accounts_servers["us"], renewed["access_token"])
+    assert renewed_works.status_code == 200, renewed_works.text
     for name in ("access_token", "refresh_token"):
         assert renewed[name] not in output, f"the refresher's output shows the {name}"

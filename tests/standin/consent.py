@@ -4,7 +4,6 @@ endpoint's two grants."""
 from __future__ import annotations
 
 import re
-from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -12,6 +11,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import httpx
 
 from broker_local.zoho_standin import ZohoStandIn
+from tests.html_form import read_form
 
 ROOT = Path(__file__).resolve().parents[2]
 CLIENT_ID = "1000.CLIENTID0123456789"
@@ -19,28 +19,6 @@ SECRET = "client-secret-0123456789"
 REDIRECT_URI = "http://broker.test/oauth/callback"
 SCOPE = "ZohoCRM.modules.ALL,ZohoCRM.settings.ALL"
 TOKEN = re.compile(r"^1000\.[0-9a-f]{32}\.[0-9a-f]{32}$")
-
-
-class ConsentForm(HTMLParser):
-    """What a browser would submit from the consent page."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.action = ""
-        self.fields: dict[str, str] = {}
-        self.options: list[tuple[str, bool]] = []
-        self.buttons: list[tuple[str, str]] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        values = {name: value or "" for name, value in attrs}
-        if tag == "form":
-            self.action = values["action"]
-        elif tag == "input" and values.get("type") == "hidden":
-            self.fields[values["name"]] = values["value"]
-        elif tag == "option":
-            self.options.append((values["value"], "selected" in values))
-        elif tag == "button":
-            self.buttons.append((values["name"], values["value"]))
 
 
 def auth_url(base: str, **overrides: str) -> str:
@@ -68,8 +46,7 @@ def consent(
 ) -> httpx.Response:
     page = browser.get(auth_url(standin.accounts_servers[at], **overrides))
     assert page.status_code == 200, page.text
-    form = ConsentForm()
-    form.feed(page.text)
+    form = read_form(page.text)
     return browser.post(
         str(page.url.join(form.action)),
         data={**form.fields, "data_centre": choose or at, "decision": decision},
@@ -109,10 +86,6 @@ def refresh(base: str, refresh_token: str, **overrides: str) -> dict[str, Any]:
     assert answer.status_code == 200
     body: dict[str, Any] = answer.json()
     return body
-
-
-def whoami(base: str, access_token: str) -> httpx.Response:
-    return httpx.get(f"{base}/standin/whoami", headers={"Authorization": f"Zoho-oauthtoken {access_token}"})
 
 
 def minted_tokens(standin: ZohoStandIn, data_centre: str = "us") -> dict[str, Any]:

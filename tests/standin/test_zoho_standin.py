@@ -13,23 +13,23 @@ from consent import (
     SCOPE,
     SECRET,
     TOKEN,
-    ConsentForm,
     auth_url,
     callback_params,
     consent,
     exchange,
     minted_tokens,
     refresh,
-    whoami,
 )
 
 from broker_local.zoho_standin import ZohoStandIn
+from tests.html_form import read_form
+from tests.whoami import whoami
 
 # ------------------------------------------------------------------------------------------------
 # The consent page
 
 
-def test_given_an_authorization_request_when_opened_then_an_accessible_consent_page_lists_the_scopes(
+def test_the_consent_page_is_accessible_and_lists_the_scopes(
     standin: ZohoStandIn, browser: httpx.Client
 ) -> None:
     page = browser.get(auth_url(standin.accounts_servers["eu"], scope="ZohoCRM.modules.ALL,<b>Evil</b>"))
@@ -43,8 +43,7 @@ def test_given_an_authorization_request_when_opened_then_an_accessible_consent_p
     assert CLIENT_ID in page.text
     assert '<label for="data_centre">Your account\'s data centre</label>' in page.text
     assert "<script" not in page.text and "<link" not in page.text and "src=" not in page.text
-    form = ConsentForm()
-    form.feed(page.text)
+    form = read_form(page.text)
     assert form.action == "/oauth/v2/auth/decision"
     assert form.options == [("us", False), ("eu", True)]
     assert form.buttons == [("decision", "accept"), ("decision", "deny")]
@@ -67,7 +66,7 @@ def test_given_an_authorization_request_when_opened_then_an_accessible_consent_p
         ({"redirect_uri": "javascript:alert(1)"}, "redirect_uri"),
     ],
 )
-def test_given_a_malformed_authorization_request_when_opened_then_a_400_page_names_the_problem(
+def test_a_malformed_authorization_request_gets_a_400_page_naming_the_problem(
     standin: ZohoStandIn, browser: httpx.Client, overrides: dict[str, str], problem: str
 ) -> None:
     page = browser.get(auth_url(standin.accounts_servers["us"], **overrides))
@@ -81,7 +80,7 @@ def test_given_a_malformed_authorization_request_when_opened_then_a_400_page_nam
 # The decision and the callback
 
 
-def test_given_consent_when_accepted_then_the_callback_gets_state_code_location_and_accounts_server(
+def test_an_accepted_consent_calls_back_with_state_code_and_location(
     standin: ZohoStandIn, browser: httpx.Client
 ) -> None:
     answer = consent(browser, standin)
@@ -95,7 +94,7 @@ def test_given_consent_when_accepted_then_the_callback_gets_state_code_location_
     assert "accounts-server=http%3A%2F%2F127.0.0.1%3A" in answer.headers["location"]
 
 
-def test_given_a_redirect_uri_with_a_query_when_accepted_then_the_parameters_are_appended_with_ampersand(
+def test_callback_parameters_are_appended_to_a_redirect_uris_query(
     standin: ZohoStandIn, browser: httpx.Client
 ) -> None:
     answer = consent(browser, standin, redirect_uri=REDIRECT_URI + "?tenant=a", state="")
@@ -105,9 +104,8 @@ def test_given_a_redirect_uri_with_a_query_when_accepted_then_the_parameters_are
     assert "state" not in callback_params(answer)
 
 
-def test_given_the_us_page_when_the_person_picks_eu_then_the_code_belongs_to_eu_only(
-    standin: ZohoStandIn, browser: httpx.Client
-) -> None:
+def test_the_data_centre_picked_owns_the_code(standin: ZohoStandIn, browser: httpx.Client) -> None:
+    # Given the US page, when the person picks EU, then the code belongs to EU only.
     callback = callback_params(consent(browser, standin, at="us", choose="eu"))
     us, eu = standin.accounts_servers["us"], standin.accounts_servers["eu"]
 
@@ -121,7 +119,7 @@ def test_given_the_us_page_when_the_person_picks_eu_then_the_code_belongs_to_eu_
     assert refresh(us, tokens["refresh_token"]) == {"error": "invalid_code"}
 
 
-def test_given_consent_when_denied_then_the_callback_gets_access_denied_and_no_code(
+def test_a_denied_consent_calls_back_with_access_denied_and_no_code(
     standin: ZohoStandIn, browser: httpx.Client
 ) -> None:
     callback = callback_params(consent(browser, standin, decision="deny"))
@@ -129,9 +127,8 @@ def test_given_consent_when_denied_then_the_callback_gets_access_denied_and_no_c
     assert callback == {"error": "access_denied", "state": "nonce.sub.sig"}
 
 
-def test_given_four_codes_this_minute_when_a_fifth_is_asked_then_zoho_shows_access_denied(
-    standin: ZohoStandIn, browser: httpx.Client
-) -> None:
+def test_a_fifth_code_in_a_minute_is_denied(standin: ZohoStandIn, browser: httpx.Client) -> None:
+    # Given four codes this minute, when a fifth is asked for, then Zoho shows access denied.
     for _ in range(4):
         assert consent(browser, standin).status_code == 302
 
@@ -147,7 +144,7 @@ def test_given_four_codes_this_minute_when_a_fifth_is_asked_then_zoho_shows_acce
 # The code exchange
 
 
-def test_given_a_fresh_code_when_exchanged_then_zoho_shaped_tokens_come_back_once(
+def test_a_fresh_code_is_exchanged_for_zoho_shaped_tokens_once(
     standin: ZohoStandIn, browser: httpx.Client
 ) -> None:
     code = callback_params(consent(browser, standin))["code"]
@@ -163,9 +160,7 @@ def test_given_a_fresh_code_when_exchanged_then_zoho_shaped_tokens_come_back_onc
     assert exchange(base, code) == {"error": "invalid_code"}
 
 
-def test_given_an_online_authorization_when_exchanged_then_no_refresh_token_is_issued(
-    standin: ZohoStandIn, browser: httpx.Client
-) -> None:
+def test_an_online_authorization_gets_no_refresh_token(standin: ZohoStandIn, browser: httpx.Client) -> None:
     code = callback_params(consent(browser, standin, access_type="online"))["code"]
 
     tokens = exchange(standin.accounts_servers["us"], code)
@@ -173,7 +168,7 @@ def test_given_an_online_authorization_when_exchanged_then_no_refresh_token_is_i
     assert "access_token" in tokens and "refresh_token" not in tokens
 
 
-def test_given_a_code_past_its_lifetime_when_exchanged_then_it_is_invalid(browser: httpx.Client) -> None:
+def test_an_expired_code_is_invalid(browser: httpx.Client) -> None:
     with ZohoStandIn({"us": 0}, code_ttl_seconds=1) as standin:
         code = callback_params(consent(browser, standin))["code"]
         time.sleep(1.1)
@@ -181,7 +176,7 @@ def test_given_a_code_past_its_lifetime_when_exchanged_then_it_is_invalid(browse
         assert exchange(standin.accounts_servers["us"], code) == {"error": "invalid_code"}
 
 
-def test_given_a_registered_client_when_the_secret_is_wrong_then_invalid_client(
+def test_a_wrong_secret_for_a_registered_client_is_invalid_client(
     standin: ZohoStandIn,
 ) -> None:
     standin.register_client(CLIENT_ID, SECRET)
@@ -193,7 +188,7 @@ def test_given_a_registered_client_when_the_secret_is_wrong_then_invalid_client(
     assert "access_token" in exchange(base, code)  # a rejected attempt does not spend the code
 
 
-def test_given_an_unregistered_client_when_any_secret_is_sent_then_it_is_accepted(
+def test_an_unregistered_client_is_accepted_with_any_secret(
     standin: ZohoStandIn,
 ) -> None:
     code = standin.issue_code(client_id=CLIENT_ID, redirect_uri=REDIRECT_URI, scope=SCOPE, data_centre="us")
@@ -201,7 +196,7 @@ def test_given_an_unregistered_client_when_any_secret_is_sent_then_it_is_accepte
     assert "access_token" in exchange(standin.accounts_servers["us"], code, client_secret="anything")
 
 
-def test_given_a_code_when_exchanged_with_another_redirect_uri_then_invalid_redirect_uri(
+def test_another_redirect_uri_at_exchange_is_invalid_redirect_uri(
     standin: ZohoStandIn,
 ) -> None:
     code = standin.issue_code(client_id=CLIENT_ID, redirect_uri=REDIRECT_URI, scope=SCOPE, data_centre="us")
@@ -220,7 +215,7 @@ def test_given_a_code_when_exchanged_with_another_redirect_uri_then_invalid_redi
         ({"grant_type": "refresh_token", "client_id": CLIENT_ID}, "invalid_request"),
     ],
 )
-def test_given_an_incomplete_token_request_then_zoho_answers_200_with_an_error(
+def test_an_incomplete_token_request_gets_200_with_an_error(
     standin: ZohoStandIn, data: dict[str, str], error: str
 ) -> None:
     answer = httpx.post(f"{standin.accounts_servers['us']}/oauth/v2/token", data=data)
@@ -229,7 +224,7 @@ def test_given_an_incomplete_token_request_then_zoho_answers_200_with_an_error(
     assert answer.json() == {"error": error}
 
 
-def test_given_the_parameters_in_the_query_string_or_the_form_body_then_both_are_accepted(
+def test_token_parameters_are_accepted_in_the_query_or_the_body(
     standin: ZohoStandIn,
 ) -> None:
     base = standin.accounts_servers["us"]
@@ -256,7 +251,7 @@ def test_given_the_parameters_in_the_query_string_or_the_form_body_then_both_are
 # Refresh and revocation
 
 
-def test_given_a_refresh_token_when_refreshed_then_a_new_access_token_and_no_refresh_token(
+def test_a_refresh_gives_a_new_access_token_and_no_refresh_token(
     standin: ZohoStandIn,
 ) -> None:
     tokens = minted_tokens(standin)
@@ -271,7 +266,7 @@ def test_given_a_refresh_token_when_refreshed_then_a_new_access_token_and_no_ref
     assert refresh(base, tokens["refresh_token"], client_id="1000.SOMEONEELSE") == {"error": "invalid_client"}
 
 
-def test_given_a_revoked_refresh_token_when_refreshed_then_invalid_code_and_its_access_tokens_die(
+def test_a_revoked_refresh_token_is_invalid_code_and_its_access_tokens_die(
     standin: ZohoStandIn,
 ) -> None:
     tokens = minted_tokens(standin)
@@ -287,7 +282,7 @@ def test_given_a_revoked_refresh_token_when_refreshed_then_invalid_code_and_its_
     assert standin.token_call_count == 2  # the exchange and the refresh; revocations are not counted
 
 
-def test_given_the_user_removes_the_app_when_revoke_all_then_every_refresh_token_dies_at_that_dc(
+def test_removing_the_app_revokes_every_refresh_token_at_that_dc(
     standin: ZohoStandIn,
 ) -> None:
     us, eu = minted_tokens(standin, "us"), minted_tokens(standin, "eu")
@@ -300,9 +295,10 @@ def test_given_the_user_removes_the_app_when_revoke_all_then_every_refresh_token
     assert refresh(standin.accounts_servers["eu"], eu["refresh_token"]) == {"error": "invalid_code"}
 
 
-def test_given_30_live_access_tokens_when_a_31st_is_minted_then_the_oldest_dies(
+def test_a_31st_access_token_kills_the_oldest(
     standin: ZohoStandIn,
 ) -> None:
+    # Given 30 live access tokens, when a 31st is minted, then the oldest dies.
     tokens = minted_tokens(standin)  # access token 1 of 30
     base = standin.accounts_servers["us"]
     for _ in range(29):

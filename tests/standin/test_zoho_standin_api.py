@@ -58,9 +58,10 @@ def _call(tokens: dict[str, Any], method: str, path: str, **kwargs: Any) -> http
     return httpx.request(method, f"{tokens['api_domain']}{path}", headers=headers, timeout=10, **kwargs)
 
 
-def test_given_the_consent_page_when_a_person_signs_in_as_another_account_then_tokens_reach_its_organization(
+def test_tokens_reach_the_organization_of_the_account_signed_in(
     standin: ZohoStandIn,
 ) -> None:
+    # Given the consent page, when a person signs in as another account, then the tokens reach its organization.
     eu = standin.accounts_servers["eu"]
     page = httpx.get(
         f"{eu}/oauth/v2/auth",
@@ -100,7 +101,7 @@ def test_given_the_consent_page_when_a_person_signs_in_as_another_account_then_t
     assert unknown.status_code == 400
 
 
-def test_given_a_refreshed_access_token_then_it_reaches_the_same_organization(standin: ZohoStandIn) -> None:
+def test_a_refreshed_access_token_reaches_the_same_organization(standin: ZohoStandIn) -> None:
     tokens = _tokens(standin, account="admin@globex.example")
     refreshed = httpx.post(
         f"{standin.accounts_servers['eu']}/oauth/v2/token",
@@ -115,9 +116,10 @@ def test_given_a_refreshed_access_token_then_it_reaches_the_same_organization(st
     assert _call(refreshed, "GET", "/crm/v8/org").json()["org"][0]["company_name"] == "Globex Corporation"
 
 
-def test_given_records_when_listed_page_by_page_then_info_more_records_says_when_to_stop(
+def test_paging_stops_when_more_records_is_false(
     standin: ZohoStandIn,
 ) -> None:
+    # Given records, when listed page by page, then info.more_records says when to stop.
     tokens = _tokens(standin)
     standin.api.add_records("4000000001", "Leads", 5)
 
@@ -134,7 +136,7 @@ def test_given_records_when_listed_page_by_page_then_info_more_records_says_when
     assert _call(other, "GET", "/crm/v8/Leads").status_code == 204
 
 
-def test_given_every_method_then_records_are_created_read_updated_and_deleted(standin: ZohoStandIn) -> None:
+def test_records_are_created_read_updated_and_deleted(standin: ZohoStandIn) -> None:
     tokens = _tokens(standin)
 
     created = _call(tokens, "POST", "/crm/v8/Contacts", json={"data": [{"Last_Name": "Ng"}]})
@@ -153,7 +155,7 @@ def test_given_every_method_then_records_are_created_read_updated_and_deleted(st
     assert standin.api.records("4000000001", "Contacts") == {}
 
 
-def test_given_commerce_then_organizations_answer_and_products_need_the_organization_header(
+def test_commerce_products_need_the_organization_header(
     standin: ZohoStandIn,
 ) -> None:
     tokens = _tokens(standin)
@@ -176,7 +178,7 @@ def test_given_commerce_then_organizations_answer_and_products_need_the_organiza
     assert "authorization" not in recorded.headers
 
 
-def test_given_more_concurrent_calls_than_the_limit_then_the_excess_gets_too_many_requests(
+def test_calls_beyond_the_concurrency_limit_get_too_many_requests(
     standin: ZohoStandIn,
 ) -> None:
     acme, globex = _tokens(standin), _tokens(standin, account="admin@globex.example")
@@ -196,7 +198,7 @@ def test_given_more_concurrent_calls_than_the_limit_then_the_excess_gets_too_man
     assert _call(acme, "GET", "/crm/v8/org").status_code == 200  # calls finished free their places
 
 
-def test_given_a_token_zoho_would_refuse_then_the_api_answers_invalid_oauthtoken(
+def test_a_refused_token_gets_invalid_oauthtoken(
     standin: ZohoStandIn,
 ) -> None:
     tokens = _tokens(standin, dc="eu")
@@ -219,7 +221,7 @@ def test_given_a_token_zoho_would_refuse_then_the_api_answers_invalid_oauthtoken
     assert fine.status_code == 200
 
 
-def test_given_zohos_api_domains_asked_for_then_token_answers_name_them() -> None:
+def test_token_answers_name_zohos_api_domains_when_asked() -> None:
     with ZohoStandIn({"eu": 0}, zoho_api_domains=True) as standin:
         eu = standin.accounts_servers["eu"]
         code = standin.issue_code(

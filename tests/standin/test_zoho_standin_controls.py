@@ -19,10 +19,10 @@ from consent import (
     exchange,
     minted_tokens,
     refresh,
-    whoami,
 )
 
 from broker_local.zoho_standin import RecordedRequest, ZohoStandIn, api_domain_for
+from tests.whoami import whoami
 
 # ------------------------------------------------------------------------------------------------
 # Faults and latency
@@ -42,7 +42,7 @@ from broker_local.zoho_standin import RecordedRequest, ZohoStandIn, api_domain_f
         ),
     ],
 )
-def test_given_an_injected_fault_when_the_token_endpoint_is_called_then_it_fails_that_way_once(
+def test_an_injected_fault_fails_the_token_endpoint_once(
     standin: ZohoStandIn, fault: str, status: int, body: str
 ) -> None:
     code = standin.issue_code(client_id=CLIENT_ID, redirect_uri=REDIRECT_URI, scope=SCOPE, data_centre="us")
@@ -66,7 +66,7 @@ def test_given_an_injected_fault_when_the_token_endpoint_is_called_then_it_fails
     assert standin.token_call_count == 2
 
 
-def test_given_a_fault_for_one_dc_and_a_count_then_only_those_requests_fail(standin: ZohoStandIn) -> None:
+def test_a_fault_for_one_dc_and_a_count_fails_only_those_requests(standin: ZohoStandIn) -> None:
     us, eu = standin.accounts_servers["us"], standin.accounts_servers["eu"]
     standin.inject_fault("unavailable", count=2, data_centre="eu")
 
@@ -80,7 +80,7 @@ def test_given_a_fault_for_one_dc_and_a_count_then_only_those_requests_fail(stan
         standin.inject_fault("meltdown")
 
 
-def test_given_a_timeout_fault_when_called_then_the_client_times_out_and_stop_is_prompt() -> None:
+def test_a_timeout_fault_times_the_client_out_and_stop_stays_prompt() -> None:
     standin = ZohoStandIn({"us": 0}).start()
     try:
         standin.inject_fault("timeout")
@@ -92,7 +92,7 @@ def test_given_a_timeout_fault_when_called_then_the_client_times_out_and_stop_is
     assert time.monotonic() - started < 2
 
 
-def test_given_latency_when_the_token_endpoint_is_called_then_the_answer_is_delayed(
+def test_latency_delays_the_token_endpoints_answer(
     standin: ZohoStandIn,
 ) -> None:
     base = standin.accounts_servers["us"]
@@ -114,7 +114,7 @@ def test_given_latency_when_the_token_endpoint_is_called_then_the_answer_is_dela
 # Everything else
 
 
-def test_given_requests_at_both_dcs_then_each_is_recorded_in_order_with_merged_params(
+def test_requests_are_recorded_in_order_with_merged_params(
     standin: ZohoStandIn,
 ) -> None:
     us, eu = standin.accounts_servers["us"], standin.accounts_servers["eu"]
@@ -133,13 +133,13 @@ def test_given_requests_at_both_dcs_then_each_is_recorded_in_order_with_merged_p
     assert standin.token_call_count == 1
 
 
-def test_given_serverinfo_then_every_dc_is_listed_like_zoho_does(standin: ZohoStandIn) -> None:
+def test_serverinfo_lists_every_dc_as_zoho_does(standin: ZohoStandIn) -> None:
     answer = httpx.get(f"{standin.accounts_servers['eu']}/oauth/serverinfo")
 
     assert answer.json() == {"result": "success", "locations": standin.accounts_servers}
 
 
-def test_given_an_unknown_path_or_a_bad_token_then_json_errors(standin: ZohoStandIn) -> None:
+def test_an_unknown_path_or_a_bad_token_gets_a_json_error(standin: ZohoStandIn) -> None:
     base = standin.accounts_servers["us"]
 
     missing = httpx.get(f"{base}/oauth/v3/nothing")
@@ -163,11 +163,11 @@ def test_given_an_unknown_path_or_a_bad_token_then_json_errors(standin: ZohoStan
         ("cn", "https://www.zohoapis.cn"),
     ],
 )
-def test_given_a_data_centre_then_its_api_domain_is_zohos(data_centre: str, domain: str) -> None:
+def test_each_data_centres_api_domain_is_zohos(data_centre: str, domain: str) -> None:
     assert api_domain_for(data_centre) == domain
 
 
-def test_given_the_command_line_then_it_serves_and_prints_the_accounts_servers() -> None:
+def test_the_command_line_serves_and_prints_the_accounts_servers() -> None:
     process = subprocess.Popen(
         [sys.executable, "-m", "broker_local.zoho_standin", "--dc", "us=0", "--dc", "eu=0"],
         cwd=ROOT,
@@ -212,8 +212,9 @@ def test_the_self_client_page_issues_a_one_use_code_valid_only_at_its_data_centr
     assert again == {"error": "invalid_code"}
 
 
-def test_given_a_learning_stand_in_when_a_client_used_one_secret_then_another_is_invalid_client() -> None:
+def test_a_learning_stand_in_remembers_a_clients_secret() -> None:
     """The local runner's stand-in: the first secret used at a data centre is the client's from then on."""
+    # Given a learning stand-in, when a client used one secret, then another is invalid_client.
     with ZohoStandIn({"us": 0, "eu": 0}, learn_client_secrets=True) as standin:
         us, eu = standin.accounts_servers["us"], standin.accounts_servers["eu"]
         tokens = minted_tokens(standin, "us")  # exchanged with SECRET
@@ -231,7 +232,7 @@ def test_given_a_learning_stand_in_when_a_client_used_one_secret_then_another_is
         assert "access_token" in exchange(eu, code, client_secret="the-eu-secret")
 
 
-def test_given_a_client_revoked_by_the_person_when_refreshed_then_invalid_code(standin: ZohoStandIn) -> None:
+def test_a_client_revoked_by_the_person_cannot_refresh(standin: ZohoStandIn) -> None:
     tokens = minted_tokens(standin)
     other = standin.issue_code(
         client_id="1000.SOMEONEELSE", redirect_uri=REDIRECT_URI, scope=SCOPE, data_centre="us"
@@ -246,7 +247,7 @@ def test_given_a_client_revoked_by_the_person_when_refreshed_then_invalid_code(s
     assert "access_token" in refresh(base, kept["refresh_token"], client_id="1000.SOMEONEELSE")
 
 
-def test_given_a_browser_when_it_asks_for_the_favicon_then_a_png_is_served(standin: ZohoStandIn) -> None:
+def test_the_favicon_is_a_png(standin: ZohoStandIn) -> None:
     answer = httpx.get(standin.accounts_servers["eu"] + "/favicon.ico")
 
     assert answer.status_code == 200

@@ -21,16 +21,15 @@ STORED: dict[str, Any] = {
 }
 
 
-def test_given_json_like_data_when_stored_then_the_item_is_what_boto3s_serializer_made() -> None:
+def test_stored_data_is_what_boto3s_serializer_makes() -> None:
     serializer = TypeSerializer()
     expected = {key: serializer.serialize(value) for key, value in STORED.items() if value is not None}
 
     assert to_item(STORED) == expected
 
 
-def test_given_an_item_written_by_boto3_when_read_then_numbers_are_int_or_float_and_the_rest_unchanged() -> (
-    None
-):
+def test_read_numbers_are_int_or_float() -> None:
+    # Given an item written by boto3, when read, then numbers are int or float and the rest is unchanged.
     serializer, deserializer = TypeSerializer(), TypeDeserializer()
     written = {key: serializer.serialize(value) for key, value in STORED.items() if value is not None}
     written["ratio"] = serializer.serialize(Decimal("0.25"))
@@ -49,6 +48,6 @@ def test_given_an_item_written_by_boto3_when_read_then_numbers_are_int_or_float_
     assert {key: deserializer.deserialize(value) for key, value in written.items()}.keys() == read.keys()
 
 
-def test_given_a_float_when_stored_then_it_is_refused_as_boto3_refuses_it() -> None:
+def test_a_float_is_refused_as_boto3_refuses_it() -> None:
     with pytest.raises(TypeError):
         to_item({"expires_in": 0.5})

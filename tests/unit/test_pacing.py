@@ -40,7 +40,8 @@ def test_a_caller_whose_deadline_comes_first_gets_no_slot() -> None:
     assert windows.counts[51] == 0
 
 
-def test_a_slot_asked_for_at_the_very_end_of_a_second_is_taken_in_the_next_and_waits_for_it() -> None:
+def test_a_slot_asked_for_at_a_seconds_end_waits_for_the_next() -> None:
+    # A slot asked for at the very end of a second is taken in the next one, and waits for it.
     clock, windows = VirtualClock(70.98), Windows()
 
     assert take_slot(windows, clock, per_second=5, deadline=80.0) is True

@@ -32,14 +32,14 @@ def routes() -> PageRoutes:
     return served
 
 
-def test_given_a_route_the_function_does_not_serve_then_it_answers_a_404_page() -> None:
+def test_an_unserved_route_answers_a_404_page() -> None:
     answer = routes().resolve(event("POST /hello"))
 
     assert answer["statusCode"] == 404
     assert answer["headers"]["Content-Type"] == "text/html; charset=utf-8"
 
 
-def test_given_invalid_parameters_then_the_page_names_the_fields_and_not_the_values() -> None:
+def test_invalid_parameters_are_named_but_not_echoed() -> None:
     answer = routes().resolve(event("GET /hello", {"name": "<script>-too-long"}))
 
     assert answer["statusCode"] == 400
@@ -47,14 +47,14 @@ def test_given_invalid_parameters_then_the_page_names_the_fields_and_not_the_val
     assert "<script>" not in answer["body"]
 
 
-def test_given_a_broker_error_then_its_page_and_status() -> None:
+def test_a_broker_error_shows_its_page_and_status() -> None:
     answer = routes().resolve(event("GET /hello", {"name": "gone"}))
 
     assert answer["statusCode"] == 410
     assert "This connect link has expired." in answer["body"]
 
 
-def test_given_an_unexpected_error_then_a_500_page_without_the_trace() -> None:
+def test_an_unexpected_error_shows_a_500_page_without_the_trace() -> None:
     answer = routes().resolve(event("GET /hello", {"name": "boom"}))
 
     assert answer["statusCode"] == 500

@@ -12,7 +12,8 @@ MARGIN = 900
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 
 
-def test_subscriptions_onboarded_together_are_due_evenly_over_one_period_and_never_past_the_margin() -> None:
+def test_subscriptions_onboarded_together_are_spread_over_a_period() -> None:
+    # Given subscriptions onboarded together, then they are due evenly over one period, never past the margin.
     expires = NOW + timedelta(seconds=3600)
     ids = [f"sub_{n:016x}" for n in range(9000)]
 

@@ -19,9 +19,8 @@ class FakeSecretsManager:
         return {"SecretString": self.value}
 
 
-def test_given_the_key_was_read_when_asked_again_within_five_minutes_then_secrets_manager_is_not_called() -> (
-    None
-):
+def test_the_key_is_cached_for_five_minutes() -> None:
+    # Given the key was read, when asked again within five minutes, then Secrets Manager is not called.
     client, now = FakeSecretsManager(KEY), [1000.0]
     store = SigningKeyStore("key-id", client, clock=lambda: now[0])  # type: ignore[arg-type]
 
@@ -32,7 +31,7 @@ def test_given_the_key_was_read_when_asked_again_within_five_minutes_then_secret
     assert (first, second, client.reads) == (KEY.encode(), KEY.encode(), 1)
 
 
-def test_given_the_key_was_rotated_when_five_minutes_passed_then_the_new_key_is_used() -> None:
+def test_a_rotated_key_is_used_after_five_minutes() -> None:
     client, now = FakeSecretsManager(KEY), [1000.0]
     store = SigningKeyStore("key-id", client, clock=lambda: now[0])  # type: ignore[arg-type]
     store.get()
@@ -43,7 +42,7 @@ def test_given_the_key_was_rotated_when_five_minutes_passed_then_the_new_key_is_
     assert store.get() == b"n" * 64
 
 
-def test_given_a_key_shorter_than_32_characters_then_it_is_refused() -> None:
+def test_a_key_shorter_than_32_characters_is_refused() -> None:
     store = SigningKeyStore("key-id", FakeSecretsManager("short"))  # type: ignore[arg-type]
 
     with pytest.raises(RuntimeError, match="shorter than 32"):

@@ -10,7 +10,7 @@ import pytest
 from zoho_broker import snapstart
 
 
-def test_given_an_ordinary_cold_start_then_nothing_is_made_during_init(
+def test_an_ordinary_cold_start_makes_nothing_during_init(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand")
@@ -20,9 +20,10 @@ def test_given_an_ordinary_cold_start_then_nothing_is_made_during_init(
     assert made == []
 
 
-def test_given_a_snapshot_when_two_environments_are_restored_then_their_random_draws_differ(
+def test_restored_snapshots_draw_different_random_numbers(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # Given one snapshot, when two environments are restored from it, then their random draws differ.
     hooks: list[Callable[[], None]] = []
     runtime = types.ModuleType("snapshot_restore_py")
     runtime.register_after_restore = hooks.append  # type: ignore[attr-defined]

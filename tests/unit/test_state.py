@@ -8,7 +8,7 @@ from zoho_broker.errors import StateRejected
 KEY = b"k" * 64
 
 
-def test_given_a_minted_state_when_verified_with_the_same_key_then_it_names_its_subscription() -> None:
+def test_a_state_verifies_to_its_subscription() -> None:
     minted = state.mint(KEY, "sub_0123456789abcdef")
 
     verified = state.verify(KEY, minted.value)
@@ -17,7 +17,7 @@ def test_given_a_minted_state_when_verified_with_the_same_key_then_it_names_its_
     assert verified.nonce == minted.nonce
 
 
-def test_given_two_states_then_their_nonces_differ_and_carry_at_least_128_bits() -> None:
+def test_nonces_differ_and_carry_128_bits() -> None:
     first, second = state.mint(KEY, "sub_a"), state.mint(KEY, "sub_a")
 
     assert first.nonce != second.nonce
@@ -25,7 +25,7 @@ def test_given_two_states_then_their_nonces_differ_and_carry_at_least_128_bits()
 
 
 @pytest.mark.parametrize("part", [0, 1, 2])
-def test_given_a_state_with_any_part_changed_when_verified_then_it_is_rejected(part: int) -> None:
+def test_a_state_with_any_part_changed_is_rejected(part: int) -> None:
     pieces = state.mint(KEY, "sub_a").value.split(".")
     pieces[part] = pieces[part][:-1] + ("A" if pieces[part][-1] != "A" else "B")
 
@@ -33,20 +33,20 @@ def test_given_a_state_with_any_part_changed_when_verified_then_it_is_rejected(p
         state.verify(KEY, ".".join(pieces))
 
 
-def test_given_a_state_moved_to_another_subscription_then_it_is_rejected() -> None:
+def test_a_state_moved_to_another_subscription_is_rejected() -> None:
     nonce, _, signature = state.mint(KEY, "sub_a").value.split(".")
 
     with pytest.raises(StateRejected, match="not made by this broker"):
         state.verify(KEY, f"{nonce}.sub_b.{signature}")
 
 
-def test_given_a_state_signed_with_another_key_then_it_is_rejected() -> None:
+def test_a_state_signed_with_another_key_is_rejected() -> None:
     with pytest.raises(StateRejected):
         state.verify(KEY, state.mint(b"x" * 64, "sub_a").value)
 
 
 @pytest.mark.parametrize("value", ["", "abc", "a.b.c", "x" * 300, "../../etc/passwd"])
-def test_given_a_malformed_state_then_it_is_rejected_as_malformed(value: str) -> None:
+def test_a_malformed_state_is_rejected_as_malformed(value: str) -> None:
     with pytest.raises(StateRejected, match="incomplete or damaged"):
         state.verify(KEY, value)
 

@@ -21,12 +21,12 @@ from zoho_broker.wording import problem_in_words
         ("http_404", "Zoho answered HTTP 404."),
     ],
 )
-def test_given_a_known_code_then_a_sentence_without_the_code(code: str, words: str) -> None:
+def test_a_known_code_is_said_in_words(code: str, words: str) -> None:
     said = problem_in_words(code)
 
     assert said.startswith(words)
     assert code not in said
 
 
-def test_given_an_unknown_code_then_it_is_still_named() -> None:
+def test_an_unknown_code_is_still_named() -> None:
     assert problem_in_words("something_new") == "Zoho refused (something_new)."
