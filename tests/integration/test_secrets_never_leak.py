@@ -19,6 +19,7 @@ from flow import (
 )
 
 from broker_local.zoho_standin import ZohoStandIn
+from tests.held_secrets import held_secret
 
 
 def test_a_connect_journey_leaks_no_secret(
@@ -48,14 +49,10 @@ def test_a_connect_journey_leaks_no_secret(
     seen.append(admin.get("/admin/subscriptions").text)
     seen.append(admin.patch(f"/admin/subscriptions/{created['subscription_id']}", json={"name": 5}).text)
 
-    def stored() -> dict[str, str]:
-        value = boto3.client("secretsmanager").get_secret_value(SecretId=created["secret_name"])
-        return dict(json.loads(value["SecretString"]))
-
-    connected = stored()
+    connected = held_secret(created["secret_name"])
     path = f"/admin/subscriptions/{created['subscription_id']}"
     seen.append(admin.post(f"{path}/refresh").text)  # the refresher's path, through the API
-    refreshed = stored()
+    refreshed = held_secret(created["secret_name"])
     seen.append(admin.post(f"{path}/revoke").text)
     dynamodb = boto3.client("dynamodb")
     for table in ("BROKER_SUBSCRIPTIONS_TABLE", "BROKER_FLOWS_TABLE"):
