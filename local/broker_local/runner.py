@@ -59,6 +59,7 @@ def free_port(host: str) -> int:
 
 
 SHUTDOWN_GRACE_SECONDS = 15.0
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 
 
 class PortInUse(Exception):
@@ -259,22 +260,21 @@ def main(argv: list[str] | None = None) -> None:
     except PortInUse as problem:
         print(problem, file=sys.stderr)
         raise SystemExit(2) from None
-    stop = threading.Event()
-
-    def terminate(*_: object) -> None:
-        # Stop cleanly, but never outlive a SIGTERM by more than a few seconds: a shutdown step that
-        # hangs (a thread stuck in a call) must not leave the ports taken.
-        stop.set()
-        watchdog = threading.Timer(SHUTDOWN_GRACE_SECONDS, os._exit, args=(0,))
-        watchdog.daemon = True
-        watchdog.start()
-
-    signal.signal(signal.SIGTERM, terminate)
+    # Ctrl+C and SIGTERM are taken synchronously, never by a handler: `make dev` forwards the SIGTERM its
+    # process group already got, and a handler run again inside its own first run deadlocked on the
+    # lock that run held. Blocked here, before any thread starts, they stay pending for sigwait (the
+    # threads inherit the mask); one pressed during start-up stops the runner right after it.
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     with running_broker(options) as started:
         quiet_metrics()
         base_url = started["gateway"].base_url
         standin = started["standin"] is not None
         demos = create_demo_subscriptions(base_url) if options.demo and standin else []
         print(banner(base_url, started["accounts_servers"], standin, demos), flush=True)
-        with contextlib.suppress(KeyboardInterrupt):
-            stop.wait()
+        signal.sigwait(STOP_SIGNALS)
+        # Stop cleanly, but never outlive the signal by more than a few seconds: a shutdown step that
+        # hangs (a thread stuck in a call) must not leave the ports taken.
+        watchdog = threading.Timer(SHUTDOWN_GRACE_SECONDS, os._exit, args=(0,))
+        watchdog.daemon = True
+        watchdog.start()
+    print("Stopped.", flush=True)

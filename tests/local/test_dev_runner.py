@@ -4,6 +4,7 @@ refreshes due subscriptions locally as EventBridge would."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import re
@@ -66,14 +67,33 @@ class Dev:
                 pytest.fail(f"make dev printed no banner within {timeout} s: {lines}")
         return lines
 
-    def stop(self) -> None:
-        os.killpg(self.process.pid, signal.SIGTERM)
+    def runner_pid(self) -> int:
+        """The broker's Python process, which `make` started and forwards signals to."""
+        children = subprocess.run(
+            ["pgrep", "--parent", str(self.process.pid)], capture_output=True, text=True, check=True
+        ).stdout.split()
+        assert len(children) == 1, children
+        return int(children[0])
+
+    def stop(self, how: signal.Signals = signal.SIGTERM, *, repeats: int = 0) -> list[str]:
+        """Signal the process group as a terminal or supervisor would; the lines printed after the banner."""
+        runner = self.runner_pid()
+        os.killpg(self.process.pid, how)
+        for _ in range(repeats):  # spread out: signals sent at once merge into one
+            time.sleep(0.001)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(runner, how)
         try:
             self.process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             os.killpg(self.process.pid, signal.SIGKILL)  # leave no runner holding its ports
             self.process.wait(timeout=10)
             pytest.fail("make dev did not stop within 30 s of SIGTERM")
+        lines = []
+        with contextlib.suppress(queue.Empty):
+            while True:
+                lines.append(self._lines.get(timeout=1))
+        return lines
 
 
 @pytest.fixture
@@ -82,7 +102,8 @@ def dev(request: pytest.FixtureRequest) -> Iterator[Dev]:
     try:
         yield running
     finally:
-        running.stop()
+        if running.process.poll() is None:
+            assert running.stop()[-1:] == ["Stopped."], "make dev did not stop cleanly"
 
 
 def test_make_dev_prints_two_demo_links_that_connect(dev: Dev) -> None:
@@ -138,6 +159,20 @@ def test_real_zoho_sends_people_to_zohos_own_accounts_server(dev: Dev) -> None:
     query = parse_qs(location.query)
     assert query["client_id"] == ["1000.MYOWNCLIENT"]
     assert query["redirect_uri"] == [f"{dev.base_url}/oauth/callback"]
+
+
+@pytest.mark.parametrize("dev", [("--no-demo",)], indirect=True)
+@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl+C"])
+def test_make_dev_stops_cleanly_when_signals_pile_up(dev: Dev, how: signal.Signals) -> None:
+    # Given a running `make dev`, when its process group gets the signal and the runner a run of more
+    # (make forwards one of its own; a supervisor or an impatient person repeats it)
+    after_banner = dev.stop(how, repeats=500)
+
+    # Then it shuts down its servers and says so, rather than hanging or being cut short by the watchdog
+    assert after_banner[-1:] == ["Stopped."]
+    assert dev.process.returncode != 0  # make reports the signal it got
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{dev.base_url}/", timeout=2)
 
 
 def test_the_local_schedule_runs_every_minute_unless_told_otherwise() -> None:
