@@ -46,7 +46,7 @@ def shared_objects(directory: Path) -> list[Path]:
     )
 
 
-def test_given_the_template_when_cfn_lint_runs_then_it_reports_nothing() -> None:
+def test_cfn_lint_finds_nothing_in_the_template() -> None:
     result = subprocess.run(
         [venv_tool("cfn-lint"), str(TEMPLATE)], cwd=ROOT, capture_output=True, text=True, timeout=300
     )
@@ -54,13 +54,13 @@ def test_given_the_template_when_cfn_lint_runs_then_it_reports_nothing() -> None
     assert result.returncode == 0, f"cfn-lint exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
 
 
-def test_given_no_container_when_sam_builds_then_it_succeeds(sam_build: SamBuild) -> None:
+def test_sam_build_succeeds_without_a_container(sam_build: SamBuild) -> None:
     build_dir = sam_build.require()
 
     assert (build_dir / "template.yaml").is_file()
 
 
-def test_given_the_build_then_every_function_has_its_handler(sam_build: SamBuild) -> None:
+def test_every_built_function_has_its_handler(sam_build: SamBuild) -> None:
     build_dir = sam_build.require()
 
     missing = [function for function in FUNCTIONS if not (build_dir / function / "app.py").is_file()]
@@ -70,14 +70,14 @@ def test_given_the_build_then_every_function_has_its_handler(sam_build: SamBuild
     )
 
 
-def test_given_the_build_then_the_layer_holds_the_core_package_and_pydantic_core(sam_build: SamBuild) -> None:
+def test_the_layer_holds_the_core_package_and_pydantic_core(sam_build: SamBuild) -> None:
     python = sam_build.require() / LAYER / "python"
 
     assert (python / "zoho_broker" / "integrations.json").is_file()
     assert (python / "pydantic_core").is_dir()
 
 
-def test_given_the_build_then_every_shared_object_in_the_layer_is_aarch64(sam_build: SamBuild) -> None:
+def test_every_shared_object_in_the_layer_is_aarch64(sam_build: SamBuild) -> None:
     layer = sam_build.require() / LAYER
 
     found = shared_objects(layer)
@@ -92,7 +92,7 @@ def test_given_the_build_then_every_shared_object_in_the_layer_is_aarch64(sam_bu
     assert not wrong, f"not built for arm64 (BuildArchitecture: arm64 missing?): {wrong}"
 
 
-def test_given_the_build_then_the_layer_leaves_boto3_to_the_runtime(sam_build: SamBuild) -> None:
+def test_the_layer_leaves_boto3_to_the_runtime(sam_build: SamBuild) -> None:
     python = sam_build.require() / LAYER / "python"
 
     bundled = sorted(entry.name for entry in python.iterdir() if entry.name.startswith(RUNTIME_PROVIDED))
@@ -100,7 +100,7 @@ def test_given_the_build_then_the_layer_leaves_boto3_to_the_runtime(sam_build: S
     assert not bundled, f"the Lambda runtime provides these, the layer should not: {bundled}"
 
 
-def test_given_the_build_then_functions_carry_no_third_party_packages(sam_build: SamBuild) -> None:
+def test_functions_carry_no_third_party_packages(sam_build: SamBuild) -> None:
     build_dir = sam_build.require()
 
     extra = {
@@ -112,9 +112,7 @@ def test_given_the_build_then_functions_carry_no_third_party_packages(sam_build:
     assert not extra, f"functions should hold only app.py (dependencies belong in the layer): {extra}"
 
 
-def test_given_the_build_then_the_sizes_fit_lambda(
-    sam_build: SamBuild, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_the_built_sizes_fit_lambda(sam_build: SamBuild, capsys: pytest.CaptureFixture[str]) -> None:
     sizes = built_sizes(sam_build.require())
 
     with capsys.disabled():
@@ -173,7 +171,7 @@ def run_built(
     )
 
 
-def test_given_the_build_then_every_python_file_of_the_layer_has_its_bytecode(sam_build: SamBuild) -> None:
+def test_every_python_file_of_the_layer_has_its_bytecode(sam_build: SamBuild) -> None:
     python = sam_build.require() / LAYER / "python"
 
     sources = sorted(python.rglob("*.py"))
@@ -183,7 +181,7 @@ def test_given_the_build_then_every_python_file_of_the_layer_has_its_bytecode(sa
     assert not missing, f"{len(missing)} of {len(sources)} files have no .pyc, e.g. {missing[:5]}"
 
 
-def test_given_the_layers_sources_are_newer_when_a_function_imports_then_the_built_bytecode_is_used(
+def test_built_bytecode_is_used_even_when_the_sources_look_newer(
     sam_build: SamBuild, lambda_layout: dict[str, Path]
 ) -> None:
     # Lambda may give the files any mtime: the .pyc must not be checked against it.
@@ -258,7 +256,7 @@ print("ANSWER " + json.dumps({{"status": answer["statusCode"], "body": answer.ge
         ("CallbackFunction", "callback.json", 400, "incomplete or damaged"),
     ],
 )
-def test_given_the_built_function_when_it_gets_a_sample_event_then_it_answers_as_from_source(
+def test_a_built_function_answers_a_sample_event_as_from_source(
     sam_build: SamBuild,
     lambda_layout: dict[str, Path],
     moto_stack: dict[str, dict[str, str]],
@@ -301,7 +299,7 @@ def sam_transformed(monkeypatch: pytest.MonkeyPatch, parameters: dict[str, str])
     return transformed
 
 
-def test_given_the_template_then_snapstart_is_off_unless_asked_for() -> None:
+def test_snapstart_is_off_unless_asked_for() -> None:
     from broker_local.template import load_template
 
     parameter = load_template(TEMPLATE)["Parameters"]["SnapStart"]
@@ -309,7 +307,7 @@ def test_given_the_template_then_snapstart_is_off_unless_asked_for() -> None:
     assert (parameter["Default"], parameter["AllowedValues"]) == ("None", ["None", "PublishedVersions"])
 
 
-def test_given_snapstart_when_deployed_then_the_api_invokes_the_published_version_it_applies_to(
+def test_with_snapstart_the_api_invokes_the_published_version(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     resources = sam_transformed(monkeypatch, {"SnapStart": "PublishedVersions"})["Resources"]

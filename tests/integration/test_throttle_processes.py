@@ -160,7 +160,7 @@ def _peak_concurrency(spans: list[Span]) -> int:
     return peak
 
 
-def test_given_callers_in_four_processes_when_they_wait_for_turns_then_the_rate_holds_and_is_used(
+def test_waiting_callers_in_four_processes_keep_the_rate_and_use_it(
     throttle_table: tuple[str, str],
 ) -> None:
     # 600 a minute: one start every 100 ms; 4 processes x 4 callers want far more.
@@ -203,7 +203,7 @@ def _sample_slots(
     return samples
 
 
-def test_given_few_slots_and_waiting_callers_then_starts_keep_the_rate_and_no_waiting_caller_holds_a_slot(
+def test_callers_waiting_for_their_turn_hold_no_slot(
     throttle_table: tuple[str, str],
 ) -> None:
     # 1,200 a minute (a turn every 50 ms) and 3 slots: calls of 100 ms leave room for 30 a second, so
@@ -243,7 +243,7 @@ def test_given_few_slots_and_waiting_callers_then_starts_keep_the_rate_and_no_wa
     assert not early, f"slots held before their turn (owner, µs early): {early}"
 
 
-def test_given_callers_in_four_processes_when_they_wait_for_slots_then_concurrency_never_exceeds_the_limit(
+def test_callers_in_four_processes_never_exceed_the_concurrency_limit(
     throttle_table: tuple[str, str],
 ) -> None:
     spans, refused = _run(
@@ -261,7 +261,7 @@ def test_given_callers_in_four_processes_when_they_wait_for_slots_then_concurren
     assert _peak_concurrency(spans) == 3
 
 
-def test_given_no_wait_when_the_rate_is_used_up_then_callers_are_refused_with_retry_after(
+def test_callers_over_the_rate_without_wait_are_refused_with_retry_after(
     throttle_table: tuple[str, str],
 ) -> None:
     spans, refused = _run(
@@ -282,7 +282,7 @@ def test_given_no_wait_when_the_rate_is_used_up_then_callers_are_refused_with_re
     assert all(0 < after <= len(spans) + 0.1 for after in refused), (refused, len(spans))
 
 
-def test_given_a_caller_that_died_holding_a_slot_then_its_slot_frees_itself(
+def test_a_slot_held_by_a_dead_caller_frees_itself(
     throttle_table: tuple[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     endpoint, table = throttle_table

@@ -31,9 +31,7 @@ def run_without_docker(ci: str, *arguments: str) -> subprocess.CompletedProcess[
 
 
 @pytest.mark.parametrize(("ci", "exit_code"), [("false", 0), ("true", 1)])
-def test_given_no_docker_when_samlocal_up_runs_then_it_says_why_and_fails_only_under_ci(
-    ci: str, exit_code: int
-) -> None:
+def test_samlocal_up_without_docker_says_why_and_fails_only_under_ci(ci: str, exit_code: int) -> None:
     result = run_without_docker(ci, "-m", "samlocal", "up")
 
     assert result.returncode == exit_code, result.stderr
@@ -41,9 +39,7 @@ def test_given_no_docker_when_samlocal_up_runs_then_it_says_why_and_fails_only_u
 
 
 @pytest.mark.parametrize(("ci", "outcome"), [("false", "skipped"), ("true", "errors")])
-def test_given_no_docker_when_the_samlocal_tests_run_then_they_skip_with_the_reason_or_fail_under_ci(
-    ci: str, outcome: str
-) -> None:
+def test_samlocal_tests_without_docker_skip_with_the_reason_or_fail_under_ci(ci: str, outcome: str) -> None:
     tests = [str(ROOT / "tests" / "samlocal" / name) for name in ("test_invoke.py", "test_start_api.py")]
     collected = run_without_docker(
         ci, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--collect-only", *tests
