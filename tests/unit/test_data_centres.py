@@ -2,7 +2,7 @@
 
 import pytest
 
-from zoho_broker.data_centres import ZOHO_ACCOUNTS_SERVERS, AccountsServers
+from zoho_broker.data_centres import ZOHO_ACCOUNTS_SERVERS, AccountsServers, label
 from zoho_broker.errors import UntrustedAccountsServer
 
 servers = AccountsServers(ZOHO_ACCOUNTS_SERVERS)
@@ -49,6 +49,22 @@ def test_a_location_that_disagrees_with_the_accounts_server_is_refused() -> None
 def test_an_unknown_location_is_refused() -> None:
     with pytest.raises(UntrustedAccountsServer):
         servers.resolve(location="mars", accounts_server=None)
+
+
+def test_a_grant_for_an_unlisted_data_centre_names_it() -> None:
+    with pytest.raises(UntrustedAccountsServer) as raised:
+        servers.url_for("mars")
+    assert str(raised.value) == "Unknown Zoho data centre 'mars'."
+
+
+@pytest.mark.parametrize(
+    ("data_centre", "shown"),
+    [("eu", "EU"), ("in", "India"), ("sa", "Saudi Arabia"), ("xx", "XX")],
+    ids=["eu", "in", "sa", "configured-elsewhere"],
+)
+def test_pages_name_a_data_centre_by_its_label_or_its_code_in_capitals(data_centre: str, shown: str) -> None:
+    # A data centre configured in BROKER_ACCOUNTS_SERVERS but unknown to Zoho's list shows as its code
+    assert label(data_centre) == shown
 
 
 def test_a_configured_stand_in_replaces_zohos_host_in_rendered_urls() -> None:
