@@ -48,7 +48,8 @@ class Dev:
             start_new_session=True,
         )
         self._lines: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
         self.banner = self._banner(timeout=90)
         self.base_url = f"http://127.0.0.1:{self.port}"
 
@@ -89,10 +90,11 @@ class Dev:
             os.killpg(self.process.pid, signal.SIGKILL)  # leave no runner holding its ports
             self.process.wait(timeout=10)
             pytest.fail("make dev did not stop within 30 s of SIGTERM")
+        self._reader.join(timeout=30)  # it ends at the end of make's output
         lines = []
         with contextlib.suppress(queue.Empty):
             while True:
-                lines.append(self._lines.get(timeout=1))
+                lines.append(self._lines.get_nowait())
         return lines
 
 
