@@ -13,6 +13,7 @@ import importlib.util
 import json
 import logging
 import os
+import re
 import sys
 import threading
 import time
@@ -26,6 +27,8 @@ from types import ModuleType, TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
+from werkzeug.exceptions import HTTPException
+from werkzeug.routing import Map, PathConverter, Rule
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request
 from werkzeug.wrappers import Response as HttpResponse
@@ -51,59 +54,39 @@ _LAMBDA_TIMEOUT_MS = 15_000  # the template's Globals.Function.Timeout; only rep
 
 
 # --------------------------------------------------------------------------------------------------
-# Routing, with API Gateway's precedence: exact segments beat {param}, {param} beats {proxy+}, a method
-# beats ANY, and $default catches whatever is left.
+# Routing: Werkzeug's matcher tries exact segments before {param} before {proxy+}, as API Gateway does;
+# a method beats ANY (rules with a method come first), and $default catches whatever is left.
+
+_GREEDY = re.compile(r"\{(\w+)\+\}")
+_PARAMETER = re.compile(r"\{(\w+)\}")
 
 
-@dataclass(frozen=True)
-class _CompiledRoute:
-    route: Route
-    segments: tuple[str, ...]
+class _GreedyConverter(PathConverter):
+    """{proxy+}: the rest of the path, slashes included, when it holds more than slashes."""
 
-    @property
-    def precedence(self) -> tuple[int, int, int, int]:
-        greedy = bool(self.segments) and self.segments[-1].endswith("+}")
-        static = sum(1 for segment in self.segments if not segment.startswith("{"))
-        return (
-            self.route.path != "$default",
-            not greedy,
-            static,
-            self.route.method != "ANY",
-        )
-
-    def match(self, method: str, raw_segments: list[str]) -> dict[str, str] | None:
-        if self.route.method not in ("ANY", method):
-            return None
-        if self.route.path == "$default":
-            return {}
-        parameters: dict[str, str] = {}
-        for index, pattern in enumerate(self.segments):
-            if pattern.startswith("{") and pattern.endswith("+}"):
-                rest = raw_segments[index:]
-                if not rest or not any(rest):
-                    return None
-                parameters[pattern[1:-2]] = unquote("/".join(rest))
-                return parameters
-            if index >= len(raw_segments):
-                return None
-            value = unquote(raw_segments[index])
-            if pattern.startswith("{") and pattern.endswith("}"):
-                if not value:
-                    return None
-                parameters[pattern[1:-1]] = value
-            elif pattern != value:
-                return None
-        return parameters if len(raw_segments) == len(self.segments) else None
+    regex = r".*?[^/].*?"
 
 
-def _compile(route: Route) -> _CompiledRoute:
-    segments = () if route.path == "$default" else tuple(route.path.split("/")[1:])
-    return _CompiledRoute(route, segments)
+def _route_map(routes: Sequence[tuple[str, str, Any]]) -> Map:
+    """(method, path, endpoint) as Werkzeug rules, matched against the raw path (so %2F stays inside its
+    segment); ANY is every method, and a GET route answers no HEAD (Werkzeug's default would)."""
+    rules = []
+    for method, path, endpoint in sorted(routes, key=lambda route: route[0] == "ANY"):
+        rule = Rule(_PARAMETER.sub(r"<\1>", _GREEDY.sub(r"<greedy:\1>", path)), endpoint=endpoint)
+        rule.methods = None if method == "ANY" else {method}
+        rules.append(rule)
+    return Map(rules, merge_slashes=False, converters={"greedy": _GreedyConverter})
 
 
-def _extra_route(method: str, path: str) -> Route:
-    """A local-only route, described as a template route so it matches the same way."""
-    return Route(method=method.upper(), path=path, function_id="", code_uri="", handler="", auth=None)
+def _match(routes: Map, method: str, raw_path: str) -> tuple[Any, dict[str, str]] | None:
+    """The endpoint and decoded path parameters of the route the request takes, or None."""
+    if raw_path.startswith("//"):
+        return None  # Werkzeug would drop the empty first segment, API Gateway matches none with it
+    try:
+        endpoint, parameters = routes.bind("local").match(raw_path, method)
+    except HTTPException:  # NotFound, MethodNotAllowed
+        return None
+    return endpoint, {name: unquote(value) for name, value in parameters.items()}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -375,23 +358,16 @@ class LocalApiGateway:
         self.project_root = Path(project_root)
         self.host = host
         self.port = port
-        self.extra_routes = {
-            (method.upper(), path): call
-            for (method, path), call in (extra_routes or {}).items()
-            if "{" not in path
-        }
-        self._extra_patterns = sorted(
-            (
-                (_compile(_extra_route(method, path)), call)
+        self._extra_routes = _route_map(
+            [
+                (method.upper(), path, (f"{method.upper()} {path}", call))
                 for (method, path), call in (extra_routes or {}).items()
-                if "{" in path
-            ),
-            key=lambda pattern: pattern[0].precedence,
-            reverse=True,
+            ]
         )
-        self._compiled = sorted(
-            (_compile(route) for route in self.routes), key=lambda c: c.precedence, reverse=True
+        self._routes = _route_map(
+            [(route.method, route.path, route) for route in self.routes if route.path != "$default"]
         )
+        self._default = next((route for route in self.routes if route.path == "$default"), None)
         self._functions: dict[str, _Function] = {}
         self._functions_lock = threading.Lock()
         self._server: BaseWSGIServer | None = None
@@ -464,37 +440,20 @@ class LocalApiGateway:
 
     def handle(self, request: IncomingRequest) -> tuple[int, list[tuple[str, str]], bytes]:
         """Route one request and answer it; never raises (failures become API Gateway's 500)."""
-        extra = self._match_extra(request)
+        extra = _match(self._extra_routes, request.method, request.raw_path)
         if extra is not None:
-            call, route_key, path_parameters = extra
+            (route_key, call), path_parameters = extra
             event = build_event(request, route_key, path_parameters, None)
             return self._answer("extra route " + request.raw_path, lambda: call(event))
-        found = self._match(request)
+        found = _match(self._routes, request.method, request.raw_path)
+        if found is None and self._default is not None:
+            found = self._default, {}
         if found is None:
             return _json(*_NOT_FOUND)
         route, parameters = found
         route_key = "$default" if route.path == "$default" else f"{route.method} {route.path}"
         event = build_event(request, route_key, parameters, route.auth)
         return self._answer(route.function_id, lambda: self._invoke(route, event))
-
-    def _match_extra(self, request: IncomingRequest) -> tuple[ExtraRoute, str, dict[str, str]] | None:
-        exact = self.extra_routes.get((request.method, request.raw_path))
-        if exact is not None:
-            return exact, f"{request.method} {request.raw_path}", {}
-        raw_segments = request.raw_path.split("/")[1:]
-        for compiled, call in self._extra_patterns:
-            parameters = compiled.match(request.method, raw_segments)
-            if parameters is not None:
-                return call, f"{compiled.route.method} {compiled.route.path}", parameters
-        return None
-
-    def _match(self, request: IncomingRequest) -> tuple[Route, dict[str, str]] | None:
-        raw_segments = request.raw_path.split("/")[1:]
-        for compiled in self._compiled:
-            parameters = compiled.match(request.method, raw_segments)
-            if parameters is not None:
-                return compiled.route, parameters
-        return None
 
     def _invoke(self, route: Route, event: Event) -> Any:
         function = self._function(route)
