@@ -19,6 +19,8 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType, TracebackType
 from typing import Any, Self
 
+from werkzeug.serving import BaseWSGIServer
+
 from broker_local import favicon
 from broker_local.zoho_standin_api import (
     ACCOUNTS,
@@ -29,11 +31,11 @@ from broker_local.zoho_standin_api import (
 )
 from broker_local.zoho_standin_http import (
     Answer,
-    DataCentreServer,
     RecordedRequest,
     bad_request,
     consent_page,
     consent_problem,
+    data_centre_server,
     json_answer,
     page,
     redirect,
@@ -104,7 +106,7 @@ class ZohoStandIn:
         self._learned: dict[tuple[str, str], str] = {}
         self._lock = threading.Lock()
         self._stopping = threading.Event()
-        self._servers: dict[str, DataCentreServer] = {}
+        self._servers: dict[str, BaseWSGIServer] = {}
         self._threads: list[threading.Thread] = []
         self._base_urls: dict[str, str] = {}
         # The world, guarded by self._lock.
@@ -135,7 +137,7 @@ class ZohoStandIn:
         self._stopping.clear()
         try:
             for data_centre, port in self._ports.items():
-                server = DataCentreServer((self._host, port), self, data_centre)
+                server = data_centre_server(self._host, port, self, data_centre)
                 self._servers[data_centre] = server
                 self._base_urls[data_centre] = f"http://{self._host}:{server.server_address[1]}"
         except BaseException:
