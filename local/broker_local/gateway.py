@@ -48,7 +48,6 @@ Handler = Callable[[Event, Any], Any]
 
 _NOT_FOUND = (404, {"message": "Not Found"})
 _INTERNAL_ERROR = (500, {"message": "Internal Server Error"})
-_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _HOP_BY_HOP = {"content-length", "transfer-encoding", "connection", "keep-alive"}
 _LAMBDA_TIMEOUT_MS = 15_000  # the template's Globals.Function.Timeout; only reported, not enforced
 
@@ -183,10 +182,6 @@ def _rename_siblings(names: set[str], folder: Path, function_id: str) -> None:
 # Events and responses, payload format 2.0.
 
 
-def _request_time(now: datetime) -> str:
-    return f"{now:%d}/{_MONTHS[now.month - 1]}/{now:%Y:%H:%M:%S} +0000"
-
-
 def _comma_joined(pairs: Sequence[tuple[str, str]]) -> dict[str, str]:
     joined: dict[str, str] = {}
     for name, value in pairs:
@@ -247,7 +242,7 @@ def build_event(
         "requestId": request_id,
         "routeKey": route_key,
         "stage": "$default",
-        "time": _request_time(now),
+        "time": f"{now:%d/%b/%Y:%H:%M:%S} +0000",  # %b is English: Python leaves LC_TIME at "C"
         "timeEpoch": int(now.timestamp() * 1000),
     }
     if auth == "AWS_IAM":
