@@ -77,12 +77,12 @@ def _route_map(routes: Sequence[tuple[str, str, Any]]) -> Map:
     return Map(rules, merge_slashes=False, converters={"greedy": _GreedyConverter})
 
 
-def _match(routes: Map, method: str, raw_path: str) -> tuple[Any, dict[str, str]] | None:
+def _match(routes: Map, method: str, path: str) -> tuple[Any, dict[str, str]] | None:
     """The endpoint and decoded path parameters of the route the request takes, or None."""
-    if raw_path.startswith("//"):
+    if path.startswith("//"):
         return None  # Werkzeug would drop the empty first segment, API Gateway matches none with it
     try:
-        endpoint, parameters = routes.bind("local").match(raw_path, method)
+        endpoint, parameters = routes.bind("local").match(path, method)
     except HTTPException:  # NotFound, MethodNotAllowed
         return None
     return endpoint, {name: unquote(value) for name, value in parameters.items()}
@@ -189,27 +189,24 @@ def _comma_joined(pairs: Sequence[tuple[str, str]]) -> dict[str, str]:
     return joined
 
 
-@dataclass(frozen=True)
-class IncomingRequest:
-    """One HTTP request as the gateway received it, before routing."""
-
-    method: str
-    raw_path: str
-    raw_query: str
-    headers: list[tuple[str, str]]  # as received, in order
-    body: bytes
-    source_ip: str
-    server_host: str
-    server_port: int
+def raw_path(request: Request) -> str:
+    """RAW_URI is the path as sent, percent-encoding kept: API Gateway's rawPath, and what routing matches
+    (so %2F stays inside its segment)."""
+    return str(request.environ.get("RAW_URI") or request.path).partition("?")[0]
 
 
 def build_event(
-    request: IncomingRequest, route_key: str, path_parameters: Mapping[str, str], auth: str | None
+    request: Request, route_key: str, path_parameters: Mapping[str, str], auth: str | None
 ) -> Event:
     """The payload format 2.0 event API Gateway sends for this request."""
     now = datetime.now(UTC)
     request_id = str(uuid.uuid4())
-    received = [(name.lower(), value) for name, value in request.headers]
+    path = raw_path(request)
+    query = request.query_string.decode("latin-1")
+    body = request.get_data()
+    source_ip = request.remote_addr or "127.0.0.1"
+    port = request.environ["SERVER_PORT"]
+    received = [(name.lower(), value) for name, value in request.headers.items()]
     cookies = [
         part.strip()
         for name, value in received
@@ -218,12 +215,10 @@ def build_event(
         if part.strip()
     ]
     headers = _comma_joined([(name, value) for name, value in received if name != "cookie"])
-    headers.setdefault("host", f"{request.server_host}:{request.server_port}")
+    headers.setdefault("host", f"{request.environ['SERVER_NAME']}:{port}")
     forwarded_for = headers.get("x-forwarded-for")
-    headers["x-forwarded-for"] = (
-        f"{forwarded_for}, {request.source_ip}" if forwarded_for else request.source_ip
-    )
-    headers.setdefault("x-forwarded-port", str(request.server_port))
+    headers["x-forwarded-for"] = f"{forwarded_for}, {source_ip}" if forwarded_for else source_ip
+    headers.setdefault("x-forwarded-port", str(port))
     headers.setdefault("x-forwarded-proto", "http")
     headers.setdefault("x-amzn-trace-id", f"Root=1-{int(now.timestamp()):08x}-{uuid.uuid4().hex[:24]}")
     domain = headers["host"]
@@ -234,9 +229,9 @@ def build_event(
         "domainPrefix": domain.split(":", 1)[0].split(".", 1)[0],
         "http": {
             "method": request.method,
-            "path": request.raw_path,
+            "path": path,
             "protocol": "HTTP/1.1",
-            "sourceIp": request.source_ip,
+            "sourceIp": source_ip,
             "userAgent": headers.get("user-agent", ""),
         },
         "requestId": request_id,
@@ -260,23 +255,23 @@ def build_event(
     event: Event = {
         "version": "2.0",
         "routeKey": route_key,
-        "rawPath": request.raw_path,
-        "rawQueryString": request.raw_query,
+        "rawPath": path,
+        "rawQueryString": query,
     }
     if cookies:
         event["cookies"] = cookies
     event["headers"] = headers
-    if request.raw_query:
-        event["queryStringParameters"] = _comma_joined(parse_qsl(request.raw_query, keep_blank_values=True))
+    if query:
+        event["queryStringParameters"] = _comma_joined(parse_qsl(query, keep_blank_values=True))
     if path_parameters:
         event["pathParameters"] = dict(path_parameters)
     event["requestContext"] = context
-    if request.body:
+    if body:
         try:
-            event["body"] = request.body.decode("utf-8")
+            event["body"] = body.decode("utf-8")
             event["isBase64Encoded"] = False
         except UnicodeDecodeError:
-            event["body"] = base64.b64encode(request.body).decode("ascii")
+            event["body"] = base64.b64encode(body).decode("ascii")
             event["isBase64Encoded"] = True
     else:
         event["isBase64Encoded"] = False
@@ -407,20 +402,7 @@ class LocalApiGateway:
         """Werkzeug serves HTTP (keep-alive, chunked bodies); this maps each request to payload 2.0."""
         started = time.perf_counter()
         request = Request(environ)
-        # RAW_URI is the path as sent, percent-encoding kept: API Gateway's rawPath, and what routing
-        # splits into segments before decoding each (so %2F stays inside its segment).
-        raw_path = str(environ.get("RAW_URI") or request.path).partition("?")[0]
-        incoming = IncomingRequest(
-            method=request.method,
-            raw_path=raw_path,
-            raw_query=request.query_string.decode("latin-1"),
-            headers=list(request.headers.items()),
-            body=request.get_data(),
-            source_ip=request.remote_addr or "127.0.0.1",
-            server_host=self.host,
-            server_port=self.port,
-        )
-        status, headers, body = self.handle(incoming)
+        status, headers, body = self.handle(request)
         response = HttpResponse(body, status=status)
         response.headers.clear()
         for name, value in headers:
@@ -429,18 +411,24 @@ class LocalApiGateway:
         # The console's own calls to the admin API are part of the page a person asked for: DEBUG.
         level = logging.DEBUG if request.headers.get(INTERNAL_HEADER) else logging.INFO
         logger.log(
-            level, "%s %s %d %.0fms", request.method, raw_path, status, (time.perf_counter() - started) * 1000
+            level,
+            "%s %s %d %.0fms",
+            request.method,
+            raw_path(request),
+            status,
+            (time.perf_counter() - started) * 1000,
         )
         return response(environ, start_response)
 
-    def handle(self, request: IncomingRequest) -> tuple[int, list[tuple[str, str]], bytes]:
+    def handle(self, request: Request) -> tuple[int, list[tuple[str, str]], bytes]:
         """Route one request and answer it; never raises (failures become API Gateway's 500)."""
-        extra = _match(self._extra_routes, request.method, request.raw_path)
+        path = raw_path(request)
+        extra = _match(self._extra_routes, request.method, path)
         if extra is not None:
             (route_key, call), path_parameters = extra
             event = build_event(request, route_key, path_parameters, None)
-            return self._answer("extra route " + request.raw_path, lambda: call(event))
-        found = _match(self._routes, request.method, request.raw_path)
+            return self._answer("extra route " + path, lambda: call(event))
+        found = _match(self._routes, request.method, path)
         if found is None and self._default is not None:
             found = self._default, {}
         if found is None:
