@@ -32,6 +32,21 @@ def function_environment(template: dict[str, Any], stack: Stack, function_logica
     return {str(name): scalar_str(value) for name, value in merged.items()}
 
 
+def functions_environment(template: dict[str, Any], stack: Stack) -> dict[str, str]:
+    """Every function's variables in one environment: the local runner serves them all in one process
+    (and env.json gives them all to sam local), so they must agree."""
+    merged: dict[str, str] = {}
+    for function_id, resource in (template.get("Resources") or {}).items():
+        if resource.get("Type") != "AWS::Serverless::Function":
+            continue
+        for name, value in function_environment(template, stack, function_id).items():
+            if merged.setdefault(name, value) != value:
+                raise RuntimeError(
+                    f"{name} differs between functions; the local runner shares one environment"
+                )
+    return merged
+
+
 @dataclass(frozen=True)
 class Route:
     """One HttpApi event of a function: what API Gateway would route to it."""
