@@ -19,6 +19,8 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request
 from werkzeug.wrappers import Response as HttpResponse
 
+from zoho_broker import pages
+
 if TYPE_CHECKING:
     from broker_local.zoho_standin import ZohoStandIn
 
@@ -51,31 +53,17 @@ def json_answer(payload: Mapping[str, Any], status: int = 200) -> Answer:
     return Answer(status, json.dumps(payload).encode(), JSON_TYPE, {"Cache-Control": "no-store"})
 
 
+_CSS = """body { font-family: system-ui, sans-serif; max-width: 36rem; margin: 2rem auto; padding: 0 1rem;
+  line-height: 1.5; color: #1a1a1a; background: #fff; }
+button, select { font: inherit; padding: .5rem 1rem; margin: .25rem .5rem .25rem 0; }
+button:focus-visible, select:focus-visible { outline: 3px solid #0b5fff; outline-offset: 2px; }
+code { overflow-wrap: anywhere; }"""
+
+
 def page(heading: str, body_html: str, status: int = 200) -> Answer:
     """A small self-contained page: no external assets, readable on a phone and by a screen reader."""
-    document = f"""<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{html.escape(TITLE)}</title>
-<style>
-body {{ font-family: system-ui, sans-serif; max-width: 36rem; margin: 2rem auto; padding: 0 1rem;
-  line-height: 1.5; color: #1a1a1a; background: #fff; }}
-button, select {{ font: inherit; padding: .5rem 1rem; margin: .25rem .5rem .25rem 0; }}
-button:focus-visible, select:focus-visible {{ outline: 3px solid #0b5fff; outline-offset: 2px; }}
-code {{ overflow-wrap: anywhere; }}
-</style>
-</head>
-<body>
-<main>
-<p>{html.escape(TITLE)}</p>
-<h1>{html.escape(heading)}</h1>
-{body_html}
-</main>
-</body>
-</html>
-"""
+    main = f"<main><p>{html.escape(TITLE)}</p><h1>{html.escape(heading)}</h1>{body_html}</main>"
+    document = pages.document(title=TITLE, body_html=main, css=_CSS)
     return Answer(status, document.encode(), HTML_TYPE, {"Cache-Control": "no-store"})
 
 
