@@ -27,6 +27,8 @@ from broker_local.console_actions import (
     AUTHENTICATE_PATH,
     ConsoleActions,
     events_panel,
+    heading_id,
+    not_answered,
     subscription_actions,
     zoho_controls_panel,
 )
@@ -155,7 +157,7 @@ class Console:
                 names = self._integration_names(admin)
                 rows = [self._detail(admin, item["subscription_id"]) for item in self._list(admin)]
         except AdminApiError as error:
-            return self._page(502, self._problem_body(str(error)))
+            return self.problem(502, str(error))
         if self._events is not None:
             self._events.drain()
         note = (
@@ -170,29 +172,35 @@ class Console:
         return self._page(status, f'<main class="console">{self._bar()}{body}</main>')
 
     def problem(self, status: int, message: str) -> Response:
-        return self._page(status, self._problem_body(message))
+        body = f'<p class="problem" role="alert">{escape(message)}</p><p><a href="/">Back to the subscriptions</a></p>'
+        return self.framed(status, body)
+
+    def checked_subscription(self, event: Event) -> tuple[str, Response | None]:
+        """The subscription id a console form posts to, or the page refusing the request."""
+        if not self._same_origin(event):
+            return "", self.problem(403, "The request did not come from this console.")
+        subscription_id = (event.get("pathParameters") or {}).get("subscription_id", "")
+        if not _SUBSCRIPTION_ID.fullmatch(subscription_id):
+            return "", self.problem(404, "There is no such subscription.")
+        return subscription_id, None
 
     @staticmethod
     def when(value: object, *, expiry: bool = False) -> str:
         return _when(value, expiry=expiry)
 
     def authenticate(self, event: Event) -> Response:
-        if not self._same_origin(event):
-            return self._page(403, self._problem_body("The request did not come from this console."))
-        subscription_id = (event.get("pathParameters") or {}).get("subscription_id", "")
-        if not _SUBSCRIPTION_ID.fullmatch(subscription_id):
-            return self._page(404, self._problem_body("There is no such subscription."))
+        subscription_id, refused = self.checked_subscription(event)
+        if refused is not None:
+            return refused
         try:
             with self._admin() as admin:
                 answer = admin.post(f"/admin/subscriptions/{subscription_id}/connect-links")
         except httpx.HTTPError as error:
-            return self._page(
-                502, self._problem_body(f"The admin API did not answer ({type(error).__name__}).")
-            )
+            return self.problem(502, not_answered(error))
         if answer.status_code == 404:
-            return self._page(404, self._problem_body("There is no such subscription."))
+            return self.problem(404, "There is no such subscription.")
         if answer.status_code != 201:
-            return self._page(502, self._problem_body(self._refusal(answer)))
+            return self.problem(502, self._refusal(answer))
         # 307 keeps the POST: the link's own Continue step is this same button press. The cookie tells
         # the Connected page to link back here.
         return {
@@ -213,7 +221,7 @@ class Console:
             with self._admin() as admin:
                 catalogue = self._get(admin, "/admin/integrations")
         except AdminApiError as error:
-            return self._page(502, self._problem_body(str(error)))
+            return self.problem(502, str(error))
         items = "".join(integration_card(item) for item in catalogue.get("integrations", []))
         return self._page(
             200,
@@ -226,29 +234,27 @@ class Console:
     def version(self, event: Event) -> Response:
         where = version_address(event)
         if where is None:
-            return self._page(404, self._problem_body("There is no such version."))
+            return self.problem(404, "There is no such version.")
         try:
             with self._admin() as admin:
                 current = self._get(admin, "/admin/integrations/{}/versions/{}".format(*where))
         except AdminApiError as error:
-            return self._page(404 if "404" in str(error) else 502, self._problem_body(str(error)))
+            return self.problem(404 if "404" in str(error) else 502, str(error))
         return self._page(200, self._version_body(where, current, problem=None))
 
     def save_version(self, event: Event) -> Response:
         if not self._same_origin(event):
-            return self._page(403, self._problem_body("The request did not come from this console."))
+            return self.problem(403, "The request did not come from this console.")
         where = version_address(event)
         if where is None:
-            return self._page(404, self._problem_body("There is no such version."))
+            return self.problem(404, "There is no such version.")
         form = form_fields(event)
         changes = version_changes(form)
         try:
             with self._admin() as admin:
                 answer = admin.patch("/admin/integrations/{}/versions/{}".format(*where), json=changes)
         except httpx.HTTPError as error:
-            return self._page(
-                502, self._problem_body(f"The admin API did not answer ({type(error).__name__}).")
-            )
+            return self.problem(502, not_answered(error))
         if answer.status_code == 200:
             return self._page(200, self._version_body(where, answer.json(), problem=None, saved=True))
         # Shown as sent, with what is wrong, so the integrator can fix it rather than type it again.
@@ -272,7 +278,7 @@ class Console:
         try:
             answer = admin.get(path, params=params or None)
         except httpx.HTTPError as error:
-            raise AdminApiError(f"The admin API did not answer ({type(error).__name__}).") from error
+            raise AdminApiError(not_answered(error)) from error
         if answer.status_code != 200:
             raise AdminApiError(self._refusal(answer))
         document: dict[str, Any] = answer.json()
@@ -400,13 +406,6 @@ class Console:
             "</form></main>"
         )
 
-    def _problem_body(self, message: str) -> str:
-        return (
-            f'<main class="console">{self._bar()}'
-            f'<p class="problem" role="alert">{escape(message)}</p>'
-            '<p><a href="/">Back to the subscriptions</a></p></main>'
-        )
-
     def _index_body(self, rows: list[dict[str, Any]], names: Mapping[str, str], note: str = "") -> str:
         controls = self._standin is not None
         if rows:
@@ -432,7 +431,7 @@ class Console:
 
 def _row(row: Mapping[str, Any], names: Mapping[str, str], zoho_controls: bool = False) -> str:
     subscription_id = str(row["subscription_id"])
-    heading_id = "sub-" + re.sub(r"[^A-Za-z0-9_-]", "_", subscription_id)
+    heading = heading_id(subscription_id)
     status = str(row.get("status") or "not_connected")
     symbol, status_text = _STATUS.get(status, ("?", status.replace("_", " ")))
     integration = str(row.get("integration") or "")
@@ -471,8 +470,8 @@ def _row(row: Mapping[str, Any], names: Mapping[str, str], zoho_controls: bool =
         fields.append(("Last error", f'<span class="problem">{escape(words)}</span>'))
     details = "".join(f"<dt>{name}</dt><dd>{value}</dd>" for name, value in fields)
     return (
-        f'<li><article class="sub {status if status in _STATUS else "unknown"}" aria-labelledby="{heading_id}">'
-        f'<h2 id="{heading_id}">{escape(str(row.get("name") or subscription_id))}</h2>'
+        f'<li><article class="sub {status if status in _STATUS else "unknown"}" aria-labelledby="{heading}">'
+        f'<h2 id="{heading}">{escape(str(row.get("name") or subscription_id))}</h2>'
         f'<p class="status"><span aria-hidden="true">{symbol}</span> '
         f'<span class="status-text">{escape(status_text)}</span></p>'
         f"<dl>{details}</dl>{subscription_actions(row, zoho_controls=zoho_controls)}"

@@ -36,7 +36,6 @@ REVOKE_PATH = "/console/subscriptions/{subscription_id}/revoke"
 ZOHO_REVOKE_PATH = "/console/subscriptions/{subscription_id}/zoho-revoke"
 ZOHO_FAULTS_PATH = "/console/zoho/faults"
 FAVICON_PATH = "/favicon.ico"
-_SUBSCRIPTION_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 FAULT_CHOICES = {
     "timeout": "time out (no answer for 30 s)",
@@ -77,14 +76,14 @@ def subscription_actions(row: Mapping[str, Any], *, zoho_controls: bool) -> str:
     """The forms under a subscription's card; which ones depends on its status."""
     subscription_id = str(row["subscription_id"])
     status = str(row.get("status") or "not_connected")
-    heading_id = "sub-" + re.sub(r"[^A-Za-z0-9_-]", "_", subscription_id)
+    heading = heading_id(subscription_id)
 
     def form(path: str, label: str, css: str = "") -> str:
         action = escape(path.format(subscription_id=subscription_id))
         kind = f' class="{css}"' if css else ""
         return (
             f'<form method="post" action="{action}"><button type="submit"{kind} '
-            f'aria-describedby="{heading_id}">{label}</button></form>'
+            f'aria-describedby="{heading}">{label}</button></form>'
         )
 
     # Authenticate and Reconnect both go through a fresh connect link in this browser.
@@ -99,6 +98,15 @@ def subscription_actions(row: Mapping[str, Any], *, zoho_controls: bool) -> str:
     if zoho_controls and status == "connected":
         forms.append(form(ZOHO_REVOKE_PATH, "Revoke at Zoho", "danger"))
     return f'<div class="actions">{"".join(forms)}</div>'
+
+
+def not_answered(error: httpx.HTTPError) -> str:
+    return f"The admin API did not answer ({type(error).__name__})."
+
+
+def heading_id(subscription_id: str) -> str:
+    """The id of a subscription card's heading, which its buttons name as what they act on."""
+    return "sub-" + re.sub(r"[^A-Za-z0-9_-]", "_", subscription_id)
 
 
 def zoho_controls_panel(data_centres: Iterable[str]) -> str:
@@ -172,7 +180,7 @@ class ConsoleActions:
 
     def connect_link(self, event: Event) -> Response:
         """A link to send to the person who owns the Zoho account, with its expiry, to copy."""
-        subscription_id, refused = self._checked(event)
+        subscription_id, refused = self._console.checked_subscription(event)
         if refused is not None:
             return refused
         try:
@@ -180,7 +188,7 @@ class ConsoleActions:
                 subscription = admin.get(f"/admin/subscriptions/{subscription_id}")
                 answer = admin.post(f"/admin/subscriptions/{subscription_id}/connect-links")
         except httpx.HTTPError as error:
-            return self._console.problem(502, f"The admin API did not answer ({type(error).__name__}).")
+            return self._console.problem(502, not_answered(error))
         if answer.status_code != 201 or subscription.status_code != 200:
             return self._console.problem(answer.status_code, self._console._refusal(answer))
         link = answer.json()
@@ -199,7 +207,7 @@ class ConsoleActions:
     def zoho_revoke(self, event: Event) -> Response:
         """What the person does in their Zoho account: remove this client's access."""
         assert self._standin is not None
-        subscription_id, refused = self._checked(event)
+        subscription_id, refused = self._console.checked_subscription(event)
         if refused is not None:
             return refused
         answer, failed = self._ask("GET", f"/admin/subscriptions/{subscription_id}")
@@ -242,25 +250,17 @@ class ConsoleActions:
 
     # ---------------------------------------------------------------------------------------------
 
-    def _checked(self, event: Event) -> tuple[str, Response | None]:
-        if not self._console._same_origin(event):
-            return "", self._console.problem(403, "The request did not come from this console.")
-        subscription_id = (event.get("pathParameters") or {}).get("subscription_id", "")
-        if not _SUBSCRIPTION_ID.fullmatch(subscription_id):
-            return "", self._console.problem(404, "There is no such subscription.")
-        return subscription_id, None
-
     def _ask(self, method: str, path: str) -> tuple[httpx.Response | None, Response]:
         """The admin API's answer, or None and the page saying it did not answer."""
         try:
             with self._console._admin() as admin:
                 return admin.request(method, path), {}
         except httpx.HTTPError as error:
-            return None, self._console.problem(502, f"The admin API did not answer ({type(error).__name__}).")
+            return None, self._console.problem(502, not_answered(error))
 
     def _admin_action(self, action: str, done: Callable[[dict[str, Any]], str]) -> ExtraRoute:
         def route(event: Event) -> Response:
-            subscription_id, refused = self._checked(event)
+            subscription_id, refused = self._console.checked_subscription(event)
             if refused is not None:
                 return refused
             answer, failed = self._ask("POST", f"/admin/subscriptions/{subscription_id}/{action}")

@@ -6,7 +6,7 @@ same handlers with the same environment and events as a deployed stack.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +30,21 @@ def function_environment(template: dict[str, Any], stack: Stack, function_logica
     shared = (_globals_function(template).get("Environment") or {}).get("Variables")
     merged = {**(resolve(shared or {}, stack) or {}), **(resolve(own or {}, stack) or {})}
     return {str(name): scalar_str(value) for name, value in merged.items()}
+
+
+def functions_environment(template: dict[str, Any], stack: Stack) -> dict[str, str]:
+    """Every function's variables in one environment: the local runner serves them all in one process
+    (and env.json gives them all to sam local), so they must agree."""
+    merged: dict[str, str] = {}
+    for function_id, resource in (template.get("Resources") or {}).items():
+        if resource.get("Type") != "AWS::Serverless::Function":
+            continue
+        for name, value in function_environment(template, stack, function_id).items():
+            if merged.setdefault(name, value) != value:
+                raise RuntimeError(
+                    f"{name} differs between functions; the local runner shares one environment"
+                )
+    return merged
 
 
 @dataclass(frozen=True)
@@ -66,27 +81,31 @@ def _default_authorizer(template: Mapping[str, Any], api_id: Any) -> str | None:
     return str(default) if default else None
 
 
+def _events(template: Mapping[str, Any], kind: str) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """(function id, event id, event properties) of every `kind` event of every AWS::Serverless::Function,
+    in template order."""
+    for function_id, resource in (template.get("Resources") or {}).items():
+        if resource.get("Type") == "AWS::Serverless::Function":
+            for event_id, event in ((resource.get("Properties") or {}).get("Events") or {}).items():
+                if event.get("Type") == kind:
+                    yield function_id, event_id, dict(event.get("Properties") or {})
+
+
 def http_routes(template: dict[str, Any]) -> list[Route]:
     """Every HttpApi event of every AWS::Serverless::Function, in template order."""
     routes: list[Route] = []
-    for function_id, resource in (template.get("Resources") or {}).items():
-        if resource.get("Type") != "AWS::Serverless::Function":
-            continue
-        properties = resource.get("Properties") or {}
-        for event in (properties.get("Events") or {}).values():
-            if event.get("Type") != "HttpApi":
-                continue
-            code_uri, handler = _function_code(template, function_id, properties)
-            event_properties = event.get("Properties") or {}
-            method = str(event_properties.get("Method", "ANY")).upper()
-            if method == "X-AMAZON-APIGATEWAY-ANY-METHOD":
-                method = "ANY"
-            path = str(event_properties.get("Path", "$default"))
-            authorizer = (event_properties.get("Auth") or {}).get("Authorizer")
-            if authorizer is None:
-                authorizer = _default_authorizer(template, event_properties.get("ApiId"))
-            auth = None if authorizer in (None, "NONE") else str(authorizer)
-            routes.append(Route(method, path, function_id, code_uri, handler, auth))
+    for function_id, _, event_properties in _events(template, "HttpApi"):
+        properties = template["Resources"][function_id].get("Properties") or {}
+        code_uri, handler = _function_code(template, function_id, properties)
+        method = str(event_properties.get("Method", "ANY")).upper()
+        if method == "X-AMAZON-APIGATEWAY-ANY-METHOD":
+            method = "ANY"
+        path = str(event_properties.get("Path", "$default"))
+        authorizer = (event_properties.get("Auth") or {}).get("Authorizer")
+        if authorizer is None:
+            authorizer = _default_authorizer(template, event_properties.get("ApiId"))
+        auth = None if authorizer in (None, "NONE") else str(authorizer)
+        routes.append(Route(method, path, function_id, code_uri, handler, auth))
     return routes
 
 
@@ -104,25 +123,17 @@ class Schedule:
 def schedules(template: dict[str, Any], stack: Stack | None = None) -> list[Schedule]:
     """Every Schedule event; intrinsics in them are resolved when a stack is given."""
     found: list[Schedule] = []
-    for function_id, resource in (template.get("Resources") or {}).items():
-        if resource.get("Type") != "AWS::Serverless::Function":
-            continue
-        for event_id, event in ((resource.get("Properties") or {}).get("Events") or {}).items():
-            if event.get("Type") != "Schedule":
-                continue
-            properties = event.get("Properties") or {}
-            if stack is not None:
-                properties = resolve(properties, stack) or {}
-            expression = properties.get("Schedule")
-            enabled = flag(properties.get("Enabled"), default=True)
-            if not isinstance(expression, str):
-                raise ValueError(f"{function_id}.{event_id}: the schedule expression is not a plain string")
-            payload = properties.get("Input")
-            found.append(
-                Schedule(
-                    function_id, event_id, expression, enabled, None if payload is None else str(payload)
-                )
-            )
+    for function_id, event_id, properties in _events(template, "Schedule"):
+        if stack is not None:
+            properties = resolve(properties, stack) or {}
+        expression = properties.get("Schedule")
+        enabled = flag(properties.get("Enabled"), default=True)
+        if not isinstance(expression, str):
+            raise ValueError(f"{function_id}.{event_id}: the schedule expression is not a plain string")
+        payload = properties.get("Input")
+        found.append(
+            Schedule(function_id, event_id, expression, enabled, None if payload is None else str(payload))
+        )
     return found
 
 
@@ -145,18 +156,12 @@ class QueueSource:
 def queue_sources(template: dict[str, Any], stack: Stack) -> list[QueueSource]:
     """Every SQS event whose queue was provisioned locally (its Queue is a GetAtt of a queue's Arn)."""
     found: list[QueueSource] = []
-    for function_id, resource in (template.get("Resources") or {}).items():
-        if resource.get("Type") != "AWS::Serverless::Function":
+    for function_id, _, properties in _events(template, "SQS"):
+        queue = properties.get("Queue")
+        if not (isinstance(queue, dict) and "Fn::GetAtt" in queue):
             continue
-        for event in ((resource.get("Properties") or {}).get("Events") or {}).values():
-            if event.get("Type") != "SQS":
-                continue
-            properties = event.get("Properties") or {}
-            queue = properties.get("Queue")
-            if not (isinstance(queue, dict) and "Fn::GetAtt" in queue):
-                continue
-            logical_id = queue["Fn::GetAtt"][0]
-            found.append(
-                QueueSource(function_id, stack.physical_ids[logical_id], int(properties.get("BatchSize", 10)))
-            )
+        logical_id = queue["Fn::GetAtt"][0]
+        found.append(
+            QueueSource(function_id, stack.physical_ids[logical_id], int(properties.get("BatchSize", 10)))
+        )
     return found

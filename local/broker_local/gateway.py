@@ -13,6 +13,7 @@ import importlib.util
 import json
 import logging
 import os
+import re
 import sys
 import threading
 import time
@@ -26,6 +27,8 @@ from types import ModuleType, TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
+from werkzeug.exceptions import HTTPException
+from werkzeug.routing import Map, PathConverter, Rule
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request
 from werkzeug.wrappers import Response as HttpResponse
@@ -45,65 +48,44 @@ Handler = Callable[[Event, Any], Any]
 
 _NOT_FOUND = (404, {"message": "Not Found"})
 _INTERNAL_ERROR = (500, {"message": "Internal Server Error"})
-_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _HOP_BY_HOP = {"content-length", "transfer-encoding", "connection", "keep-alive"}
 _LAMBDA_TIMEOUT_MS = 15_000  # the template's Globals.Function.Timeout; only reported, not enforced
 
 
 # --------------------------------------------------------------------------------------------------
-# Routing, with API Gateway's precedence: exact segments beat {param}, {param} beats {proxy+}, a method
-# beats ANY, and $default catches whatever is left.
+# Routing: Werkzeug's matcher tries exact segments before {param} before {proxy+}, as API Gateway does;
+# a method beats ANY (rules with a method come first), and $default catches whatever is left.
+
+_GREEDY = re.compile(r"\{(\w+)\+\}")
+_PARAMETER = re.compile(r"\{(\w+)\}")
 
 
-@dataclass(frozen=True)
-class _CompiledRoute:
-    route: Route
-    segments: tuple[str, ...]
+class _GreedyConverter(PathConverter):
+    """{proxy+}: the rest of the path, slashes included, when it holds more than slashes."""
 
-    @property
-    def precedence(self) -> tuple[int, int, int, int]:
-        greedy = bool(self.segments) and self.segments[-1].endswith("+}")
-        static = sum(1 for segment in self.segments if not segment.startswith("{"))
-        return (
-            self.route.path != "$default",
-            not greedy,
-            static,
-            self.route.method != "ANY",
-        )
-
-    def match(self, method: str, raw_segments: list[str]) -> dict[str, str] | None:
-        if self.route.method not in ("ANY", method):
-            return None
-        if self.route.path == "$default":
-            return {}
-        parameters: dict[str, str] = {}
-        for index, pattern in enumerate(self.segments):
-            if pattern.startswith("{") and pattern.endswith("+}"):
-                rest = raw_segments[index:]
-                if not rest or not any(rest):
-                    return None
-                parameters[pattern[1:-2]] = unquote("/".join(rest))
-                return parameters
-            if index >= len(raw_segments):
-                return None
-            value = unquote(raw_segments[index])
-            if pattern.startswith("{") and pattern.endswith("}"):
-                if not value:
-                    return None
-                parameters[pattern[1:-1]] = value
-            elif pattern != value:
-                return None
-        return parameters if len(raw_segments) == len(self.segments) else None
+    regex = r".*?[^/].*?"
 
 
-def _compile(route: Route) -> _CompiledRoute:
-    segments = () if route.path == "$default" else tuple(route.path.split("/")[1:])
-    return _CompiledRoute(route, segments)
+def _route_map(routes: Sequence[tuple[str, str, Any]]) -> Map:
+    """(method, path, endpoint) as Werkzeug rules, matched against the raw path (so %2F stays inside its
+    segment); ANY is every method, and a GET route answers no HEAD (Werkzeug's default would)."""
+    rules = []
+    for method, path, endpoint in sorted(routes, key=lambda route: route[0] == "ANY"):
+        rule = Rule(_PARAMETER.sub(r"<\1>", _GREEDY.sub(r"<greedy:\1>", path)), endpoint=endpoint)
+        rule.methods = None if method == "ANY" else {method}
+        rules.append(rule)
+    return Map(rules, merge_slashes=False, converters={"greedy": _GreedyConverter})
 
 
-def _extra_route(method: str, path: str) -> Route:
-    """A local-only route, described as a template route so it matches the same way."""
-    return Route(method=method.upper(), path=path, function_id="", code_uri="", handler="", auth=None)
+def _match(routes: Map, method: str, path: str) -> tuple[Any, dict[str, str]] | None:
+    """The endpoint and decoded path parameters of the route the request takes, or None."""
+    if path.startswith("//"):
+        return None  # Werkzeug would drop the empty first segment, API Gateway matches none with it
+    try:
+        endpoint, parameters = routes.bind("local").match(path, method)
+    except HTTPException:  # NotFound, MethodNotAllowed
+        return None
+    return endpoint, {name: unquote(value) for name, value in parameters.items()}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -200,10 +182,6 @@ def _rename_siblings(names: set[str], folder: Path, function_id: str) -> None:
 # Events and responses, payload format 2.0.
 
 
-def _request_time(now: datetime) -> str:
-    return f"{now:%d}/{_MONTHS[now.month - 1]}/{now:%Y:%H:%M:%S} +0000"
-
-
 def _comma_joined(pairs: Sequence[tuple[str, str]]) -> dict[str, str]:
     joined: dict[str, str] = {}
     for name, value in pairs:
@@ -211,27 +189,24 @@ def _comma_joined(pairs: Sequence[tuple[str, str]]) -> dict[str, str]:
     return joined
 
 
-@dataclass(frozen=True)
-class IncomingRequest:
-    """One HTTP request as the gateway received it, before routing."""
-
-    method: str
-    raw_path: str
-    raw_query: str
-    headers: list[tuple[str, str]]  # as received, in order
-    body: bytes
-    source_ip: str
-    server_host: str
-    server_port: int
+def raw_path(request: Request) -> str:
+    """RAW_URI is the path as sent, percent-encoding kept: API Gateway's rawPath, and what routing matches
+    (so %2F stays inside its segment)."""
+    return str(request.environ.get("RAW_URI") or request.path).partition("?")[0]
 
 
 def build_event(
-    request: IncomingRequest, route_key: str, path_parameters: Mapping[str, str], auth: str | None
+    request: Request, route_key: str, path_parameters: Mapping[str, str], auth: str | None
 ) -> Event:
     """The payload format 2.0 event API Gateway sends for this request."""
     now = datetime.now(UTC)
     request_id = str(uuid.uuid4())
-    received = [(name.lower(), value) for name, value in request.headers]
+    path = raw_path(request)
+    query = request.query_string.decode("latin-1")
+    body = request.get_data()
+    source_ip = request.remote_addr or "127.0.0.1"
+    port = request.environ["SERVER_PORT"]
+    received = [(name.lower(), value) for name, value in request.headers.items()]
     cookies = [
         part.strip()
         for name, value in received
@@ -240,12 +215,10 @@ def build_event(
         if part.strip()
     ]
     headers = _comma_joined([(name, value) for name, value in received if name != "cookie"])
-    headers.setdefault("host", f"{request.server_host}:{request.server_port}")
+    headers.setdefault("host", f"{request.environ['SERVER_NAME']}:{port}")
     forwarded_for = headers.get("x-forwarded-for")
-    headers["x-forwarded-for"] = (
-        f"{forwarded_for}, {request.source_ip}" if forwarded_for else request.source_ip
-    )
-    headers.setdefault("x-forwarded-port", str(request.server_port))
+    headers["x-forwarded-for"] = f"{forwarded_for}, {source_ip}" if forwarded_for else source_ip
+    headers.setdefault("x-forwarded-port", str(port))
     headers.setdefault("x-forwarded-proto", "http")
     headers.setdefault("x-amzn-trace-id", f"Root=1-{int(now.timestamp()):08x}-{uuid.uuid4().hex[:24]}")
     domain = headers["host"]
@@ -256,15 +229,15 @@ def build_event(
         "domainPrefix": domain.split(":", 1)[0].split(".", 1)[0],
         "http": {
             "method": request.method,
-            "path": request.raw_path,
+            "path": path,
             "protocol": "HTTP/1.1",
-            "sourceIp": request.source_ip,
+            "sourceIp": source_ip,
             "userAgent": headers.get("user-agent", ""),
         },
         "requestId": request_id,
         "routeKey": route_key,
         "stage": "$default",
-        "time": _request_time(now),
+        "time": f"{now:%d/%b/%Y:%H:%M:%S} +0000",  # %b is English: Python leaves LC_TIME at "C"
         "timeEpoch": int(now.timestamp() * 1000),
     }
     if auth == "AWS_IAM":
@@ -282,23 +255,23 @@ def build_event(
     event: Event = {
         "version": "2.0",
         "routeKey": route_key,
-        "rawPath": request.raw_path,
-        "rawQueryString": request.raw_query,
+        "rawPath": path,
+        "rawQueryString": query,
     }
     if cookies:
         event["cookies"] = cookies
     event["headers"] = headers
-    if request.raw_query:
-        event["queryStringParameters"] = _comma_joined(parse_qsl(request.raw_query, keep_blank_values=True))
+    if query:
+        event["queryStringParameters"] = _comma_joined(parse_qsl(query, keep_blank_values=True))
     if path_parameters:
         event["pathParameters"] = dict(path_parameters)
     event["requestContext"] = context
-    if request.body:
+    if body:
         try:
-            event["body"] = request.body.decode("utf-8")
+            event["body"] = body.decode("utf-8")
             event["isBase64Encoded"] = False
         except UnicodeDecodeError:
-            event["body"] = base64.b64encode(request.body).decode("ascii")
+            event["body"] = base64.b64encode(body).decode("ascii")
             event["isBase64Encoded"] = True
     else:
         event["isBase64Encoded"] = False
@@ -375,23 +348,16 @@ class LocalApiGateway:
         self.project_root = Path(project_root)
         self.host = host
         self.port = port
-        self.extra_routes = {
-            (method.upper(), path): call
-            for (method, path), call in (extra_routes or {}).items()
-            if "{" not in path
-        }
-        self._extra_patterns = sorted(
-            (
-                (_compile(_extra_route(method, path)), call)
+        self._extra_routes = _route_map(
+            [
+                (method.upper(), path, (f"{method.upper()} {path}", call))
                 for (method, path), call in (extra_routes or {}).items()
-                if "{" in path
-            ),
-            key=lambda pattern: pattern[0].precedence,
-            reverse=True,
+            ]
         )
-        self._compiled = sorted(
-            (_compile(route) for route in self.routes), key=lambda c: c.precedence, reverse=True
+        self._routes = _route_map(
+            [(route.method, route.path, route) for route in self.routes if route.path != "$default"]
         )
+        self._default = next((route for route in self.routes if route.path == "$default"), None)
         self._functions: dict[str, _Function] = {}
         self._functions_lock = threading.Lock()
         self._server: BaseWSGIServer | None = None
@@ -436,20 +402,7 @@ class LocalApiGateway:
         """Werkzeug serves HTTP (keep-alive, chunked bodies); this maps each request to payload 2.0."""
         started = time.perf_counter()
         request = Request(environ)
-        # RAW_URI is the path as sent, percent-encoding kept: API Gateway's rawPath, and what routing
-        # splits into segments before decoding each (so %2F stays inside its segment).
-        raw_path = str(environ.get("RAW_URI") or request.path).partition("?")[0]
-        incoming = IncomingRequest(
-            method=request.method,
-            raw_path=raw_path,
-            raw_query=request.query_string.decode("latin-1"),
-            headers=list(request.headers.items()),
-            body=request.get_data(),
-            source_ip=request.remote_addr or "127.0.0.1",
-            server_host=self.host,
-            server_port=self.port,
-        )
-        status, headers, body = self.handle(incoming)
+        status, headers, body = self.handle(request)
         response = HttpResponse(body, status=status)
         response.headers.clear()
         for name, value in headers:
@@ -458,43 +411,32 @@ class LocalApiGateway:
         # The console's own calls to the admin API are part of the page a person asked for: DEBUG.
         level = logging.DEBUG if request.headers.get(INTERNAL_HEADER) else logging.INFO
         logger.log(
-            level, "%s %s %d %.0fms", request.method, raw_path, status, (time.perf_counter() - started) * 1000
+            level,
+            "%s %s %d %.0fms",
+            request.method,
+            raw_path(request),
+            status,
+            (time.perf_counter() - started) * 1000,
         )
         return response(environ, start_response)
 
-    def handle(self, request: IncomingRequest) -> tuple[int, list[tuple[str, str]], bytes]:
+    def handle(self, request: Request) -> tuple[int, list[tuple[str, str]], bytes]:
         """Route one request and answer it; never raises (failures become API Gateway's 500)."""
-        extra = self._match_extra(request)
+        path = raw_path(request)
+        extra = _match(self._extra_routes, request.method, path)
         if extra is not None:
-            call, route_key, path_parameters = extra
+            (route_key, call), path_parameters = extra
             event = build_event(request, route_key, path_parameters, None)
-            return self._answer("extra route " + request.raw_path, lambda: call(event))
-        found = self._match(request)
+            return self._answer("extra route " + path, lambda: call(event))
+        found = _match(self._routes, request.method, path)
+        if found is None and self._default is not None:
+            found = self._default, {}
         if found is None:
             return _json(*_NOT_FOUND)
         route, parameters = found
         route_key = "$default" if route.path == "$default" else f"{route.method} {route.path}"
         event = build_event(request, route_key, parameters, route.auth)
         return self._answer(route.function_id, lambda: self._invoke(route, event))
-
-    def _match_extra(self, request: IncomingRequest) -> tuple[ExtraRoute, str, dict[str, str]] | None:
-        exact = self.extra_routes.get((request.method, request.raw_path))
-        if exact is not None:
-            return exact, f"{request.method} {request.raw_path}", {}
-        raw_segments = request.raw_path.split("/")[1:]
-        for compiled, call in self._extra_patterns:
-            parameters = compiled.match(request.method, raw_segments)
-            if parameters is not None:
-                return call, f"{compiled.route.method} {compiled.route.path}", parameters
-        return None
-
-    def _match(self, request: IncomingRequest) -> tuple[Route, dict[str, str]] | None:
-        raw_segments = request.raw_path.split("/")[1:]
-        for compiled in self._compiled:
-            parameters = compiled.match(request.method, raw_segments)
-            if parameters is not None:
-                return compiled.route, parameters
-        return None
 
     def _invoke(self, route: Route, event: Event) -> Any:
         function = self._function(route)

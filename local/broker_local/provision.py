@@ -19,13 +19,12 @@ import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import boto3
 import botocore.session
 
-from broker_local.functions import function_environment
+from broker_local.functions import functions_environment
 from broker_local.template import DEFAULT_REGION, DEFAULT_STACK_NAME, Stack, load_template, provision
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -72,15 +71,6 @@ def docker_host_view(endpoint: str) -> str:
 
 def stand_in_servers(host: str) -> dict[str, str]:
     return {data_centre: f"http://{host}:{port}" for data_centre, port in STANDIN_PORTS.items()}
-
-
-def functions_environment(template: dict[str, Any], stack: Stack) -> dict[str, str]:
-    """What the template's functions get when deployed (Globals plus their own), resolved for the stack."""
-    merged: dict[str, str] = {}
-    for logical_id, resource in (template.get("Resources") or {}).items():
-        if resource.get("Type") == "AWS::Serverless::Function":
-            merged.update(function_environment(template, stack, logical_id))
-    return merged
 
 
 def host_environment(

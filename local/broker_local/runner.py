@@ -26,12 +26,12 @@ from moto.server import ThreadedMotoServer
 
 from broker_local.console import Console
 from broker_local.event_feed import EventFeed
-from broker_local.functions import function_environment, http_routes
+from broker_local.functions import functions_environment, http_routes
 from broker_local.gateway import LocalApiGateway
 from broker_local.moto_atomic import make_dynamodb_atomic
 from broker_local.output import configure_logging, quiet_metrics
 from broker_local.scheduler import LocalScheduler
-from broker_local.template import Stack, load_template, provision
+from broker_local.template import load_template, provision
 from broker_local.zoho_standin import ZohoStandIn
 from broker_local.zoho_standin_api import ACCOUNTS
 
@@ -85,18 +85,6 @@ def check_ports(options: Options) -> None:
                     f"Port {port} on {options.host} is already in use (another `make dev`?). "
                     f'Pick another: make dev ARGS="{instead}"'
                 ) from None
-
-
-def functions_environment(template: dict[str, Any], stack: Stack) -> dict[str, str]:
-    """All functions' variables; one process serves them all, so they must agree."""
-    merged: dict[str, str] = {}
-    for route in http_routes(template):
-        for name, value in function_environment(template, stack, route.function_id).items():
-            if merged.setdefault(name, value) != value:
-                raise RuntimeError(
-                    f"{name} differs between functions; the local runner shares one environment"
-                )
-    return merged
 
 
 @contextlib.contextmanager

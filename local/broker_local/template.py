@@ -6,6 +6,7 @@ routes and function environments from it too, so a local run cannot drift from w
 
 from __future__ import annotations
 
+import graphlib
 import json
 import re
 import secrets
@@ -332,26 +333,15 @@ def _references(value: Any) -> Iterator[str]:
 
 
 def _dependency_order(resources: Mapping[str, Any]) -> list[str]:
-    """Template order, except that every resource comes after the ones it references."""
-    ordered: list[str] = []
-    visiting: set[str] = set()
-
-    def visit(logical_id: str) -> None:
-        if logical_id in ordered:
-            return
-        if logical_id in visiting:
-            raise ValueError(f"Circular reference involving {logical_id}")
-        visiting.add(logical_id)
-        resource = resources[logical_id]
-        for target in _references(resource.get("Properties") or {}):
-            if target in resources and target != logical_id:
-                visit(target)
-        visiting.discard(logical_id)
-        ordered.append(logical_id)
-
-    for logical_id in resources:
-        visit(logical_id)
-    return ordered
+    """Every resource after the ones it references (a cycle raises graphlib.CycleError)."""
+    graph = {
+        logical_id: {
+            target for target in _references(resource.get("Properties") or {}) if target in resources
+        }
+        - {logical_id}
+        for logical_id, resource in resources.items()
+    }
+    return list(graphlib.TopologicalSorter(graph).static_order())
 
 
 def _error_code(error: ClientError) -> str:

@@ -19,21 +19,20 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType, TracebackType
 from typing import Any, Self
 
+from werkzeug.serving import BaseWSGIServer
+
 from broker_local import favicon
 from broker_local.zoho_standin_api import (
-    ACCOUNTS,
-    DEFAULT_CONCURRENCY_LIMIT,
-    Account,
     StandInApi,
     account_choices,
 )
 from broker_local.zoho_standin_http import (
     Answer,
-    DataCentreServer,
     RecordedRequest,
     bad_request,
     consent_page,
     consent_problem,
+    data_centre_server,
     json_answer,
     page,
     redirect,
@@ -88,8 +87,6 @@ class ZohoStandIn:
         latency_seconds: float = 0.0,
         code_ttl_seconds: int = 120,
         learn_client_secrets: bool = False,
-        accounts: tuple[Account, ...] = ACCOUNTS,
-        api_concurrency_limit: int = DEFAULT_CONCURRENCY_LIMIT,
         zoho_api_domains: bool = False,
     ) -> None:
         if not data_centres:
@@ -104,7 +101,7 @@ class ZohoStandIn:
         self._learned: dict[tuple[str, str], str] = {}
         self._lock = threading.Lock()
         self._stopping = threading.Event()
-        self._servers: dict[str, DataCentreServer] = {}
+        self._servers: dict[str, BaseWSGIServer] = {}
         self._threads: list[threading.Thread] = []
         self._base_urls: dict[str, str] = {}
         # The world, guarded by self._lock.
@@ -119,12 +116,7 @@ class ZohoStandIn:
         # Token answers name the stand-in itself as api_domain, so API calls reach its API; True names
         # Zoho's real API domains instead (for checks of what Zoho answers).
         self._zoho_api_domains = zoho_api_domains
-        self.api = StandInApi(
-            token_organization=self._token_organization,
-            stopping=self._stopping,
-            accounts=accounts,
-            concurrency_limit=api_concurrency_limit,
-        )
+        self.api = StandInApi(token_organization=self._token_organization, stopping=self._stopping)
 
     # Lifecycle
 
@@ -135,7 +127,7 @@ class ZohoStandIn:
         self._stopping.clear()
         try:
             for data_centre, port in self._ports.items():
-                server = DataCentreServer((self._host, port), self, data_centre)
+                server = data_centre_server(self._host, port, self, data_centre)
                 self._servers[data_centre] = server
                 self._base_urls[data_centre] = f"http://{self._host}:{server.server_address[1]}"
         except BaseException:
@@ -242,13 +234,13 @@ class ZohoStandIn:
     ) -> str:
         """What the API Console's Self Client does for the account owner: a one-use grant code for their own
         account at their data centre, with no redirect URI (its exchange sends none)."""
-        if data_centre not in self._ports:
-            raise ValueError(f"unknown data centre {data_centre!r}")
-        organization = self.api.account(account).organization.id
-        with self._lock:
-            return self._mint_code(
-                client_id, SELF_CLIENT_REDIRECT_URI, scope, "offline", data_centre, organization
-            )
+        return self.issue_code(
+            client_id=client_id,
+            redirect_uri=SELF_CLIENT_REDIRECT_URI,
+            scope=scope,
+            data_centre=data_centre,
+            account=account,
+        )
 
     def expire_access_tokens(self) -> None:
         """Every access token reaches its hour: API calls with them get INVALID_OAUTHTOKEN."""

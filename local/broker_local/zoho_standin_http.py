@@ -12,9 +12,14 @@ import json
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+from werkzeug.wrappers import Request
+from werkzeug.wrappers import Response as HttpResponse
+
+from zoho_broker import pages
 
 if TYPE_CHECKING:
     from broker_local.zoho_standin import ZohoStandIn
@@ -23,6 +28,7 @@ TITLE = "Zoho Accounts (stand-in)"
 JSON_TYPE = "application/json;charset=UTF-8"  # exactly what Zoho sends
 HTML_TYPE = "text/html; charset=utf-8"
 MAX_BODY_BYTES = 1 << 20
+_METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH")  # what it serves; http.server answered others 501
 
 
 @dataclass(frozen=True)
@@ -47,31 +53,17 @@ def json_answer(payload: Mapping[str, Any], status: int = 200) -> Answer:
     return Answer(status, json.dumps(payload).encode(), JSON_TYPE, {"Cache-Control": "no-store"})
 
 
+_CSS = """body { font-family: system-ui, sans-serif; max-width: 36rem; margin: 2rem auto; padding: 0 1rem;
+  line-height: 1.5; color: #1a1a1a; background: #fff; }
+button, select { font: inherit; padding: .5rem 1rem; margin: .25rem .5rem .25rem 0; }
+button:focus-visible, select:focus-visible { outline: 3px solid #0b5fff; outline-offset: 2px; }
+code { overflow-wrap: anywhere; }"""
+
+
 def page(heading: str, body_html: str, status: int = 200) -> Answer:
     """A small self-contained page: no external assets, readable on a phone and by a screen reader."""
-    document = f"""<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{html.escape(TITLE)}</title>
-<style>
-body {{ font-family: system-ui, sans-serif; max-width: 36rem; margin: 2rem auto; padding: 0 1rem;
-  line-height: 1.5; color: #1a1a1a; background: #fff; }}
-button, select {{ font: inherit; padding: .5rem 1rem; margin: .25rem .5rem .25rem 0; }}
-button:focus-visible, select:focus-visible {{ outline: 3px solid #0b5fff; outline-offset: 2px; }}
-code {{ overflow-wrap: anywhere; }}
-</style>
-</head>
-<body>
-<main>
-<p>{html.escape(TITLE)}</p>
-<h1>{html.escape(heading)}</h1>
-{body_html}
-</main>
-</body>
-</html>
-"""
+    main = f"<main><p>{html.escape(TITLE)}</p><h1>{html.escape(heading)}</h1>{body_html}</main>"
+    document = pages.document(title=TITLE, body_html=main, css=_CSS)
     return Answer(status, document.encode(), HTML_TYPE, {"Cache-Control": "no-store"})
 
 
@@ -83,91 +75,50 @@ def with_query(url: str, params: Sequence[tuple[str, str]]) -> str:
     return urlunsplit(parts._replace(query=query))
 
 
-class DataCentreServer(ThreadingHTTPServer):
-    """One data centre's accounts server; every one of them serves the same ZohoStandIn world."""
+class _SilentRequestHandler(WSGIRequestHandler):
+    """Werkzeug's request handler without its log: request lines carry grant codes and tokens."""
 
-    daemon_threads = True
-
-    def __init__(self, address: tuple[str, int], standin: ZohoStandIn, data_centre: str) -> None:
-        self.standin = standin
-        self.data_centre = data_centre
-        super().__init__(address, _Handler)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """Stay silent about clients that went away; never print a traceback that might carry a secret."""
-        error = sys.exc_info()[1]
-        if not isinstance(error, ConnectionError | TimeoutError):
-            print(f"zoho stand-in: internal error {type(error).__name__}", file=sys.stderr)
+    def log(self, type: str, message: str, *args: Any) -> None:
+        return None
 
 
-class _Handler(BaseHTTPRequestHandler):
-    """Parses the request, records it, and lets the stand-in decide the answer."""
+def data_centre_server(host: str, port: int, standin: ZohoStandIn, data_centre: str) -> BaseWSGIServer:
+    """One data centre's accounts server; every one of them serves the same ZohoStandIn world. Werkzeug
+    closes each connection after its answer, so stop() really stops serving."""
 
-    protocol_version = "HTTP/1.1"
-    server_version = "ZohoStandIn"
-    sys_version = ""
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Silenced: request lines carry grant codes and tokens."""
-
-    def do_GET(self) -> None:
-        self._serve()
-
-    def do_POST(self) -> None:
-        self._serve()
-
-    def do_PUT(self) -> None:
-        self._serve()
-
-    def do_DELETE(self) -> None:
-        self._serve()
-
-    def do_PATCH(self) -> None:
-        self._serve()
-
-    def _serve(self) -> None:
-        server = self.server
-        assert isinstance(server, DataCentreServer)
-        parts = urlsplit(self.path)
-        params = dict(parse_qsl(parts.query, keep_blank_values=True))
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_BODY_BYTES:
-            self._send(json_answer({"error": "request_too_large"}, 413))
-            return
-        body = self.rfile.read(length) if length > 0 else b""
-        if server.standin.api.serves(parts.path):  # the API, where api_domain points (zoho_standin_api)
-            api = server.standin.api.handle(
-                server.data_centre, self.command, parts.path, params, self.headers, body
-            )
-            self._send(Answer(api.status, api.body(), JSON_TYPE, api.headers))
-            return
-        content_type = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
-        if body and content_type in ("", "application/x-www-form-urlencoded"):
-            params.update(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
-        answer = server.standin._handle(
-            server.data_centre,
-            self.command,
-            parts.path or "/",
-            params,
-            self.headers.get("Authorization") or "",
-        )
-        if answer is not None:
-            self._send(answer)
-
-    def _send(self, answer: Answer) -> None:
-        self.close_connection = True  # one request per connection: stop() then really stops serving
+    @Request.application
+    def serve(request: Request) -> HttpResponse:
         try:
-            self.send_response(answer.status)
-            self.send_header("Content-Type", answer.content_type)
-            self.send_header("Content-Length", str(len(answer.body)))
-            self.send_header("Connection", "close")
-            for name, value in answer.headers.items():
-                self.send_header(name, value)
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(answer.body)
-        except (ConnectionError, TimeoutError):
-            pass  # the client gave up (e.g. its timeout during a "timeout" fault)
+            answer = _answer(standin, data_centre, request)
+        except Exception as error:  # never a traceback: it might carry a secret
+            print(f"zoho stand-in: internal error {type(error).__name__}", file=sys.stderr)
+            answer = None
+        if answer is None:
+            raise ConnectionAbortedError  # hang up without answering; Werkzeug drops it silently
+        return HttpResponse(
+            answer.body, answer.status, {"Content-Type": answer.content_type, **answer.headers}
+        )
+
+    return make_server(host, port, serve, threaded=True, request_handler=_SilentRequestHandler)
+
+
+def _answer(standin: ZohoStandIn, data_centre: str, request: Request) -> Answer | None:
+    """Parse and record the request, and let the stand-in decide the answer (None: hang up)."""
+    if request.method not in _METHODS:
+        return json_answer({"error": "unsupported_method"}, 501)
+    if (request.content_length or 0) > MAX_BODY_BYTES:
+        return json_answer({"error": "request_too_large"}, 413)
+    path = urlsplit(request.environ.get("RAW_URI") or request.path).path or "/"  # as sent, not decoded
+    params = dict(request.args.items(multi=True))  # the last of a repeated parameter wins
+    body = request.get_data()
+    if standin.api.serves(path):  # the API, where api_domain points (zoho_standin_api)
+        api = standin.api.handle(data_centre, request.method, path, params, request.headers, body)
+        return Answer(api.status, api.body(), JSON_TYPE, api.headers)
+    if body and request.mimetype in ("", "application/x-www-form-urlencoded"):
+        params.update(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+    return standin._handle(
+        data_centre, request.method, path, params, request.headers.get("Authorization") or ""
+    )
 
 
 def unavailable() -> Answer:
