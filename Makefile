@@ -8,7 +8,7 @@ PYTHON ?= $(if $(PYTHON313),$(PYTHON313),python3)
 VENV := .venv
 BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(dir $(PYTHON313)):$(PATH)
-export PYTHONPATH := $(CURDIR)/layers/broker:$(CURDIR)/local
+export PYTHONPATH := $(CURDIR)/layers/broker:$(CURDIR)/local:$(CURDIR)/clients
 
 .PHONY: dev test lint typecheck build clean
 
@@ -17,6 +17,8 @@ $(BIN)/.installed: requirements-dev.txt layers/broker/requirements.txt pyproject
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
 	$(BIN)/python -m pip install --quiet --no-deps -e .
+	# The local runner is tooling, not packaged: the venv finds it, so `python -m broker_local` runs as the README says.
+	$(BIN)/python -c "import pathlib, sys, sysconfig; pathlib.Path(sysconfig.get_path('purelib'), 'broker-local.pth').write_text(sys.argv[1] + '\\n')" "$(CURDIR)/local"
 	touch $@
 
 dev: $(BIN)/.installed

@@ -10,9 +10,9 @@ import pytest
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
-from broker_client import BrokerCallError, ProxyClient
 
 from broker_cli.main import main
+from broker_client import BrokerCallError, ProxyClient
 from broker_local.gateway import LocalApiGateway
 from broker_local.zoho_standin import ZohoStandIn
 from tests.aws_env import use_credentials

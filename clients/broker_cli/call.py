@@ -6,10 +6,10 @@ import argparse
 from pathlib import Path
 
 import httpx
-from broker_client import BrokerCallError, ProxyClient
 
 from broker_cli.commands import Context
 from broker_cli.errors import CliError, ExitCode, Unreachable, UsageError
+from broker_client import BrokerCallError, ProxyClient
 
 
 def _body(data: str | None, ctx: Context) -> bytes | None:
