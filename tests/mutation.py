@@ -14,9 +14,12 @@ that reached the mutated function). Printed: the score (killed of those with tes
 from __future__ import annotations
 
 import argparse
+import collections
 import hashlib
 import json
+import math
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -95,6 +98,52 @@ def stage(scope: list[str], tests: list[str]) -> Path:
     return staged
 
 
+def mutant_names(staged: Path) -> list[str]:
+    """Every mutant mutmut generated in the staged copy (its .meta files name them)."""
+    names: list[str] = []
+    for meta in sorted((staged / "mutants").rglob("*.meta")):
+        names.extend(json.loads(meta.read_text())["exit_code_by_key"])
+    return names
+
+
+def statuses(mutmut: str, staged: Path, env: dict[str, str]) -> dict[str, str]:
+    """Each mutant's status as mutmut reports it: killed, survived, no tests, timeout, not checked, ..."""
+    results = subprocess.run(
+        [mutmut, "results", "--all", "true"], cwd=staged, env=env, capture_output=True, text=True, check=True
+    )
+    pairs = (line.strip().rpartition(": ") for line in results.stdout.splitlines() if ": " in line)
+    return {name: status for name, _, status in pairs}
+
+
+def wilson_interval(killed: int, tested: int) -> tuple[float, float]:
+    """The score's 95% interval when the mutants tested are a random sample of all of them."""
+    z, share = 1.96, killed / tested
+    centre = (share + z * z / (2 * tested)) / (1 + z * z / tested)
+    spread = (
+        z * math.sqrt(share * (1 - share) / tested + z * z / (4 * tested * tested)) / (1 + z * z / tested)
+    )
+    return centre - spread, centre + spread
+
+
+def report(scope: list[str], status_by_name: dict[str, str], sampled: bool) -> None:
+    counts = collections.Counter(status_by_name.values())
+    tested = counts["killed"] + counts["timeout"] + counts["survived"]
+    killed = counts["killed"] + counts["timeout"]
+    what = "a random sample of the mutants" if sampled else "the mutants"
+    print(f"\nMutation score over {', '.join(scope)}, {what}: {killed} of {tested} with tests killed", end="")
+    if tested:
+        low, high = wilson_interval(killed, tested)
+        print(
+            f" ({100 * killed / tested:.1f}%"
+            + (f"; 95% interval {100 * low:.1f}-{100 * high:.1f}%)" if sampled else ")")
+        )
+    print("  " + "; ".join(f"{status}: {count}" for status, count in sorted(counts.items())))
+    print("Survivors (`mutmut show <name>` in the staged copy shows the diff):")
+    for name, status in sorted(status_by_name.items()):
+        if status == "survived":
+            print(f"  {name}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -102,36 +151,48 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scope", default=",".join(SCOPES), help=f"comma-separated, of {', '.join(SCOPES)}")
     parser.add_argument("--children", type=int, default=2, help="mutants tested at once (default 2)")
     parser.add_argument("--tests", default=",".join(TESTS), help="comma-separated test folders to run")
+    parser.add_argument(
+        "--sample",
+        type=int,
+        metavar="N",
+        help="test N mutants drawn at random (seeded) from the staged copy a full run left, and estimate the score",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="the sample's seed (default 0)")
     options = parser.parse_args(argv)
     scope = [name.strip() for name in options.scope.split(",") if name.strip()]
     unknown = sorted(set(scope) - set(SCOPES))
     if unknown:
         parser.error(f"unknown scope {', '.join(unknown)}: choose from {', '.join(SCOPES)}")
     mutmut = str(virtualenv() / "bin" / "mutmut")
-    staged = stage(scope, [name.strip() for name in options.tests.split(",") if name.strip()])
     env = {**os.environ, "PYTHONPATH": "", "PYTHONDONTWRITEBYTECODE": "1"}
-    run = subprocess.run([mutmut, "run", "--max-children", str(options.children)], cwd=staged, env=env)
-    if not (staged / "mutants" / "mutmut-stats.json").exists():
-        print(f"mutmut did not get to test any mutant (exit {run.returncode}): see its output above")
-        return 1
-    subprocess.run([mutmut, "export-cicd-stats"], cwd=staged, env=env, check=True, capture_output=True)
-    stats = json.loads((staged / "mutants" / "mutmut-cicd-stats.json").read_text())
-    results = subprocess.run(
-        [mutmut, "results"], cwd=staged, env=env, capture_output=True, text=True, check=True
-    )
-    survivors = [line.strip() for line in results.stdout.splitlines() if line.strip().endswith(": survived")]
-    tested = stats["total"] - stats["no_tests"] - stats["skipped"]
-    killed = stats["killed"] + stats["timeout"]
-    print(f"\nMutation score over {', '.join(scope)}: {killed} of {tested} mutants with tests killed", end="")
-    print(f" ({100 * killed / tested:.1f}%)" if tested else "")
-    print(
-        f"  no test reached: {stats['no_tests']}; survived: {stats['survived']}; timeouts: {stats['timeout']}"
-    )
-    print("Survivors (`mutmut show <name>` in the staged copy shows the diff):")
-    for line in survivors:
-        print(f"  {line.removesuffix(': survived')}")
+    command = [mutmut, "run", "--max-children", str(options.children)]
+    if options.sample:
+        # A full run's mutants and its record of which tests reach which function are reused as they are.
+        staged = CACHE / "stage"
+        names = [name for name in mutant_names(staged) if any(name.startswith(p) for p in prefixes(scope))]
+        if not names or not (staged / "mutants" / "mutmut-stats.json").exists():
+            print("No staged mutants: run `make mutation` first, at least until it is 'Running clean tests'.")
+            return 1
+        chosen = random.Random(options.seed).sample(names, min(options.sample, len(names)))
+        subprocess.run([*command, *chosen], cwd=staged, env=env)
+        status_by_name = {
+            name: status for name, status in statuses(mutmut, staged, env).items() if name in chosen
+        }
+    else:
+        staged = stage(scope, [name.strip() for name in options.tests.split(",") if name.strip()])
+        run = subprocess.run(command, cwd=staged, env=env)
+        if not (staged / "mutants" / "mutmut-stats.json").exists():
+            print(f"mutmut did not get to test any mutant (exit {run.returncode}): see its output above")
+            return 1
+        status_by_name = statuses(mutmut, staged, env)
+    report(scope, status_by_name, sampled=bool(options.sample))
     print(f"Staged copy: {staged}")
     return 0
+
+
+def prefixes(scope: list[str]) -> list[str]:
+    """Mutant-name prefixes of the scoped modules (zoho_broker/logic/* -> zoho_broker.logic.)."""
+    return [SCOPES[name].removesuffix("*").removesuffix(".py").replace("/", ".") for name in scope]
 
 
 if __name__ == "__main__":
