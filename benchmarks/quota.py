@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness.common import AWS_BACKENDS, DATA_CENTRE
+from harness.common import AWS_SETUP, DATA_CENTRE
 from harness.instruments import OutputSink
 from harness.processes import RemoteStandIn, aws_backend, prepare_process
 from harness.rounds import run_round
@@ -115,7 +115,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--unpaced", action="store_true", help="no write budget (the broker before it)")
     parser.add_argument("--rounds", type=int, default=4, help="sweeps at most, for deferred refreshes")
-    parser.add_argument("--aws", choices=list(AWS_BACKENDS), default="split")
     options = parser.parse_args(argv)
     prepare_process()
 
@@ -131,12 +130,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"due at once · C {options.concurrency} · Zoho latency {options.latency_ms:.0f} ms · Secrets Manager "
             f"quota {options.quota}/s (scaled from 50/s) · write budget "
             f"{'none (unpaced)' if options.unpaced else f'{options.budget}/s'} · tokens expire in "
-            f"{options.expires_in} s · AWS: {AWS_BACKENDS[options.aws]}",
+            f"{options.expires_in} s · AWS: {AWS_SETUP}",
             file=out,
             flush=True,
         )
-        with aws_backend(options.aws), RemoteStandIn({DATA_CENTRE: 0}) as standin:
-            world = open_world(standin, moto_sqs=False)
+        with aws_backend(), RemoteStandIn({DATA_CENTRE: 0}) as standin:
+            world = open_world(standin)
             # The seed writes tokens that expire ``expires_in`` seconds ahead instead of a minute ago.
             world.expired_ago = timedelta(seconds=-options.expires_in)
             world.services.settings.secret_writes_per_second = options.budget

@@ -42,7 +42,7 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from harness.common import AWS_BACKENDS, DATA_CENTRE
+from harness.common import AWS_SETUP, DATA_CENTRE
 from harness.instruments import OutputSink
 from harness.processes import RemoteStandIn, aws_backend, prepare_process
 from harness.report import conclusion, render
@@ -78,16 +78,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=200,
         help="refreshes in the tracemalloc pass before the timed rounds; 0 skips the pass (default 200)",
     )
-    parser.add_argument(
-        "--aws",
-        choices=list(AWS_BACKENDS),
-        default="split",
-        help="split: DynamoDB in a moto server in a child process, the rest in this process (default); "
-        "inprocess: all of moto here; server: all of moto in a child process",
-    )
-    parser.add_argument(
-        "--moto-sqs", action="store_true", help="moto's SQS for the refresh queue (small N only)"
-    )
     options = parser.parse_args(argv)
     latency = options.latency_ms / 1000
     if latency <= 0:
@@ -102,8 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(
             f"Refresh benchmark · {datetime.now(UTC):%Y-%m-%d %H:%M} UTC · Python {sys.version.split()[0]} · "
             f"{os.cpu_count()} CPUs · Zoho latency {options.latency_ms:.0f} ms · N {options.n} · "
-            f"C {options.concurrency} · AWS: {AWS_BACKENDS[options.aws]} · refresh queue: "
-            f"{'moto' if options.moto_sqs else 'FastQueue'}",
+            f"C {options.concurrency} · AWS: {AWS_SETUP} · refresh queue: FastQueue",
             file=out,
             flush=True,
         )
@@ -112,8 +101,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for n in options.n:
             started = time.perf_counter()
             memory: RoundResult | None = None
-            with aws_backend(options.aws), RemoteStandIn({DATA_CENTRE: 0}) as standin:
-                world = open_world(standin, moto_sqs=options.moto_sqs)
+            with aws_backend(), RemoteStandIn({DATA_CENTRE: 0}) as standin:
+                world = open_world(standin)
                 seeded, seed_report = seed(world, n)
                 print(f"  N={n:,}: seeded in {seed_report.seconds:.1f} s", file=out, flush=True)
                 made_due = 0.0
@@ -144,7 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         file=out,
                         flush=True,
                     )
-            render(out, n, latency, seed_report, results, memory, options.aws)
+            render(out, n, latency, seed_report, results, memory)
             print(f"(N={n:,} took {time.perf_counter() - started:.0f} s in all)", file=out, flush=True)
             everything.append((n, results))
         conclusion(out, latency, everything)

@@ -10,10 +10,7 @@ import sys
 import threading
 import warnings
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    pass
+from typing import Any
 
 from .common import REGION, ROOT
 
@@ -128,30 +125,22 @@ def index_moto_secrets() -> bool:
 
 
 @contextlib.contextmanager
-def aws_backend(kind: str) -> Iterator[None]:
-    """moto for one N: in this process (mock_aws), all of it in a moto server in a child process, or
-    split: DynamoDB in a moto server in a child process and the rest in this process."""
+def aws_backend() -> Iterator[None]:
+    """moto for one N: DynamoDB in a moto server in a child process, the rest in this process (mock_aws
+    lets the DynamoDB endpoint's requests through)."""
     from moto import mock_aws
 
-    from broker_local.moto_atomic import make_dynamodb_atomic
-
     index_moto_secrets()
-    make_dynamodb_atomic()
-    if kind == "inprocess":
-        with mock_aws():
-            yield
-        return
     context = multiprocessing.get_context("spawn")
     connection, child = context.Pipe()
     process = context.Process(target=_serve_moto, args=(child,), name="moto-server", daemon=True)
     process.start()
-    variable = "AWS_ENDPOINT_URL" if kind == "server" else "AWS_ENDPOINT_URL_DYNAMODB"
-    os.environ[variable] = f"http://127.0.0.1:{connection.recv()}"
+    os.environ["AWS_ENDPOINT_URL_DYNAMODB"] = f"http://127.0.0.1:{connection.recv()}"
     try:
-        with mock_aws() if kind == "split" else contextlib.nullcontext():  # mock_aws lets other URLs through
+        with mock_aws():
             yield
     finally:
-        del os.environ[variable]
+        del os.environ["AWS_ENDPOINT_URL_DYNAMODB"]
         process.kill()
         process.join(timeout=10)
 
@@ -161,7 +150,6 @@ def _serve_moto(connection: Any) -> None:
 
     from broker_local.moto_atomic import make_dynamodb_atomic
 
-    index_moto_secrets()
     make_dynamodb_atomic()
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 2)  # werkzeug logs every request

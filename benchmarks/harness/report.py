@@ -5,12 +5,9 @@ from __future__ import annotations
 import os
 from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, TextIO
+from typing import TextIO
 
-if TYPE_CHECKING:
-    pass
-
-from .common import AWS_BACKENDS, MB, SECRETS_MANAGER_WRITE_QUOTA
+from .common import AWS_SETUP, MB, SECRETS_MANAGER_WRITE_QUOTA
 from .rounds import RoundResult
 from .world import SeedReport
 
@@ -68,7 +65,6 @@ def render(
     seed_report: SeedReport,
     results: Sequence[RoundResult],
     memory: RoundResult | None,
-    aws: str,
 ) -> None:
     def handled(result: RoundResult) -> int:
         return result.tally.handled
@@ -187,7 +183,7 @@ def render(
 
     print(
         f"\nN = {n:,} due subscriptions · Zoho stand-in latency {latency * 1000:.0f} ms · "
-        f"AWS: {AWS_BACKENDS[aws]} · {os.cpu_count()} CPUs",
+        f"AWS: {AWS_SETUP} · {os.cpu_count()} CPUs",
         file=out,
     )
     print(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import random
 import resource
 import threading
@@ -85,21 +84,18 @@ def run_round(
     pollers = [boto3.session.Session().client("sqs", region_name=REGION) for _ in range(concurrency)]
     for poller in pollers:
         poller_calls.attach(poller)
-        world.attach_queue(poller)
-    # moto's SQS is not thread-safe; the real service (and FastQueue) take concurrent calls.
-    sqs_lock: Any = threading.Lock() if world.fast_queue is None else contextlib.nullcontext()
+        world.fast_queue.attach(poller)
 
     def poll(handler: Handler, sqs: Any) -> None:
         while limit is None or tally.handled < limit:
-            with sqs_lock:
-                began = time.perf_counter()
-                answer = sqs.receive_message(
-                    QueueUrl=world.queue_url,
-                    MaxNumberOfMessages=world.batch_size,
-                    WaitTimeSeconds=0,
-                    AttributeNames=["All"],
-                )
-                received = time.perf_counter()
+            began = time.perf_counter()
+            answer = sqs.receive_message(
+                QueueUrl=world.queue_url,
+                MaxNumberOfMessages=world.batch_size,
+                WaitTimeSeconds=0,
+                AttributeNames=["All"],
+            )
+            received = time.perf_counter()
             messages = answer.get("Messages", [])
             with tally.lock:
                 tally.sqs_seconds += received - began
@@ -123,16 +119,15 @@ def run_round(
             with tally.lock:
                 tally.reported_failures += len(failed)
             if done:
-                with sqs_lock:
-                    began = time.perf_counter()
-                    sqs.delete_message_batch(
-                        QueueUrl=world.queue_url,
-                        Entries=[
-                            {"Id": str(index), "ReceiptHandle": message["ReceiptHandle"]}
-                            for index, message in enumerate(done)
-                        ],
-                    )
-                    spent = time.perf_counter() - began
+                began = time.perf_counter()
+                sqs.delete_message_batch(
+                    QueueUrl=world.queue_url,
+                    Entries=[
+                        {"Id": str(index), "ReceiptHandle": message["ReceiptHandle"]}
+                        for index, message in enumerate(done)
+                    ],
+                )
+                spent = time.perf_counter() - began
                 with tally.lock:
                     tally.sqs_seconds += spent
 
@@ -275,7 +270,7 @@ def verify(world: World, seeded: Sequence[Seeded], sample_size: int, rng: random
         QueueUrl=world.dead_letter_url, AttributeNames=["ApproximateNumberOfMessages"]
     )
     result.dead_letters = int(dead["Attributes"]["ApproximateNumberOfMessages"])
-    result.dead_letters += len(world.fast_queue.dead_letters) if world.fast_queue is not None else 0
+    result.dead_letters += len(world.fast_queue.dead_letters)
     world.calls.phase = "after"
     return result
 

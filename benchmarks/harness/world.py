@@ -28,7 +28,6 @@ from .common import (
     INTEGRATION,
     REDIRECT_URI,
     REFERENCE_SUBSCRIPTIONS,
-    REGION,
     ROOT,
     SEED_CHUNK,
     WORKER_FUNCTION,
@@ -50,16 +49,12 @@ class World:
     queue_arn: str
     dead_letter_url: str
     batch_size: int
-    fast_queue: FastQueue | None
+    fast_queue: FastQueue
     # How long ago the seeded access tokens expired (negative: how far ahead they expire).
     expired_ago: timedelta = EXPIRED_AGO
 
-    def attach_queue(self, client: Any) -> None:
-        if self.fast_queue is not None:
-            self.fast_queue.attach(client)
 
-
-def open_world(standin: RemoteStandIn, *, moto_sqs: bool) -> World:
+def open_world(standin: RemoteStandIn) -> World:
     from broker_local.functions import function_environment, queue_sources
     from broker_local.template import load_template, provision
     from zoho_broker.services import get_services, reset_services
@@ -84,19 +79,17 @@ def open_world(standin: RemoteStandIn, *, moto_sqs: bool) -> World:
         logical_id for logical_id, url in stack.physical_ids.items() if url == source.queue_url
     )
     queue_arn = stack.attributes[queue_logical_id]["Arn"]
-    fast_queue = None
-    if not moto_sqs:
-        attributes = aws.sqs().get_queue_attributes(QueueUrl=source.queue_url, AttributeNames=["All"])[
-            "Attributes"
-        ]
-        redrive = json.loads(attributes.get("RedrivePolicy") or "{}")
-        fast_queue = FastQueue(
-            source.queue_url,
-            queue_arn,
-            visibility_timeout=int(attributes["VisibilityTimeout"]),
-            max_receive_count=int(redrive.get("maxReceiveCount", 1_000_000)),
-        )
-        fast_queue.attach(aws.sqs())
+    attributes = aws.sqs().get_queue_attributes(QueueUrl=source.queue_url, AttributeNames=["All"])[
+        "Attributes"
+    ]
+    redrive = json.loads(attributes.get("RedrivePolicy") or "{}")
+    fast_queue = FastQueue(
+        source.queue_url,
+        queue_arn,
+        visibility_timeout=int(attributes["VisibilityTimeout"]),
+        max_receive_count=int(redrive.get("maxReceiveCount", 1_000_000)),
+    )
+    fast_queue.attach(aws.sqs())
     return World(
         template=template,
         stack=stack,
@@ -348,17 +341,12 @@ def make_due_again(world: World, seeded: list[Seeded], checked: Verification | N
 
 def reset_after_memory_pass(world: World, seeded: list[Seeded]) -> float:
     """Empty the queue, and make the subscriptions the memory pass refreshed due again."""
-    import boto3
-
     from zoho_broker.models import utc_now
     from zoho_broker.store import aws
 
     started = time.perf_counter()
     world.calls.phase = "setup"
-    if world.fast_queue is not None:
-        world.fast_queue.purge()
-    else:
-        boto3.client("sqs", region_name=REGION).purge_queue(QueueUrl=world.queue_url)
+    world.fast_queue.purge()
     still_due = set(world.services.subscriptions.due_for_refresh(due_before=int(time.time())))
     expired = utc_now() - world.expired_ago
     for subscription in seeded:
