@@ -46,8 +46,8 @@ from harness.common import AWS_SETUP, DATA_CENTRE
 from harness.instruments import OutputSink
 from harness.processes import RemoteStandIn, aws_backend, prepare_process
 from harness.report import conclusion, render
-from harness.rounds import RoundResult, memory_pass, run_round, verify
-from harness.world import make_due_again, open_world, reset_after_memory_pass, seed
+from harness.rounds import RoundResult, run_round, verify
+from harness.world import make_due, open_world, reset_after_memory_pass, seed
 
 
 def _numbers(text: str) -> list[int]:
@@ -108,7 +108,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 made_due = 0.0
                 if options.memory_refreshes > 0:
                     measuring = time.perf_counter()
-                    memory = memory_pass(world, options, latency, sink)
+                    # Right after seeding, with all N due: the sweep and the first refreshes under tracemalloc.
+                    memory = run_round(
+                        world,
+                        options.concurrency[0],
+                        latency,
+                        sink,
+                        trace_memory=True,
+                        limit=options.memory_refreshes,
+                    )
                     made_due = reset_after_memory_pass(world, seeded)
                     print(
                         f"  N={n:,}: memory pass in {time.perf_counter() - measuring:.1f} s",
@@ -119,7 +127,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 rng = random.Random(n)
                 for concurrency in options.concurrency:
                     if results:
-                        made_due = make_due_again(world, seeded, results[-1].verification)
+                        made_due = make_due(world, seeded, results[-1].checks.secrets)
+                        results[-1].checks.secrets.clear()
                     result = run_round(world, concurrency, latency, sink)
                     result.made_due_seconds = made_due
                     verifying = time.perf_counter()

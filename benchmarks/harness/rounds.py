@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import random
 import resource
 import threading
@@ -25,6 +24,7 @@ from .world import Seeded, World, scan_subscriptions
 @dataclass
 class RoundResult:
     concurrency: int
+    latency: float
     due: int
     queued: int
     refreshed_inline: int
@@ -50,6 +50,12 @@ class RoundResult:
     @property
     def refreshed(self) -> int:
         return self.tally.outcomes.get("refreshed", 0) + self.refreshed_inline
+
+    @property
+    def checks(self) -> Verification:
+        """The verification, which refresh.py makes after every timed round."""
+        assert self.verification is not None
+        return self.verification
 
     @property
     def failed(self) -> int:
@@ -168,6 +174,7 @@ def run_round(
     function_calls, function_call_seconds = world.calls.take("refresh")
     return RoundResult(
         concurrency=concurrency,
+        latency=latency,
         due=int(summary["due"]),
         queued=int(summary["queued"]),
         refreshed_inline=int(summary["refreshed_inline"]),
@@ -273,10 +280,3 @@ def verify(world: World, seeded: Sequence[Seeded], sample_size: int, rng: random
     result.dead_letters += len(world.fast_queue.dead_letters)
     world.calls.phase = "after"
     return result
-
-
-def memory_pass(world: World, options: argparse.Namespace, latency: float, sink: OutputSink) -> RoundResult:
-    """Right after seeding, with all N due: the sweep and the first few hundred refreshes under tracemalloc."""
-    return run_round(
-        world, options.concurrency[0], latency, sink, trace_memory=True, limit=options.memory_refreshes
-    )

@@ -19,7 +19,6 @@ if TYPE_CHECKING:
     from zoho_broker.models import SubscriptionSecret
     from zoho_broker.services import Services
 
-    from .rounds import Verification
 
 from .common import (
     DATA_CENTRE,
@@ -313,24 +312,26 @@ def scan_subscriptions(world: World, *, projection: str | None = None) -> Iterat
         kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
-def make_due_again(world: World, seeded: list[Seeded], checked: Verification | None) -> float:
-    """Expire every access token again, in every item and every secret.
+def make_due(world: World, seeded: list[Seeded], secrets: dict[str, SubscriptionSecret]) -> float:
+    """Expire the access token of the subscriptions in ``secrets`` again, in their items and secrets.
 
-    Remembers each subscription's current access token, so the next verification can tell it changed.
+    Remembers each one's current access token, so the next verification can tell it changed.
     """
     from zoho_broker.models import utc_now
 
-    assert checked is not None
     started = time.perf_counter()
     world.calls.phase = "setup"
     expired = utc_now() - world.expired_ago
     for subscription in seeded:
-        access_token = checked.secrets[subscription.subscription_id].access_token
-        assert access_token is not None
-        subscription.access_token = access_token
-    expire_secrets(world, checked.secrets, [subscription.subscription_id for subscription in seeded])
-    checked.secrets.clear()
-    items = list(scan_subscriptions(world))
+        secret = secrets.get(subscription.subscription_id)
+        if secret is None:
+            continue
+        assert secret.access_token is not None
+        subscription.access_token = secret.access_token
+        world.services.secrets.put(
+            subscription.subscription_id, secret.model_copy(update={"access_token_expires_at": expired})
+        )
+    items = [item for item in scan_subscriptions(world) if item["pk"]["S"].removeprefix("sub#") in secrets]
     for item in items:
         item["refresh_due_at"] = {"N": str(int(expired.timestamp()))}
         item["access_token_expires_at"] = {"S": expired.isoformat()}
@@ -341,41 +342,12 @@ def make_due_again(world: World, seeded: list[Seeded], checked: Verification | N
 
 def reset_after_memory_pass(world: World, seeded: list[Seeded]) -> float:
     """Empty the queue, and make the subscriptions the memory pass refreshed due again."""
-    from zoho_broker.models import utc_now
-    from zoho_broker.store import aws
-
     started = time.perf_counter()
-    world.calls.phase = "setup"
     world.fast_queue.purge()
     still_due = set(world.services.subscriptions.due_for_refresh(due_before=int(time.time())))
-    expired = utc_now() - world.expired_ago
-    for subscription in seeded:
-        if subscription.subscription_id in still_due:
-            continue
-        secret = world.services.secrets.get(subscription.subscription_id)
-        assert secret is not None and secret.access_token is not None
-        subscription.access_token = secret.access_token
-        expire_secrets(world, {subscription.subscription_id: secret}, [subscription.subscription_id])
-        aws.dynamodb().update_item(
-            TableName=world.services.settings.subscriptions_table,
-            Key={"pk": {"S": "sub#" + subscription.subscription_id}},
-            UpdateExpression="SET refresh_due_at = :due, access_token_expires_at = :expires",
-            ExpressionAttributeValues={
-                ":due": {"N": str(int(expired.timestamp()))},
-                ":expires": {"S": expired.isoformat()},
-            },
-        )
-    world.calls.phase = "after"
-    return time.perf_counter() - started
-
-
-def expire_secrets(
-    world: World, secrets: dict[str, SubscriptionSecret], subscription_ids: Sequence[str]
-) -> None:
-    from zoho_broker.models import utc_now
-
-    expired = utc_now() - world.expired_ago
-    for subscription_id in subscription_ids:
-        world.services.secrets.put(
-            subscription_id, secrets[subscription_id].model_copy(update={"access_token_expires_at": expired})
-        )
+    refreshed = {
+        subscription.subscription_id: world.services.secrets.get(subscription.subscription_id)
+        for subscription in seeded
+        if subscription.subscription_id not in still_due
+    }
+    return time.perf_counter() - started + make_due(world, seeded, refreshed)
