@@ -41,7 +41,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness.common import AWS_SETUP, DATA_CENTRE
 from harness.instruments import OutputSink
-from harness.processes import RemoteStandIn, aws_backend, prepare_process
+from harness.processes import aws_backend, prepare_process, remote_standin
 from harness.rounds import run_round
 from harness.world import World, batch_put, open_world, scan_subscriptions, seed
 
@@ -134,7 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=out,
             flush=True,
         )
-        with aws_backend(), RemoteStandIn({DATA_CENTRE: 0}) as standin:
+        with aws_backend(), remote_standin({DATA_CENTRE: 0}) as standin:
             world = open_world(standin)
             # The seed writes tokens that expire ``expires_in`` seconds ahead instead of a minute ago.
             world.expired_ago = timedelta(seconds=-options.expires_in)

@@ -44,7 +44,7 @@ from datetime import UTC, datetime
 
 from harness.common import AWS_SETUP, DATA_CENTRE
 from harness.instruments import OutputSink
-from harness.processes import RemoteStandIn, aws_backend, prepare_process
+from harness.processes import aws_backend, prepare_process, remote_standin
 from harness.report import conclusion, render
 from harness.rounds import RoundResult, run_round, verify
 from harness.world import make_due, open_world, reset_after_memory_pass, seed
@@ -101,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for n in options.n:
             started = time.perf_counter()
             memory: RoundResult | None = None
-            with aws_backend(), RemoteStandIn({DATA_CENTRE: 0}) as standin:
+            with aws_backend(), remote_standin({DATA_CENTRE: 0}) as standin:
                 world = open_world(standin)
                 seeded, seed_report = seed(world, n)
                 print(f"  N={n:,}: seeded in {seed_report.seconds:.1f} s", file=out, flush=True)

@@ -5,7 +5,7 @@ Where things run, and why. Everything is one process with one GIL unless split, 
 cores. moto costs CPU on every call (a DynamoDB UpdateItem about 6 to 10 ms), and threads coming back
 from I/O queue behind it for the GIL, which added 35 to 75 ms to each 100 ms Zoho call when everything
 shared one process. So:
-- the Zoho stand-in runs in a child process (RemoteStandIn: the same ZohoStandIn, driven over a pipe);
+- the Zoho stand-in runs in a child process (remote_standin: the same ZohoStandIn, served by a multiprocessing manager);
 - moto's DynamoDB, two thirds of moto's CPU per refresh, runs as a moto server in a child process, and
   Secrets Manager, SQS and EventBridge in this process (mock_aws lets the DynamoDB endpoint's requests
   through). All of moto in this process, as the tests have it, gave about 25/s at C=5 instead of 32/s;

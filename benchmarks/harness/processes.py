@@ -10,80 +10,51 @@ import sys
 import threading
 import warnings
 from collections.abc import Iterator
+from multiprocessing.managers import BaseManager, NamespaceProxy
 from typing import Any
 
 from .common import REGION, ROOT
 
 
-class RemoteStandIn:
-    """ZohoStandIn running in a child process, with the methods this benchmark uses, over a pipe.
+class RemoteStandIn(NamespaceProxy):
+    """The ZohoStandIn of a child process: its attributes are read over the manager's connection, and
+    these are the methods the benchmarks call."""
+
+    _exposed_ = ("__getattribute__", "issue_code", "register_client", "set_latency")
+
+    def issue_code(self, **kwargs: str) -> str:
+        code: str = self._callmethod("issue_code", (), kwargs)
+        return code
+
+    def register_client(self, client_id: str, client_secret: str) -> None:
+        self._callmethod("register_client", (client_id, client_secret))
+
+    def set_latency(self, seconds: float) -> None:
+        self._callmethod("set_latency", (seconds,))
+
+
+def _standin(data_centres: dict[str, int]) -> Any:
+    from broker_local.zoho_standin import ZohoStandIn
+
+    return ZohoStandIn(data_centres, latency_seconds=0).start()
+
+
+class _StandInProcess(BaseManager):
+    pass
+
+
+_StandInProcess.register("standin", _standin, RemoteStandIn)
+
+
+@contextlib.contextmanager
+def remote_standin(data_centres: dict[str, int]) -> Iterator[RemoteStandIn]:
+    """The Zoho stand-in in a child process (multiprocessing's manager serves it).
 
     Same stand-in, same real HTTP; in its own process its server threads (one per request) do not compete
     with the workers for this process's GIL, and it uses the second core, as Zoho would be elsewhere.
     """
-
-    def __init__(self, data_centres: dict[str, int]) -> None:
-        context = multiprocessing.get_context("spawn")
-        self._connection, child = context.Pipe()
-        paths = [str(ROOT / "local"), str(ROOT / "layers" / "broker")]
-        self._process = context.Process(
-            target=_serve_standin, args=(child, data_centres, paths), name="zoho-standin", daemon=True
-        )
-        self._process.start()
-        self._lock = threading.Lock()
-        self.accounts_servers: dict[str, str] = self._call("accounts_servers")
-
-    def _call(self, name: str, *args: Any, **kwargs: Any) -> Any:
-        with self._lock:
-            self._connection.send((name, args, kwargs))
-            ok, value = self._connection.recv()
-        if not ok:
-            raise RuntimeError(f"the stand-in refused {name}: {value}")
-        return value
-
-    def issue_code(self, *, client_id: str, redirect_uri: str, scope: str, data_centre: str) -> str:
-        code: str = self._call(
-            "issue_code", client_id=client_id, redirect_uri=redirect_uri, scope=scope, data_centre=data_centre
-        )
-        return code
-
-    def register_client(self, client_id: str, client_secret: str) -> None:
-        self._call("register_client", client_id, client_secret)
-
-    def set_latency(self, seconds: float) -> None:
-        self._call("set_latency", seconds)
-
-    @property
-    def token_call_count(self) -> int:
-        count: int = self._call("token_call_count")
-        return count
-
-    def __enter__(self) -> RemoteStandIn:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        with contextlib.suppress(Exception):
-            self._call("stop")
-        self._process.join(timeout=10)
-        if self._process.is_alive():
-            self._process.kill()
-
-
-def _serve_standin(connection: Any, data_centres: dict[str, int], paths: list[str]) -> None:
-    sys.path[:0] = paths
-    from broker_local.zoho_standin import ZohoStandIn
-
-    with ZohoStandIn(data_centres, latency_seconds=0) as standin:
-        while True:
-            name, args, kwargs = connection.recv()
-            if name == "stop":
-                connection.send((True, None))
-                return
-            try:
-                member = getattr(standin, name)
-                connection.send((True, member(*args, **kwargs) if callable(member) else member))
-            except Exception as error:
-                connection.send((False, repr(error)))
+    with _StandInProcess(ctx=multiprocessing.get_context("spawn")) as manager:
+        yield manager.standin(data_centres)  # type: ignore[attr-defined]
 
 
 def index_moto_secrets() -> bool:
