@@ -28,7 +28,6 @@ Figures come from one run on one machine; the ratios, not the milliseconds, carr
 from __future__ import annotations
 
 import argparse
-import logging
 import multiprocessing
 import os
 import statistics
@@ -44,18 +43,15 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "layers" / "broker"), str(ROOT / "local")]
 
-from broker_local.runner import Options, free_port, running_broker  # noqa: E402
+from harness.local_broker import local_broker, percentile  # noqa: E402
+from harness.table import print_table  # noqa: E402
+
 from tests.integration.flow import connect, create_subscription  # noqa: E402
 
 ZOHO_LATENCY_FOR_LIMITS = 0.1
 # Zoho CRM's default, a busy one, three at 20/s; the last is bound by its one slot (10/s at 100 ms).
 LIMITS = ((100, 10), (600, 25), (1200, 10), (1200, 5), (1200, 1))
 PROCESSES = 5
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
 def count_aws_calls() -> Counter[str]:
@@ -72,14 +68,13 @@ def count_aws_calls() -> Counter[str]:
     return counted
 
 
-def overhead(gateway_url: str, standin_url: str, sid: str, token: str, calls: int, zoho: Any) -> None:
+def overhead(
+    gateway_url: str, standin_url: str, sid: str, token: str, calls: int, zoho: Any, latencies: list[float]
+) -> None:
     print("\n1. Overhead of the proxy over a direct call (GET org), interleaved, one run")
-    print(
-        f"   {'Zoho latency':>12} {'direct p50':>10} {'proxy p50':>10} {'ratio':>6} "
-        f"{'direct p99':>10} {'proxy p99':>10} {'ratio':>6} {'added p50':>9}"
-    )
+    rows = []
     with httpx.Client(timeout=30) as http:
-        for latency in LATENCIES:
+        for latency in latencies:
             zoho.api.set_latency(latency)
             direct: list[float] = []
             proxied: list[float] = []
@@ -96,11 +91,29 @@ def overhead(gateway_url: str, standin_url: str, sid: str, token: str, calls: in
                 assert answer.status_code == 200, answer.text
             d50, p50 = statistics.median(direct), statistics.median(proxied)
             d99, p99 = percentile(direct, 0.99), percentile(proxied, 0.99)
-            print(
-                f"   {latency * 1000:>10.0f}ms {d50 * 1000:>8.1f}ms {p50 * 1000:>8.1f}ms {p50 / d50:>5.2f}x "
-                f"{d99 * 1000:>8.1f}ms {p99 * 1000:>8.1f}ms {p99 / d99:>5.2f}x {(p50 - d50) * 1000:>7.1f}ms"
+            ms = [f"{seconds * 1000:.1f}ms" for seconds in (d50, p50, d99, p99, p50 - d50)]
+            rows.append(
+                [
+                    f"{latency * 1000:.0f}ms",
+                    *ms[:2],
+                    f"{p50 / d50:.2f}x",
+                    *ms[2:4],
+                    f"{p99 / d99:.2f}x",
+                    ms[4],
+                ]
             )
     zoho.api.set_latency(0)
+    header = [
+        "Zoho latency",
+        "direct p50",
+        "proxy p50",
+        "ratio",
+        "direct p99",
+        "proxy p99",
+        "ratio",
+        "added p50",
+    ]
+    print_table(header, rows)
 
 
 def aws_per_call(gateway_url: str, sid: str, calls: int, counted: Counter[str]) -> None:
@@ -110,9 +123,8 @@ def aws_per_call(gateway_url: str, sid: str, calls: int, counted: Counter[str]) 
         for _ in range(calls):
             http.get(f"{gateway_url}/proxy/{sid}/org")
     print(f"\n2. AWS requests per proxied call (warm instance, {calls} calls)")
-    for name, count in sorted(counted.items()):
-        print(f"   {name:<36} {count / calls:.2f}")
-    print(f"   {'total':<36} {sum(counted.values()) / calls:.2f}")
+    rows = [[name, f"{count / calls:.2f}"] for name, count in sorted(counted.items())]
+    print_table(["request", "per call"], [*rows, ["total", f"{sum(counted.values()) / calls:.2f}"]])
 
 
 def _callers(
@@ -178,11 +190,7 @@ def accuracy(
         f"\n3. Throttle accuracy: {callers} callers in {PROCESSES} processes, {seconds:g} s each, "
         f"Zoho latency {ZOHO_LATENCY_FOR_LIMITS * 1000:.0f} ms"
     )
-    print(
-        f"   {'rpm':>6} {'conc':>4} {'peak conc':>9} {'granted in W':>12} {'observed in W':>13} "
-        f"{'allowed':>7} {'rate/min':>8} {'bound':>6} {'of bound':>8} "
-        f"{'held':>6} {'held bound':>10} {'of it':>6} {'refused':>7} {'DDB/call':>8}"
-    )
+    rows = []
     zoho.api.set_latency(ZOHO_LATENCY_FOR_LIMITS)
     zoho.api.set_concurrency_limit(1000)  # observe, do not refuse
     context = multiprocessing.get_context("spawn")
@@ -230,13 +238,18 @@ def accuracy(
         # HTTP and the two DynamoDB writes on this machine): the ceiling no limiter can pass.
         hold = statistics.mean(held)
         held_bound = min(rpm, concurrency / hold * 60)
-        print(
-            f"   {rpm:>6} {concurrency:>4} {peak:>9} {_most_in_window(granted):>12} "
-            f"{_most_in_window(observed):>13} {_allowed(granted, rpm):>7.0f} {_rate(granted):>8.0f} "
-            f"{bound:>6.0f} {_rate(granted) / bound:>7.0%} {hold * 1000:>4.0f}ms {held_bound:>10.0f} "
-            f"{_rate(granted) / held_bound:>5.0%} {refused:>7} {dynamodb / len(starts):>8.2f}"
+        rows.append(
+            [
+                *(rpm, concurrency, peak, _most_in_window(granted), _most_in_window(observed)),
+                *(f"{_allowed(granted, rpm):.0f}", f"{_rate(granted):.0f}", f"{bound:.0f}"),
+                *(f"{_rate(granted) / bound:.0%}", f"{hold * 1000:.0f}ms", f"{held_bound:.0f}"),
+                *(f"{_rate(granted) / held_bound:.0%}", refused, f"{dynamodb / len(starts):.2f}"),
+            ]
         )
     zoho.api.set_latency(0)
+    header = ["rpm", "conc", "peak conc", "granted in W", "observed in W", "allowed", "rate/min", "bound"]
+    header += ["of bound", "held", "held bound", "of it", "refused", "DDB/call"]
+    print_table(header, rows)
 
 
 def _window(starts: list[float]) -> float:
@@ -261,11 +274,7 @@ def _rate(starts: list[float]) -> float:
     return (len(starts) - 1) / (starts[-1] - starts[0]) * 60
 
 
-LATENCIES: tuple[float, ...] = (0.0, 0.1)
-
-
 def main() -> None:
-    global LATENCIES
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -274,16 +283,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--callers", type=int, default=50)
     args = parser.parse_args()
-    LATENCIES = tuple(float(value) for value in args.latency.split(","))
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto logs every request
     counted = count_aws_calls()
-    options = Options(
-        port=free_port("127.0.0.1"),
-        standin_ports=(free_port("127.0.0.1"), free_port("127.0.0.1")),
-        demo=False,
-        log_level="ERROR",
-    )
-    with running_broker(options) as started:
+    with local_broker("ERROR") as started:
         gateway_url = started["gateway"].base_url
         zoho = started["standin"]
         standin_url = started["accounts_servers"]["eu"]
@@ -292,7 +293,8 @@ def main() -> None:
             sid = create_subscription(admin, throttling=throttling)["subscription_id"]
             assert connect(admin, browser, sid, data_centre="eu").status_code == 200
             token = admin.get(f"/admin/subscriptions/{sid}/token").json()["access_token"]
-        overhead(gateway_url, standin_url, sid, token, args.calls, zoho)
+        latencies = [float(value) for value in args.latency.split(",")]
+        overhead(gateway_url, standin_url, sid, token, args.calls, zoho, latencies)
         aws_per_call(gateway_url, sid, min(args.calls, 200), counted)
         accuracy(
             os.environ["AWS_ENDPOINT_URL"],

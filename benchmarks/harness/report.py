@@ -9,6 +9,7 @@ from typing import TextIO
 
 from .common import AWS_SETUP, MB, SECRETS_MANAGER_WRITE_QUOTA
 from .rounds import RoundResult
+from .table import print_table
 from .world import SeedReport
 
 Row = tuple[str, list[str]]
@@ -46,16 +47,6 @@ def _calls_rows(
 
 def _rate(count: int, seconds: float) -> str:
     return f"{count / seconds:.1f}" if seconds > 0 else "-"
-
-
-def _table(out: TextIO, results: Sequence[RoundResult], rows: Sequence[Row]) -> None:
-    label_width = max(len(label) for label, _ in rows) + 2
-    column_width = max(12, *(len(value) + 2 for _, values in rows for value in values))
-    header = "".ljust(label_width) + "".join(f"C={r.concurrency}".rjust(column_width) for r in results)
-    print(header, file=out)
-    print("-" * len(header), file=out)
-    for label, values in rows:
-        print(label.ljust(label_width) + "".join(value.rjust(column_width) for value in values), file=out)
 
 
 def _outcomes(counts: Counter[str]) -> str:
@@ -174,7 +165,8 @@ def render(
         f"create + connect path, {seed_report.bulk:,} in bulk; each its own client and real refresh token",
         file=out,
     )
-    _table(out, results, everything)
+    header = ["", *(f"C={r.concurrency}" for r in results)]
+    print_table(header, [[label, *values] for label, values in everything], out=out, rule=True)
     if memory is not None:
         print(
             f"memory (a separate pass under tracemalloc before the timed rounds, C={memory.concurrency}): the "
