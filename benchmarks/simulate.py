@@ -39,10 +39,11 @@ import random
 import sys
 import time
 from collections import Counter, deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 for _path in (ROOT / "layers" / "broker",):
@@ -137,7 +138,8 @@ class Simulation:
         self.budget = options.budget
         self.windows = Windows()
         self.quota: Counter[int] = Counter()  # Secrets Manager's writes per window, everyone's
-        self.events: list[tuple[float, int, str, object]] = []
+        # (when, sequence, what happens then, its job): the sequence keeps equal times in order.
+        self.events: list[tuple[float, int, Callable[[float, Any], None], Any]] = []
         self.seq = 0
         self.index: list[tuple[float, int, int]] = []  # (due, position, version): the RefreshDue index
         self.queue: deque[Subscription] = deque()
@@ -170,9 +172,9 @@ class Simulation:
 
     # -- the event loop -----------------------------------------------------------------------------
 
-    def at(self, when: float, kind: str, payload: object = None) -> None:
+    def at(self, when: float, then: Callable[[float, Any], None], job: Any = None) -> None:
         self.seq += 1
-        heapq.heappush(self.events, (when, self.seq, kind, payload))
+        heapq.heappush(self.events, (when, self.seq, then, job))
 
     def set_due(self, position: int, due: float) -> None:
         sub = self.subs[position]
@@ -188,12 +190,12 @@ class Simulation:
             self.subs.append(sub)
             self.set_due(position, self.next_due(sub, 0.0))
         for when in range(0, self.o.hours * 3600 + 1, self.o.sweep_seconds):
-            self.at(float(when), "sweep")
+            self.at(float(when), self.sweep)
         if self.o.other_writers:
             for second in range(self.o.hours * 3600 + 1):
                 self.quota[second] += self.o.other_writers
 
-    def sweep(self, now: float) -> None:
+    def sweep(self, now: float, _: None = None) -> None:
         positions = {}
         while self.index and self.index[0][0] <= now:
             due, position, version = heapq.heappop(self.index)
@@ -215,11 +217,11 @@ class Simulation:
             # The worker reads the subscription first: not due (re-delivered, in backoff) -> nothing.
             if sub.due_at > now:
                 self.figures.skipped_not_due += 1
-                self.at(now + 0.005, "free")
+                self.at(now + 0.005, self.free)
                 continue
             job = Job(sub=sub, due_at=sub.due_at)
             zoho = self.o.zoho_ms / 1000 * self.rng.uniform(0.5, 1.5)
-            self.at(now + self.o.aws_ms / 1000 * 0.6 + zoho, "zoho", job)
+            self.at(now + self.o.aws_ms / 1000 * 0.6 + zoho, self.zoho_answered, job)
 
     def zoho_answered(self, now: float, job: Job) -> None:
         self.figures.zoho_calls += 1
@@ -240,10 +242,10 @@ class Simulation:
             if at > job.deadline:
                 self.defer(now, job)
             else:
-                self.at(at, "write", job)
+                self.at(at, self.try_write, job)
             return
         if at > now:  # the slot is the next second's: the write waits for it
-            self.at(at, "send", job)
+            self.at(at, self.send, job)
             return
         self.send(now, job)
 
@@ -254,7 +256,7 @@ class Simulation:
             if now + job.retry_delay > job.deadline:
                 self.defer(now, job)
             else:
-                self.at(now + job.retry_delay, "write", job)
+                self.at(now + job.retry_delay, self.try_write, job)
                 job.retry_delay *= 2
             return
         self.quota[second] += 1
@@ -282,29 +284,20 @@ class Simulation:
 
     def finish(self, now: float, sub: Subscription, *, due: float) -> None:
         self.set_due(sub.position, due)
-        self.at(now, "free")
+        self.at(now, self.free)
+
+    def free(self, now: float, _: None = None) -> None:
+        self.idle_workers += 1
+        self.dispatch(now)
 
     def run(self) -> None:
         self.onboard()
         end = self.o.hours * 3600
         while self.events:
-            now, _, kind, payload = heapq.heappop(self.events)
+            now, _, then, job = heapq.heappop(self.events)
             if now > end:
                 break
-            if kind == "sweep":
-                self.sweep(now)
-            elif kind == "free":
-                self.idle_workers += 1
-                self.dispatch(now)
-            elif kind == "zoho":
-                assert isinstance(payload, Job)
-                self.zoho_answered(now, payload)
-            elif kind == "write":
-                assert isinstance(payload, Job)
-                self.try_write(now, payload)
-            elif kind == "send":
-                assert isinstance(payload, Job)
-                self.send(now, payload)
+            then(now, job)
         # Tokens that lapsed without being refreshed by the end (none should).
         self.lapsed = sum(1 for sub in self.subs if sub.expires_at < end)
 
