@@ -27,13 +27,14 @@ Zoho calls (token calls minus refreshes written), tokens refreshed after they ex
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -44,14 +45,6 @@ from harness.instruments import OutputSink
 from harness.processes import aws_backend, prepare_process, remote_standin
 from harness.rounds import run_round
 from harness.world import World, batch_put, open_world, scan_subscriptions, seed
-
-
-class Raw:
-    def __init__(self, body: bytes) -> None:
-        self._body = body
-
-    def stream(self, **_: Any) -> Iterator[bytes]:
-        yield self._body
 
 
 class QuotaLimiter:
@@ -72,6 +65,7 @@ class QuotaLimiter:
 
     def _before_send(self, request: Any, **_: Any) -> Any:
         from botocore.awsrequest import AWSResponse
+        from urllib3 import HTTPResponse
 
         now = time.time()
         window = int(now)
@@ -85,7 +79,7 @@ class QuotaLimiter:
             self.throttled += 1
         body = json.dumps({"__type": "ThrottlingException", "message": "Rate exceeded"}).encode()
         headers = {"Content-Type": "application/x-amz-json-1.1", "x-amzn-ErrorType": "ThrottlingException"}
-        return AWSResponse(request.url, 400, headers, Raw(body))
+        return AWSResponse(request.url, 400, headers, HTTPResponse(io.BytesIO(body), preload_content=False))
 
 
 def _all_due_now(world: World) -> dict[str, float]:
