@@ -28,13 +28,13 @@ Figures come from one run on one machine; the ratios, not the milliseconds, carr
 from __future__ import annotations
 
 import argparse
+import bisect
 import multiprocessing
 import os
 import statistics
 import sys
 import threading
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "layers" / "broker"), str(ROOT / "local")]
 
+from harness.instruments import CallCounter  # noqa: E402
 from harness.local_broker import local_broker, percentile  # noqa: E402
 from harness.table import print_table  # noqa: E402
 
@@ -54,17 +55,13 @@ LIMITS = ((100, 10), (600, 25), (1200, 10), (1200, 5), (1200, 1))
 PROCESSES = 5
 
 
-def count_aws_calls() -> Counter[str]:
+def count_aws_calls() -> CallCounter:
     """Every DynamoDB and Secrets Manager request the broker's handlers make in this process."""
     from zoho_broker.store import aws
 
-    counted: Counter[str] = Counter()
-
-    def count(model: Any, **_: Any) -> None:
-        counted[f"{model.service_model.service_name}.{model.name}"] += 1
-
     aws.reset()
-    aws._session().register("before-call", count)
+    counted = CallCounter()
+    counted.attach(aws._session())  # the session: every client the handlers make from it
     return counted
 
 
@@ -116,14 +113,17 @@ def overhead(
     print_table(header, rows)
 
 
-def aws_per_call(gateway_url: str, sid: str, calls: int, counted: Counter[str]) -> None:
+def aws_per_call(gateway_url: str, sid: str, calls: int, calls_counter: CallCounter) -> None:
     with httpx.Client(timeout=30) as http:
         http.get(f"{gateway_url}/proxy/{sid}/org")  # warm: subscription and token cached
-        counted.clear()
+        calls_counter.take("setup")
         for _ in range(calls):
             http.get(f"{gateway_url}/proxy/{sid}/org")
     print(f"\n2. AWS requests per proxied call (warm instance, {calls} calls)")
-    rows = [[name, f"{count / calls:.2f}"] for name, count in sorted(counted.items())]
+    counted = calls_counter.take("setup")[0]
+    rows = [
+        [f"{service}.{name}", f"{count / calls:.2f}"] for (service, name), count in sorted(counted.items())
+    ]
     print_table(["request", "per call"], [*rows, ["total", f"{sum(counted.values()) / calls:.2f}"]])
 
 
@@ -258,12 +258,8 @@ def _window(starts: list[float]) -> float:
 
 def _most_in_window(starts: list[float]) -> int:
     """The most starts in any half-open window [t, t + W), W = min(run, 60 s)."""
-    window, most, first = _window(starts), 0, 0
-    for last, moment in enumerate(starts):
-        while moment - starts[first] >= window:
-            first += 1
-        most = max(most, last - first + 1)
-    return most
+    window = _window(starts)
+    return max(bisect.bisect_left(starts, moment + window) - first for first, moment in enumerate(starts))
 
 
 def _allowed(starts: list[float], rpm: int) -> float:

@@ -27,6 +27,7 @@ Zoho calls (token calls minus refreshes written), tokens refreshed after they ex
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import os
@@ -115,10 +116,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from zoho_broker.logic.pacing import Unpaced
     from zoho_broker.store import aws
 
-    out = sys.stdout
-    sink = OutputSink()
-    sys.stdout = sink  # Powertools' logger and metrics print here; the figures go to ``out``
-    try:
+    out, sink = sys.stdout, OutputSink()
+    # Powertools' Logger takes sys.stdout when it is made (at import), and its metrics print to it: the
+    # broker's output is counted, the figures go to ``out``.
+    with contextlib.redirect_stdout(sink):
         print(
             f"Quota benchmark · {datetime.now(UTC):%Y-%m-%d %H:%M} UTC · {os.cpu_count()} CPUs · N {options.n:,} "
             f"due at once · C {options.concurrency} · Zoho latency {options.latency_ms:.0f} ms · Secrets Manager "
@@ -196,8 +197,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             ok = failed == 0 and token_calls == written and after_expiry == 0 and never == 0
             return 0 if ok else 1
-    finally:
-        sys.stdout = out
 
 
 if __name__ == "__main__":

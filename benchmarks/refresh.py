@@ -35,6 +35,7 @@ benchmarks/harness/__init__.py.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import random
 import sys
@@ -84,11 +85,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--latency-ms must be above 0")
 
     prepare_process()
-    out = sys.stdout
-    sink = OutputSink()
-    # Powertools' Logger takes sys.stdout when it is made (at import), and its metrics print to it.
-    sys.stdout = sink
-    try:
+    out, sink = sys.stdout, OutputSink()
+    # Powertools' Logger takes sys.stdout when it is made (at import), and its metrics print to it: the
+    # broker's output is counted, the figures go to ``out``.
+    with contextlib.redirect_stdout(sink):
         print(
             f"Refresh benchmark · {datetime.now(UTC):%Y-%m-%d %H:%M} UTC · Python {sys.version.split()[0]} · "
             f"{os.cpu_count()} CPUs · Zoho latency {options.latency_ms:.0f} ms · N {options.n} · "
@@ -147,8 +147,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             everything.append((n, results))
         conclusion(out, latency, everything)
         return 0 if ok else 1
-    finally:
-        sys.stdout = out
 
 
 if __name__ == "__main__":
