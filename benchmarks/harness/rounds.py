@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import random
 import resource
-import threading
 import time
 import tracemalloc
 from collections import Counter
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -96,7 +96,7 @@ def run_round(
         while limit is None or tally.handled < limit:
             began = time.perf_counter()
             answer = sqs.receive_message(
-                QueueUrl=world.queue_url,
+                QueueUrl=world.fast_queue.url,
                 MaxNumberOfMessages=world.batch_size,
                 WaitTimeSeconds=0,
                 AttributeNames=["All"],
@@ -111,7 +111,8 @@ def run_round(
                 return  # nothing visible: the rest are in other instances' hands
             try:
                 result = handler(
-                    sqs_event(messages, world.queue_arn, REGION), LambdaContext.for_function(WORKER_FUNCTION)
+                    sqs_event(messages, world.fast_queue.arn, REGION),
+                    LambdaContext.for_function(WORKER_FUNCTION),
                 )
             except Exception as error:  # the invocation failed: its messages come back after the timeout
                 with tally.lock:
@@ -127,7 +128,7 @@ def run_round(
             if done:
                 began = time.perf_counter()
                 sqs.delete_message_batch(
-                    QueueUrl=world.queue_url,
+                    QueueUrl=world.fast_queue.url,
                     Entries=[
                         {"Id": str(index), "ReceiptHandle": message["ReceiptHandle"]}
                         for index, message in enumerate(done)
@@ -155,14 +156,8 @@ def run_round(
         refresh_traced_start, sweep_peak = tracemalloc.get_traced_memory()
         tracemalloc.reset_peak()
     world.calls.phase = "refresh"
-    threads = [
-        threading.Thread(target=poll, args=(handler, poller), name=f"worker-{index}")
-        for index, (handler, poller) in enumerate(zip(workers, pollers, strict=True))
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="worker") as instances:
+        list(instances.map(poll, workers, pollers))  # until every instance found the queue empty
     finished = time.perf_counter()
     cpu_seconds = time.process_time() - cpu_started
     if trace_memory:
@@ -268,7 +263,7 @@ def verify(world: World, seeded: Sequence[Seeded], sample_size: int, rng: random
             result.errors[item["last_error"]["S"]] += 1
 
     attributes = aws.sqs().get_queue_attributes(
-        QueueUrl=world.queue_url,
+        QueueUrl=world.fast_queue.url,
         AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
     )["Attributes"]
     result.queue_visible = int(attributes["ApproximateNumberOfMessages"])

@@ -15,7 +15,6 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from broker_local.template import Stack
     from zoho_broker.models import SubscriptionSecret
     from zoho_broker.services import Services
 
@@ -39,16 +38,13 @@ from .processes import RemoteStandIn
 @dataclass
 class World:
     template: dict[str, Any]
-    stack: Stack
     standin: RemoteStandIn
     services: Services
     calls: CallCounter
     zoho_timer: ZohoTimer
-    queue_url: str
-    queue_arn: str
     dead_letter_url: str
     batch_size: int
-    fast_queue: FastQueue
+    fast_queue: FastQueue  # the refresh queue: its url and arn
     # How long ago the seeded access tokens expired (negative: how far ahead they expire).
     expired_ago: timedelta = EXPIRED_AGO
 
@@ -77,27 +73,23 @@ def open_world(standin: RemoteStandIn) -> World:
     queue_logical_id = next(
         logical_id for logical_id, url in stack.physical_ids.items() if url == source.queue_url
     )
-    queue_arn = stack.attributes[queue_logical_id]["Arn"]
     attributes = aws.sqs().get_queue_attributes(QueueUrl=source.queue_url, AttributeNames=["All"])[
         "Attributes"
     ]
     redrive = json.loads(attributes.get("RedrivePolicy") or "{}")
     fast_queue = FastQueue(
         source.queue_url,
-        queue_arn,
+        stack.attributes[queue_logical_id]["Arn"],
         visibility_timeout=int(attributes["VisibilityTimeout"]),
         max_receive_count=int(redrive.get("maxReceiveCount", 1_000_000)),
     )
     fast_queue.attach(aws.sqs())
     return World(
         template=template,
-        stack=stack,
         standin=standin,
         services=services,
         calls=calls,
         zoho_timer=ZohoTimer(services.zoho),
-        queue_url=source.queue_url,
-        queue_arn=queue_arn,
         dead_letter_url=stack.physical_ids["RefreshDeadLetterQueue"],
         batch_size=source.batch_size,
         fast_queue=fast_queue,
