@@ -122,8 +122,9 @@ def _serve_moto(connection: Any) -> None:
 
 
 def prepare_process() -> None:
-    """The broker's and the local runner's packages importable, and AWS credentials that reach only moto."""
-    for path in (ROOT / "local", ROOT / "layers" / "broker"):
+    """The broker's, the local runner's and the tests' packages importable, and AWS credentials that reach
+    only moto."""
+    for path in (ROOT, ROOT / "local", ROOT / "layers" / "broker"):
         if str(path) not in sys.path:
             sys.path.insert(0, str(path))
     for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN"):

@@ -221,8 +221,7 @@ class Verification:
 
 
 def verify(world: World, seeded: Sequence[Seeded], sample_size: int, rng: random.Random) -> Verification:
-    import httpx
-
+    from tests.whoami import whoami
     from zoho_broker.models import utc_now
     from zoho_broker.store import aws
 
@@ -243,17 +242,15 @@ def verify(world: World, seeded: Sequence[Seeded], sample_size: int, rng: random
             secret.access_token_expires_at and secret.access_token_expires_at > fresh_after
         )
 
-    whoami = world.standin.accounts_servers[DATA_CENTRE] + "/standin/whoami"
-    with httpx.Client(timeout=10) as http:
-        for subscription in rng.sample(list(seeded), min(sample_size, len(seeded))):
-            secret = result.secrets.get(subscription.subscription_id)
-            result.whoami_sampled += 1
-            if secret is None or not secret.access_token:
-                continue
-            answer = http.get(whoami, headers={"Authorization": f"Zoho-oauthtoken {secret.access_token}"})
-            result.whoami_accepted += (
-                answer.status_code == 200 and answer.json().get("client_id") == subscription.client_id
-            )
+    for subscription in rng.sample(list(seeded), min(sample_size, len(seeded))):
+        secret = result.secrets.get(subscription.subscription_id)
+        result.whoami_sampled += 1
+        if secret is None or not secret.access_token:
+            continue
+        answer = whoami(world.standin.accounts_servers[DATA_CENTRE], secret.access_token)
+        result.whoami_accepted += (
+            answer.status_code == 200 and answer.json().get("client_id") == subscription.client_id
+        )
 
     result.still_due = sum(1 for _ in services.subscriptions.due_for_refresh(due_before=int(time.time())))
     for item in scan_subscriptions(world, projection="pk, lease_owner, #status, last_error"):
