@@ -205,22 +205,18 @@ def print_ratios(yardsticks: dict[str, Variant], builds: list[tuple[str, dict[st
         "against the hand-written handler making the same calls (goal <= 1.25x); 'import vs bare': the\n"
         "function's import against the bare boto3 handler's import with its clients (goal <= 1.5x)."
     )
-    rows = []
-    for label, functions in builds:
-        start, callback = functions["start"], functions["callback"]
-        ratios = (
-            median(start, "total_ms") / median(yardsticks["start"], "total_ms"),
-            median(callback, "total_ms") / median(yardsticks["callback"], "total_ms"),
-            median(start, "import_ms") / median(bare, "import_ms"),
-            median(callback, "import_ms") / median(bare, "import_ms"),
-        )
-        rows.append([label, *(f"{ratio:.2f}x" for ratio in ratios)])
-    header = [
-        "build",
-        "start vs minimal",
-        "callback vs minimal",
-        "start import vs bare",
-        "callback import vs bare",
+    jobs = ("start", "callback")
+    header = ["build", *(f"{job} vs minimal" for job in jobs), *(f"{job} import vs bare" for job in jobs)]
+    rows = [
+        [
+            label,
+            *(
+                f"{median(functions[job], 'total_ms') / median(yardsticks[job], 'total_ms'):.2f}x"
+                for job in jobs
+            ),
+            *(f"{median(functions[job], 'import_ms') / median(bare, 'import_ms'):.2f}x" for job in jobs),
+        ]
+        for label, functions in builds
     ]
     print_table(header, rows)
 
