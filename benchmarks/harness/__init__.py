@@ -1,5 +1,7 @@
-"""The refresh benchmarks' harness: the world (moto from template.yaml, the Zoho stand-in, the real
-handlers), seeding, the measured round, its verification and the report.
+"""The benchmarks' shared set-up. For the refresh benchmarks (refresh.py, quota.py): the world (moto from
+template.yaml, the Zoho stand-in, the real handlers), seeding, the measured round, its verification and
+the report. Also the tables (table.py: cold_start.py, proxy.py, the refresh report) and `make dev`'s
+broker over HTTP (local_broker.py: proxy.py, verification.py).
 
 Where things run, and why. Everything is one process with one GIL unless split, and this machine has two
 cores. moto costs CPU on every call (a DynamoDB UpdateItem about 6 to 10 ms), and threads coming back

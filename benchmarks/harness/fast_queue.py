@@ -1,4 +1,4 @@
-"""The refresh queue, answered at botocore's before-call hook (see benchmarks/refresh.py for why not moto's)."""
+"""The refresh queue, answered at botocore's before-call hook (harness/__init__.py says why not moto's)."""
 
 from __future__ import annotations
 
