@@ -145,22 +145,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             tokens_before = standin.token_call_count
             outcomes: Counter[str] = Counter()
             started = time.time()
-            rounds = 0
-            refreshed: set[str] = set()
-            while rounds < options.rounds:
-                rounds += 1
+            prefix = world.services.secrets.name_for("")
+            for number in range(1, options.rounds + 1):
                 result = run_round(world, options.concurrency, options.latency_ms / 1000, sink)
                 outcomes.update(result.tally.outcomes)
-                prefix = world.services.secrets.name_for("")
                 refreshed = {secret_id.removeprefix(prefix) for _, secret_id in limiter.writes}
-                waiting = [s.subscription_id for s in seeded if s.subscription_id not in refreshed]
                 print(
-                    f"  round {rounds}: {result.due:,} due, {len(refreshed):,} of {options.n:,} written "
+                    f"  round {number}: {result.due:,} due, {len(refreshed):,} of {options.n:,} written "
                     f"after {time.time() - started:.0f} s",
                     file=out,
                     flush=True,
                 )
-                if not waiting:
+                if refreshed.issuperset(subscription.subscription_id for subscription in seeded):
                     break
                 # Deferred ones come back after their backoff: wait for the next sweep that finds them.
                 due = world.services.subscriptions.due_for_refresh
@@ -170,7 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             last_write = max((at for at, _ in limiter.writes), default=started)
             first_write: dict[str, float] = {}
             for at, secret_id in limiter.writes:
-                first_write.setdefault(secret_id.removeprefix(world.services.secrets.name_for("")), at)
+                first_write.setdefault(secret_id.removeprefix(prefix), at)
             after_expiry = sum(1 for sid, at in first_write.items() if at > expiries.get(sid, float("inf")))
             never = options.n - len(first_write)
             written = len(limiter.writes)
