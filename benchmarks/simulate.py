@@ -109,13 +109,11 @@ class Figures:
     zoho_calls: int = 0
     zoho_failures: int = 0
     deferrals: int = 0
-    wasted: int = 0
     after_expiry: int = 0
     throttled: int = 0
     skipped_not_due: int = 0
     longest_lag: float = 0.0
     writes_per_second: Counter[int] = field(default_factory=Counter)
-    all_writes_per_second: Counter[int] = field(default_factory=Counter)
     writes_per_bucket: Counter[int] = field(default_factory=Counter)
     max_queue: int = 0
 
@@ -134,8 +132,6 @@ class Simulation:
     def __init__(self, options: argparse.Namespace) -> None:
         self.o = options
         self.rng = random.Random(options.seed)
-        self.margin = options.margin
-        self.budget = options.budget
         self.windows = Windows()
         self.quota: Counter[int] = Counter()  # Secrets Manager's writes per window, everyone's
         # (when, sequence, what happens then, its job): the sequence keeps equal times in order.
@@ -151,12 +147,12 @@ class Simulation:
 
     def next_due(self, sub: Subscription, now: float) -> float:
         if self.o.schedule == "legacy":
-            return legacy_next_due(sub.expires_at, now, self.margin)
+            return legacy_next_due(sub.expires_at, now, self.o.margin)
         return float(
             schedule.next_due(
                 datetime.fromtimestamp(EPOCH + sub.expires_at, UTC),
                 datetime.fromtimestamp(EPOCH + int(now), UTC),
-                self.margin,
+                self.o.margin,
                 subscription_id=sub.sid,
             )
             - EPOCH
@@ -237,7 +233,7 @@ class Simulation:
         self.try_write(now, job)
 
     def try_write(self, now: float, job: Job) -> None:
-        granted, at = try_slot(self.windows, now, self.budget)
+        granted, at = try_slot(self.windows, now, self.o.budget)
         if not granted:
             if at > job.deadline:
                 self.defer(now, job)
@@ -277,8 +273,7 @@ class Simulation:
         self.finish(now + self.o.aws_ms / 1000 * 0.4, sub, due=self.next_due(sub, now))
 
     def defer(self, now: float, job: Job) -> None:
-        self.figures.deferrals += 1
-        self.figures.wasted += 1  # the token was minted and could not be written
+        self.figures.deferrals += 1  # the token was minted and could not be written: a wasted Zoho call
         job.sub.failures += 1
         self.finish(now, job.sub, due=self.retry_due(job.sub, now))
 
