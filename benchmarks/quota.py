@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import io
 import json
 import os
@@ -119,15 +120,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     out, sink = sys.stdout, OutputSink()
     # Powertools' Logger takes sys.stdout when it is made (at import), and its metrics print to it: the
     # broker's output is counted, the figures go to ``out``.
+    show = functools.partial(print, file=out, flush=True)  # progress and figures
     with contextlib.redirect_stdout(sink):
-        print(
+        show(
             f"Quota benchmark · {datetime.now(UTC):%Y-%m-%d %H:%M} UTC · {os.cpu_count()} CPUs · N {options.n:,} "
             f"due at once · C {options.concurrency} · Zoho latency {options.latency_ms:.0f} ms · Secrets Manager "
             f"quota {options.quota}/s (scaled from 50/s) · write budget "
             f"{'none (unpaced)' if options.unpaced else f'{options.budget}/s'} · tokens expire in "
             f"{options.expires_in} s · AWS: {AWS_SETUP}",
-            file=out,
-            flush=True,
         )
         with aws_backend(), remote_standin({DATA_CENTRE: 0}) as standin:
             world = open_world(standin)
@@ -139,7 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             seeding = time.perf_counter()
             seeded, _ = seed(world, options.n)
             expiries = _all_due_now(world)
-            print(f"  seeded {options.n:,} in {time.perf_counter() - seeding:.0f} s", file=out, flush=True)
+            show(f"  seeded {options.n:,} in {time.perf_counter() - seeding:.0f} s")
             limiter = QuotaLimiter(options.quota)
             limiter.attach(aws.secretsmanager())
             tokens_before = standin.token_call_count
@@ -150,11 +150,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 result = run_round(world, options.concurrency, options.latency_ms / 1000, sink)
                 outcomes.update(result.tally.outcomes)
                 refreshed = {secret_id.removeprefix(prefix) for _, secret_id in limiter.writes}
-                print(
+                show(
                     f"  round {number}: {result.due:,} due, {len(refreshed):,} of {options.n:,} written "
                     f"after {time.time() - started:.0f} s",
-                    file=out,
-                    flush=True,
                 )
                 if refreshed.issuperset(subscription.subscription_id for subscription in seeded):
                     break
@@ -171,7 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             never = options.n - len(first_write)
             written = len(limiter.writes)
             failed = outcomes.get("failed", 0) + outcomes.get("needs_reauthentication", 0)
-            print(
+            show(
                 "\n".join(
                     [
                         "",
@@ -188,8 +186,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                         f"  outcomes                          {dict(sorted(outcomes.items()))}",
                     ]
                 ),
-                file=out,
-                flush=True,
             )
             ok = failed == 0 and token_calls == written and after_expiry == 0 and never == 0
             return 0 if ok else 1

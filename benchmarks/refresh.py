@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import os
 import random
 import sys
@@ -88,13 +89,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     out, sink = sys.stdout, OutputSink()
     # Powertools' Logger takes sys.stdout when it is made (at import), and its metrics print to it: the
     # broker's output is counted, the figures go to ``out``.
+    show = functools.partial(print, file=out, flush=True)  # progress and figures
     with contextlib.redirect_stdout(sink):
-        print(
+        show(
             f"Refresh benchmark · {datetime.now(UTC):%Y-%m-%d %H:%M} UTC · Python {sys.version.split()[0]} · "
             f"{os.cpu_count()} CPUs · Zoho latency {options.latency_ms:.0f} ms · N {options.n} · "
             f"C {options.concurrency} · AWS: {AWS_SETUP} · refresh queue: FastQueue",
-            file=out,
-            flush=True,
         )
         everything: list[tuple[int, list[RoundResult]]] = []
         ok = True
@@ -104,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             with aws_backend(), remote_standin({DATA_CENTRE: 0}) as standin:
                 world = open_world(standin)
                 seeded, seed_report = seed(world, n)
-                print(f"  N={n:,}: seeded in {seed_report.seconds:.1f} s", file=out, flush=True)
+                show(f"  N={n:,}: seeded in {seed_report.seconds:.1f} s")
                 made_due = 0.0
                 if options.memory_refreshes > 0:
                     measuring = time.perf_counter()
@@ -118,10 +118,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         limit=options.memory_refreshes,
                     )
                     made_due = reset_after_memory_pass(world, seeded)
-                    print(
+                    show(
                         f"  N={n:,}: memory pass in {time.perf_counter() - measuring:.1f} s",
-                        file=out,
-                        flush=True,
                     )
                 results: list[RoundResult] = []
                 rng = random.Random(n)
@@ -135,15 +133,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                     result.verification = verify(world, seeded, options.sample, rng)
                     ok = ok and result.verification.ok
                     results.append(result)
-                    print(
+                    show(
                         f"  N={n:,} C={concurrency}: {result.refreshed:,} refreshed in {result.refresh_seconds:.1f} s, "
                         f"verification {'OK' if result.verification.ok else 'FAILED'} "
                         f"({time.perf_counter() - verifying:.1f} s)",
-                        file=out,
-                        flush=True,
                     )
             render(out, n, latency, seed_report, results, memory)
-            print(f"(N={n:,} took {time.perf_counter() - started:.0f} s in all)", file=out, flush=True)
+            show(f"(N={n:,} took {time.perf_counter() - started:.0f} s in all)")
             everything.append((n, results))
         conclusion(out, latency, everything)
         return 0 if ok else 1
