@@ -88,10 +88,11 @@ def broker_backend() -> Iterator[dict[str, Any]]:
     """A provisioned moto server, one subscription, and the Zoho stand-in."""
     from moto.server import ThreadedMotoServer
 
+    from broker_local.zoho_standin import ZohoStandIn
+
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one access-log line per AWS call otherwise
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     moto.start()
-    standin: Any = None
     try:
         host, port = moto.get_host_and_port()
         aws = {
@@ -110,44 +111,37 @@ def broker_backend() -> Iterator[dict[str, Any]]:
 
         template = load_template(ROOT / "template.yaml")
         stack = provision(template)
-        functions = {
-            name: {**function_environment(template, stack, name), **aws}
-            for name in ("StartFunction", "CallbackFunction", "AdminFunction")
-        }
+        with ZohoStandIn({"us": 0}) as standin:
+            aws["BROKER_ZOHO_ACCOUNTS_SERVERS"] = json.dumps(standin.accounts_servers)
+            functions = {
+                name: {**function_environment(template, stack, name), **aws}
+                for name in ("StartFunction", "CallbackFunction", "AdminFunction")
+            }
+            os.environ.update(functions["AdminFunction"])
+            from zoho_broker.logic import subscriptions
+            from zoho_broker.models import SubscriptionCreate
+            from zoho_broker.services import get_services, reset_services
 
-        from broker_local.zoho_standin import ZohoStandIn
-
-        standin = ZohoStandIn({"us": 0}).start()
-        for env in functions.values():
-            env["BROKER_ZOHO_ACCOUNTS_SERVERS"] = json.dumps(standin.accounts_servers)
-
-        os.environ.update(functions["AdminFunction"])
-        from zoho_broker.logic import subscriptions
-        from zoho_broker.models import SubscriptionCreate
-        from zoho_broker.services import get_services, reset_services
-
-        reset_services()
-        services = get_services()
-        created = subscriptions.create(
-            services,
-            SubscriptionCreate.model_validate(
-                {
-                    "name": "Cold start benchmark",
-                    "integration": "zoho-crm",
-                    "client_id": "1000.COLDSTARTBENCHMARK",
-                    "client_secret": "cold-start-benchmark-client-secret",
-                }
-            ),
-        )
-        yield {
-            "functions": functions,
-            "services": services,
-            "subscription_id": created.subscription_id,
-            "standin": standin,
-        }
+            reset_services()
+            services = get_services()
+            created = subscriptions.create(
+                services,
+                SubscriptionCreate.model_validate(
+                    {
+                        "name": "Cold start benchmark",
+                        "integration": "zoho-crm",
+                        "client_id": "1000.COLDSTARTBENCHMARK",
+                        "client_secret": "cold-start-benchmark-client-secret",
+                    }
+                ),
+            )
+            yield {
+                "functions": functions,
+                "services": services,
+                "subscription_id": created.subscription_id,
+                "standin": standin,
+            }
     finally:
-        if standin is not None:
-            standin.stop()
         moto.stop()
 
 
