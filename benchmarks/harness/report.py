@@ -12,7 +12,7 @@ from .rounds import RoundResult
 from .table import print_table
 from .world import SeedReport
 
-Row = tuple[str, list[str]]
+Row = list[str]  # a label, then one cell per round
 
 
 def _per(count: float, total: int, digits: int = 2) -> str:
@@ -32,17 +32,11 @@ def _calls_rows(
     def denominator(result: RoundResult) -> int:
         return result.due if per_due else result.refreshed
 
-    keys = sorted({key for result in results for key in pick(result)})
-    rows: list[Row] = [(title, ["" for _ in results])]
-    for service, operation in keys:
-        rows.append(
-            (
-                f"  {service} {operation}",
-                [_per(pick(r).get((service, operation), 0), denominator(r)) for r in results],
-            )
-        )
-    rows.append(("  total", [_per(sum(pick(r).values()), denominator(r)) for r in results]))
-    return rows
+    rows: list[Row] = [[title, *("" for _ in results)]]
+    for service, operation in sorted({key for result in results for key in pick(result)}):
+        cells = [_per(pick(r).get((service, operation), 0), denominator(r)) for r in results]
+        rows.append([f"  {service} {operation}", *cells])
+    return [*rows, ["  total", *(_per(sum(pick(r).values()), denominator(r)) for r in results)]]
 
 
 def _rate(count: int, seconds: float) -> str:
@@ -145,7 +139,7 @@ def render(
     memory: RoundResult | None,
 ) -> None:
     def rows(table: list[tuple[str, Callable[[RoundResult], str]]]) -> list[Row]:
-        return [(label, [read(r) for r in results]) for label, read in table]
+        return [[label, *(read(r) for r in results)] for label, read in table]
 
     everything = rows(ROWS)
     everything += _calls_rows(
@@ -166,7 +160,7 @@ def render(
         file=out,
     )
     header = ["", *(f"C={r.concurrency}" for r in results)]
-    print_table(header, [[label, *values] for label, values in everything], out=out, rule=True)
+    print_table(header, everything, out=out, rule=True)
     if memory is not None:
         print(
             f"memory (a separate pass under tracemalloc before the timed rounds, C={memory.concurrency}): the "
