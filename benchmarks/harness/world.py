@@ -15,7 +15,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from zoho_broker.models import SubscriptionSecret
+    from zoho_broker.models import SubscriptionCreate, SubscriptionSecret
     from zoho_broker.services import Services
 
 
@@ -111,14 +111,23 @@ class SeedReport:
     bulk: int
 
 
-def _client(index: int, run: str) -> tuple[str, str, str]:
-    """A customer's own API Console client: (name, client_id, client_secret)."""
-    return f"Bench {run} customer {index:05d}", f"1000.BENCH{run.upper()}{index:05d}", secrets.token_hex(21)
+def _client(index: int, run: str) -> SubscriptionCreate:
+    """A subscription with a customer's own API Console client, as the admin API takes it."""
+    from zoho_broker.models import SubscriptionCreate
+
+    return SubscriptionCreate.model_validate(
+        {
+            "name": f"Bench {run} customer {index:05d}",
+            "integration": INTEGRATION,
+            "client_id": f"1000.BENCH{run.upper()}{index:05d}",
+            "client_secret": secrets.token_hex(21),
+        }
+    )
 
 
 def seed(world: World, n: int) -> tuple[list[Seeded], SeedReport]:
     from zoho_broker.logic import subscriptions
-    from zoho_broker.models import SubscriptionCreate, utc_now
+    from zoho_broker.models import utc_now
 
     services, standin = world.services, world.standin
     version = services.catalogue.get(INTEGRATION).latest
@@ -128,14 +137,15 @@ def seed(world: World, n: int) -> tuple[list[Seeded], SeedReport]:
     started = time.perf_counter()
     standin.set_latency(0)
 
-    def exchange(client_id: str, client_secret: str) -> Any:
-        standin.register_client(client_id, client_secret)
+    def exchange(body: SubscriptionCreate) -> Any:
+        client_secret = body.client_secret.get_secret_value()
+        standin.register_client(body.client_id, client_secret)
         code = standin.issue_code(
-            client_id=client_id, redirect_uri=REDIRECT_URI, scope=scope, data_centre=DATA_CENTRE
+            client_id=body.client_id, redirect_uri=REDIRECT_URI, scope=scope, data_centre=DATA_CENTRE
         )
         return services.zoho.exchange_code(
             token_url=token_url,
-            client_id=client_id,
+            client_id=body.client_id,
             client_secret=client_secret,
             code=code,
             redirect_uri=REDIRECT_URI,
@@ -144,12 +154,9 @@ def seed(world: World, n: int) -> tuple[list[Seeded], SeedReport]:
     seeded: list[Seeded] = []
     reference = min(n, REFERENCE_SUBSCRIPTIONS)
     for index in range(reference):
-        name, client_id, client_secret = _client(index, run)
-        body = SubscriptionCreate.model_validate(
-            {"name": name, "integration": INTEGRATION, "client_id": client_id, "client_secret": client_secret}
-        )
+        body = _client(index, run)
         sid = subscriptions.create(services, body).subscription_id
-        tokens = exchange(client_id, client_secret)
+        tokens = exchange(body)
         assert tokens.refresh_token, "the stand-in issued no refresh token for an offline code"
         now = utc_now()
         expired = now - world.expired_ago
@@ -181,24 +188,23 @@ def seed(world: World, n: int) -> tuple[list[Seeded], SeedReport]:
             lease_owner=owner,
             reconnected_from=None,
         )
-        seeded.append(Seeded(sid, client_id, tokens.refresh_token, tokens.access_token))
+        seeded.append(Seeded(sid, body.client_id, tokens.refresh_token, tokens.access_token))
 
     with ThreadPoolExecutor(max_workers=4, thread_name_prefix="seed-exchange") as pool:
         for start in range(reference, n, SEED_CHUNK):
             clients = [_client(index, run) for index in range(start, min(n, start + SEED_CHUNK))]
-            minted = list(pool.map(lambda client: exchange(client[1], client[2]), clients))
+            minted = list(pool.map(exchange, clients))
             seeded.extend(_write_bulk(world, clients, minted))
 
     _check_bulk_matches_reference(world, seeded[0].subscription_id, seeded[-1].subscription_id)
     return seeded, SeedReport(time.perf_counter() - started, reference, n - reference)
 
 
-def _write_bulk(world: World, clients: Sequence[tuple[str, str, str]], minted: Sequence[Any]) -> list[Seeded]:
+def _write_bulk(world: World, clients: Sequence[SubscriptionCreate], minted: Sequence[Any]) -> list[Seeded]:
     """The items create() and record_connection() would leave, and secrets holding the tokens."""
     from zoho_broker.models import (
         ConnectionStatus,
         Subscription,
-        SubscriptionCreate,
         SubscriptionSecret,
         utc_now,
     )
@@ -210,10 +216,7 @@ def _write_bulk(world: World, clients: Sequence[tuple[str, str, str]], minted: S
     version = integration.latest
     items: list[dict[str, Any]] = []
     seeded: list[Seeded] = []
-    for (name, client_id, client_secret), tokens in zip(clients, minted, strict=True):
-        body = SubscriptionCreate.model_validate(
-            {"name": name, "integration": INTEGRATION, "client_id": client_id, "client_secret": client_secret}
-        )
+    for body, tokens in zip(clients, minted, strict=True):
         now = utc_now()
         expired = now - world.expired_ago
         subscription = Subscription(
@@ -241,8 +244,8 @@ def _write_bulk(world: World, clients: Sequence[tuple[str, str, str]], minted: S
         services.secrets.create(
             subscription.subscription_id,
             SubscriptionSecret(
-                client_id=client_id,
-                client_secret=client_secret,
+                client_id=body.client_id,
+                client_secret=body.client_secret.get_secret_value(),
                 refresh_token=tokens.refresh_token,
                 access_token=tokens.access_token,
                 access_token_expires_at=expired,
@@ -252,7 +255,7 @@ def _write_bulk(world: World, clients: Sequence[tuple[str, str, str]], minted: S
             ),
         )
         seeded.append(
-            Seeded(subscription.subscription_id, client_id, tokens.refresh_token, tokens.access_token)
+            Seeded(subscription.subscription_id, body.client_id, tokens.refresh_token, tokens.access_token)
         )
     batch_put(world, items)
     return seeded
