@@ -24,6 +24,7 @@ commits (the steps of an optimisation) in one run. It also prints the built size
 from __future__ import annotations
 
 import argparse
+import functools
 import io
 import json
 import os
@@ -42,17 +43,21 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script or imported by tests
 from cold_start_setup import (
+    LAMBDA_UNZIPPED_LIMIT,
     LAYER_SOURCE,
+    MB,
     ROOT,
     YARDSTICKS,
     broker_backend,
-    callback_events,
+    built_sizes,
+    callback_event,
     child_env,
     lambda_like_layer,
-    print_sizes,
     runtime_interpreter,
     start_event,
+    zipped_size,
 )
+from harness.table import print_table
 
 # Runs in the fresh process, via `python -c`. Reading the event comes first: the Lambda runtime has
 # done that before it loads the handler.
@@ -181,13 +186,13 @@ def median(variant: Variant, column: str) -> float:
     return statistics.median(sample[column] for sample in variant.samples)
 
 
-def print_table(variants: list[Variant], runs: int) -> None:
+def print_medians(variants: list[Variant], runs: int) -> None:
     columns = ("import_ms", "first_invoke_ms", "total_ms", "process_ms")
     print(f"\nMedians of {runs} fresh processes per variant (ms):")
-    print(f"  {'variant':<40} {'import':>9} {'1st invoke':>11} {'total':>9} {'process':>9}")
-    for variant in variants:
-        imports, invoke, total, process = (median(variant, column) for column in columns)
-        print(f"  {variant.name:<40} {imports:>9.1f} {invoke:>11.1f} {total:>9.1f} {process:>9.1f}")
+    print_table(
+        ["variant", "import", "1st invoke", "total", "process"],
+        [[v.name, *(f"{median(v, column):.1f}" for column in columns)] for v in variants],
+    )
     print("  total = import + first invoke, timed inside the process;")
     print("  process = from spawning the process to the handler's answer (interpreter start included)")
 
@@ -200,17 +205,20 @@ def print_ratios(yardsticks: dict[str, Variant], builds: list[tuple[str, dict[st
         "against the hand-written handler making the same calls (goal <= 1.25x); 'import vs bare': the\n"
         "function's import against the bare boto3 handler's import with its clients (goal <= 1.5x)."
     )
-    header = f"  {'build':<28} {'start vs minimal':>17} {'callback vs minimal':>20}"
-    header += f" {'start import vs bare':>21} {'callback import vs bare':>24}"
-    print(header)
-    for label, functions in builds:
-        start, callback = functions["start"], functions["callback"]
-        row = f"  {label:<28}"
-        row += f" {median(start, 'total_ms') / median(yardsticks['start'], 'total_ms'):>16.2f}x"
-        row += f" {median(callback, 'total_ms') / median(yardsticks['callback'], 'total_ms'):>19.2f}x"
-        row += f" {median(start, 'import_ms') / median(bare, 'import_ms'):>20.2f}x"
-        row += f" {median(callback, 'import_ms') / median(bare, 'import_ms'):>23.2f}x"
-        print(row)
+    jobs = ("start", "callback")
+    header = ["build", *(f"{job} vs minimal" for job in jobs), *(f"{job} import vs bare" for job in jobs)]
+    rows = [
+        [
+            label,
+            *(
+                f"{median(functions[job], 'total_ms') / median(yardsticks[job], 'total_ms'):.2f}x"
+                for job in jobs
+            ),
+            *(f"{median(functions[job], 'import_ms') / median(bare, 'import_ms'):.2f}x" for job in jobs),
+        ]
+        for label, functions in builds
+    ]
+    print_table(header, rows)
 
 
 def parse_builds(values: list[str]) -> list[tuple[str, Path]]:
@@ -232,14 +240,11 @@ def build_variants(
 ) -> tuple[dict[str, Variant], list[tuple[str, dict[str, Variant]]], str]:
     """The yardsticks (bare boto3, and a hand-written start and callback), then each build's functions."""
     functions = backend["functions"]
-    callback_prepare, callback_case = callback_events(backend)
 
-    def start_prepare() -> dict[str, Any]:
-        return start_event(backend)
-
+    start_prepare = functools.partial(start_event, backend)
     jobs = {
         "start": ("StartFunction", start_prepare, 302),
-        "callback": ("CallbackFunction", callback_prepare, 200),
+        "callback": ("CallbackFunction", functools.partial(callback_event, backend), 200),
     }
     empty = scratch / "no-layer"
     empty.mkdir()
@@ -258,7 +263,10 @@ def build_variants(
         yardsticks[job] = Variant(
             f"minimal {job} (boto3 + stdlib)", YARDSTICKS / job, env, prepare, status, python
         )
-    notes = [f"Callback measured: {callback_case}."]
+    notes = [
+        "Callback measured: a complete callback: valid state, code exchanged at the Zoho stand-in over HTTP, "
+        "tokens stored in Secrets Manager, 'connected' page (200)."
+    ]
     measured = []
     for index, (label, build_dir) in enumerate(builds):
         layer, swapped = lambda_like_layer(
@@ -295,9 +303,10 @@ def print_importtimes(variants: list[Variant], top: int, workdir: Path) -> None:
     for variant in variants:
         _, stderr = run_once(variant, workdir, importtime=True)
         print(f"\n`python -X importtime`, top {top} cumulative, {variant.name} (µs):")
-        print(f"  {'cumulative':>10} {'self':>8}  module")
-        for cumulative, own, name in importtime_top(stderr, top):
-            print(f"  {cumulative:>10,} {own:>8,}  {name}")
+        rows = [
+            [f"{cumulative:,}", f"{own:,}", name] for cumulative, own, name in importtime_top(stderr, top)
+        ]
+        print_table(["cumulative", "self", "module"], rows)
 
 
 def print_first_invoke_profiles(variants: list[Variant], top: int, workdir: Path) -> None:
@@ -351,9 +360,29 @@ def print_dependency_costs(python: str, layer: Path, runs: int, env: dict[str, s
     print(
         f"\nWhat each dependency costs a cold process (medians of {runs}, as built, on the same interpreter):"
     )
-    print(f"  {'dependency':<42} {'ms':>8} {'vs bare boto3 handler':>22}")
-    for name, values in samples.items():
-        print(f"  {name:<42} {statistics.median(values):>8.1f} {statistics.median(values) / bare:>21.2f}x")
+    rows = [
+        [name, f"{statistics.median(values):.1f}", f"{statistics.median(values) / bare:.2f}x"]
+        for name, values in samples.items()
+    ]
+    print_table(["dependency", "ms", "vs bare boto3 handler"], rows)
+
+
+def print_sizes(build_dir: Path) -> None:
+    sizes = built_sizes(build_dir)
+    print(f"\nBuilt sizes in {build_dir} (Lambda allows 250 MB unzipped per function, layers included):")
+    rows = []
+    for name, size in sizes.items():
+        zipped = zipped_size(build_dir / name)
+        rows.append([name, f"{size:,}", f"{size / MB:.2f}", f"{zipped:,}", f"{zipped / MB:.2f}"])
+    print_table(["artifact", "bytes", "MB", "zipped bytes", "zipped MB"], rows)
+    layer = sizes.get("CoreLayer", 0)
+    for name, size in sizes.items():
+        if name.endswith("Function"):
+            total = size + layer
+            print(
+                f"  {name} + CoreLayer: {total / MB:.2f} MB unzipped, "
+                f"{100 * total / LAMBDA_UNZIPPED_LIMIT:.1f}% of the 250 MB limit"
+            )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -370,12 +399,6 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument(
         "--top", type=int, default=10, help="imports listed per function (default 10; 0: none)"
-    )
-    parser.add_argument(
-        "--cache",
-        type=Path,
-        default=Path.home() / ".cache" / "zoho-broker-bench",
-        help="where the boto3-only interpreter is kept (default ~/.cache/zoho-broker-bench)",
     )
     parser.add_argument(
         "--dependencies", action="store_true", help="also what each dependency costs at import, as built"
@@ -395,7 +418,7 @@ def main(argv: list[str] | None = None) -> None:
         if str(path) not in sys.path:
             sys.path.insert(0, str(path))
 
-    python, held = runtime_interpreter(options.cache)
+    python, held = runtime_interpreter(Path.home() / ".cache" / "zoho-broker-bench")
     print(f"{platform.machine()}, {os.cpu_count()} cores. Every process runs on {held}.")
     with tempfile.TemporaryDirectory(prefix="cold-start-") as temporary, broker_backend() as backend:
         scratch = Path(temporary)
@@ -408,7 +431,7 @@ def main(argv: list[str] | None = None) -> None:
         workdir.mkdir()
         everything = [*yardsticks.values(), *(v for _, variants in measured for v in variants.values())]
         measure(everything, options.runs, workdir)
-        print_table(everything, options.runs)
+        print_medians(everything, options.runs)
         print_ratios(yardsticks, measured)
         if options.dependencies:
             last = measured[-1][1]["start"].env  # the last build's layer, as Lambda runs it

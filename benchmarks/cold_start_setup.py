@@ -16,7 +16,7 @@ import shutil
 import subprocess
 import sys
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -62,23 +62,6 @@ def zipped_size(directory: Path) -> int:
     return buffer.getbuffer().nbytes
 
 
-def print_sizes(build_dir: Path) -> None:
-    sizes = built_sizes(build_dir)
-    print(f"\nBuilt sizes in {build_dir} (Lambda allows 250 MB unzipped per function, layers included):")
-    print(f"  {'artifact':<20} {'bytes':>12} {'MB':>8} {'zipped bytes':>14} {'zipped MB':>10}")
-    for name, size in sizes.items():
-        zipped = zipped_size(build_dir / name)
-        print(f"  {name:<20} {size:>12,} {size / MB:>8.2f} {zipped:>14,} {zipped / MB:>10.2f}")
-    layer = sizes.get("CoreLayer", 0)
-    for name, size in sizes.items():
-        if name.endswith("Function"):
-            total = size + layer
-            print(
-                f"  {name} + CoreLayer: {total / MB:.2f} MB unzipped, "
-                f"{100 * total / LAMBDA_UNZIPPED_LIMIT:.1f}% of the 250 MB limit"
-            )
-
-
 # --------------------------------------------------------------------------------------------------
 # The broker's state: a moto server, a subscription, fresh connect links and states.
 
@@ -102,13 +85,14 @@ def http_event(
 
 @contextlib.contextmanager
 def broker_backend() -> Iterator[dict[str, Any]]:
-    """A provisioned moto server, one subscription, and the Zoho stand-in when it exists."""
+    """A provisioned moto server, one subscription, and the Zoho stand-in."""
     from moto.server import ThreadedMotoServer
+
+    from broker_local.zoho_standin import ZohoStandIn
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one access-log line per AWS call otherwise
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     moto.start()
-    standin: Any = None
     try:
         host, port = moto.get_host_and_port()
         aws = {
@@ -127,50 +111,37 @@ def broker_backend() -> Iterator[dict[str, Any]]:
 
         template = load_template(ROOT / "template.yaml")
         stack = provision(template)
-        functions = {
-            name: {**function_environment(template, stack, name), **aws}
-            for name in ("StartFunction", "CallbackFunction", "AdminFunction")
-        }
+        with ZohoStandIn({"us": 0}) as standin:
+            aws["BROKER_ZOHO_ACCOUNTS_SERVERS"] = json.dumps(standin.accounts_servers)
+            functions = {
+                name: {**function_environment(template, stack, name), **aws}
+                for name in ("StartFunction", "CallbackFunction", "AdminFunction")
+            }
+            os.environ.update(functions["AdminFunction"])
+            from zoho_broker.logic import subscriptions
+            from zoho_broker.models import SubscriptionCreate
+            from zoho_broker.services import get_services, reset_services
 
-        standin_note = ""
-        try:
-            from broker_local.zoho_standin import ZohoStandIn
-        except ImportError as error:
-            standin_note = f"broker_local.zoho_standin is not importable ({error})"
-        else:
-            standin = ZohoStandIn({"us": 0}).start()
-            servers = json.dumps(standin.accounts_servers)
-            for env in functions.values():
-                env["BROKER_ZOHO_ACCOUNTS_SERVERS"] = servers
-
-        os.environ.update(functions["AdminFunction"])
-        from zoho_broker.logic import subscriptions
-        from zoho_broker.models import SubscriptionCreate
-        from zoho_broker.services import get_services, reset_services
-
-        reset_services()
-        services = get_services()
-        created = subscriptions.create(
-            services,
-            SubscriptionCreate.model_validate(
-                {
-                    "name": "Cold start benchmark",
-                    "integration": "zoho-crm",
-                    "client_id": "1000.COLDSTARTBENCHMARK",
-                    "client_secret": "cold-start-benchmark-client-secret",
-                }
-            ),
-        )
-        yield {
-            "functions": functions,
-            "services": services,
-            "subscription_id": created.subscription_id,
-            "standin": standin,
-            "standin_note": standin_note,
-        }
+            reset_services()
+            services = get_services()
+            created = subscriptions.create(
+                services,
+                SubscriptionCreate.model_validate(
+                    {
+                        "name": "Cold start benchmark",
+                        "integration": "zoho-crm",
+                        "client_id": "1000.COLDSTARTBENCHMARK",
+                        "client_secret": "cold-start-benchmark-client-secret",
+                    }
+                ),
+            )
+            yield {
+                "functions": functions,
+                "services": services,
+                "subscription_id": created.subscription_id,
+                "standin": standin,
+            }
     finally:
-        if standin is not None:
-            standin.stop()
         moto.stop()
 
 
@@ -191,64 +162,32 @@ def start_event(backend: dict[str, Any]) -> dict[str, Any]:
     return event
 
 
-def callback_events(backend: dict[str, Any]) -> tuple[Callable[[], dict[str, Any]], str]:
-    """What each callback run gets, and a sentence saying which path of the callback that is."""
+def callback_event(backend: dict[str, Any]) -> dict[str, Any]:
+    """A complete callback: a fresh valid state and binding cookie, and a code the stand-in minted."""
     from zoho_broker.logic import connect
 
-    def started() -> tuple[str, str]:
-        outcome = connect.start(
-            backend["services"], link_token=link_token(backend), browser_binding=None, base_url=BASE_URL
-        )
-        return outcome.authorization_url, outcome.browser_binding
-
-    def denied() -> dict[str, Any]:
-        authorization_url, binding = started()
-        state = dict(parse_qsl(urlsplit(authorization_url).query))["state"]
-        query = f"state={state}&error=access_denied"
-        return http_event(
-            "callback.json", path="/oauth/callback", query=query, cookies=[f"{BINDING_COOKIE}={binding}"]
-        )
-
-    def exchanged() -> dict[str, Any]:
-        authorization_url, binding = started()
-        # The stand-in mints the code directly: its consent page allows 4 codes a minute, as Zoho does.
-        asked = dict(parse_qsl(urlsplit(authorization_url).query))
-        standin = backend["standin"]
-        code = standin.issue_code(
-            client_id=asked["client_id"],
-            redirect_uri=asked["redirect_uri"],
-            scope=asked["scope"],
-            data_centre="us",
-        )
-        query = urlencode(
-            {
-                "state": asked["state"],
-                "code": code,
-                "location": "us",
-                "accounts-server": standin.accounts_servers["us"],
-            }
-        )
-        return http_event(
-            "callback.json", path="/oauth/callback", query=query, cookies=[f"{BINDING_COOKIE}={binding}"]
-        )
-
-    if backend["standin"] is None:
-        reason = backend["standin_note"]
-    else:
-        try:
-            exchanged()  # one rehearsal in this process: does the stand-in's consent page work as expected?
-        except Exception as error:
-            reason = f"the consent at the Zoho stand-in failed ({type(error).__name__}: {error})"
-        else:
-            return exchanged, (
-                "a complete callback: valid state, code exchanged at the Zoho stand-in over HTTP, "
-                "tokens stored in Secrets Manager, 'connected' page (200)"
-            )
-    return denied, (
-        "the consent-denied callback (error=access_denied with a valid state and binding cookie): "
-        "verifies and consumes the state and renders the 200 page, but exchanges no code, so httpx "
-        f"is never imported. Why not a complete exchange: {reason}"
+    outcome = connect.start(
+        backend["services"], link_token=link_token(backend), browser_binding=None, base_url=BASE_URL
     )
+    # The stand-in mints the code directly: its consent page allows 4 codes a minute, as Zoho does.
+    asked = dict(parse_qsl(urlsplit(outcome.authorization_url).query))
+    standin = backend["standin"]
+    code = standin.issue_code(
+        client_id=asked["client_id"],
+        redirect_uri=asked["redirect_uri"],
+        scope=asked["scope"],
+        data_centre="us",
+    )
+    query = urlencode(
+        {
+            "state": asked["state"],
+            "code": code,
+            "location": "us",
+            "accounts-server": standin.accounts_servers["us"],
+        }
+    )
+    cookies = [f"{BINDING_COOKIE}={outcome.browser_binding}"]
+    return http_event("callback.json", path="/oauth/callback", query=query, cookies=cookies)
 
 
 # --------------------------------------------------------------------------------------------------

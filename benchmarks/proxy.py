@@ -28,14 +28,14 @@ Figures come from one run on one machine; the ratios, not the milliseconds, carr
 from __future__ import annotations
 
 import argparse
-import logging
+import bisect
+import functools
 import multiprocessing
 import os
 import statistics
 import sys
-import threading
 import time
-from collections import Counter
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +44,10 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "layers" / "broker"), str(ROOT / "local")]
 
-from broker_local.runner import Options, free_port, running_broker  # noqa: E402
+from harness.instruments import CallCounter  # noqa: E402
+from harness.local_broker import local_broker, percentile  # noqa: E402
+from harness.table import print_table  # noqa: E402
+
 from tests.integration.flow import connect, create_subscription  # noqa: E402
 
 ZOHO_LATENCY_FOR_LIMITS = 0.1
@@ -53,33 +56,23 @@ LIMITS = ((100, 10), (600, 25), (1200, 10), (1200, 5), (1200, 1))
 PROCESSES = 5
 
 
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
-
-
-def count_aws_calls() -> Counter[str]:
+def count_aws_calls() -> CallCounter:
     """Every DynamoDB and Secrets Manager request the broker's handlers make in this process."""
     from zoho_broker.store import aws
 
-    counted: Counter[str] = Counter()
-
-    def count(model: Any, **_: Any) -> None:
-        counted[f"{model.service_model.service_name}.{model.name}"] += 1
-
     aws.reset()
-    aws._session().register("before-call", count)
+    counted = CallCounter()
+    counted.attach(aws._session())  # the session: every client the handlers make from it
     return counted
 
 
-def overhead(gateway_url: str, standin_url: str, sid: str, token: str, calls: int, zoho: Any) -> None:
+def overhead(
+    gateway_url: str, standin_url: str, sid: str, token: str, calls: int, zoho: Any, latencies: list[float]
+) -> None:
     print("\n1. Overhead of the proxy over a direct call (GET org), interleaved, one run")
-    print(
-        f"   {'Zoho latency':>12} {'direct p50':>10} {'proxy p50':>10} {'ratio':>6} "
-        f"{'direct p99':>10} {'proxy p99':>10} {'ratio':>6} {'added p50':>9}"
-    )
+    rows = []
     with httpx.Client(timeout=30) as http:
-        for latency in LATENCIES:
+        for latency in latencies:
             zoho.api.set_latency(latency)
             direct: list[float] = []
             proxied: list[float] = []
@@ -96,23 +89,34 @@ def overhead(gateway_url: str, standin_url: str, sid: str, token: str, calls: in
                 assert answer.status_code == 200, answer.text
             d50, p50 = statistics.median(direct), statistics.median(proxied)
             d99, p99 = percentile(direct, 0.99), percentile(proxied, 0.99)
-            print(
-                f"   {latency * 1000:>10.0f}ms {d50 * 1000:>8.1f}ms {p50 * 1000:>8.1f}ms {p50 / d50:>5.2f}x "
-                f"{d99 * 1000:>8.1f}ms {p99 * 1000:>8.1f}ms {p99 / d99:>5.2f}x {(p50 - d50) * 1000:>7.1f}ms"
+            ms = [f"{seconds * 1000:.1f}ms" for seconds in (d50, p50, d99, p99, p50 - d50)]
+            rows.append(
+                [
+                    f"{latency * 1000:.0f}ms",
+                    *ms[:2],
+                    f"{p50 / d50:.2f}x",
+                    *ms[2:4],
+                    f"{p99 / d99:.2f}x",
+                    ms[4],
+                ]
             )
     zoho.api.set_latency(0)
+    header = ["Zoho latency", "direct p50", "proxy p50", "ratio", "direct p99", "proxy p99", "ratio"]
+    print_table([*header, "added p50"], rows)
 
 
-def aws_per_call(gateway_url: str, sid: str, calls: int, counted: Counter[str]) -> None:
+def aws_per_call(gateway_url: str, sid: str, calls: int, calls_counter: CallCounter) -> None:
     with httpx.Client(timeout=30) as http:
         http.get(f"{gateway_url}/proxy/{sid}/org")  # warm: subscription and token cached
-        counted.clear()
+        calls_counter.take("setup")
         for _ in range(calls):
             http.get(f"{gateway_url}/proxy/{sid}/org")
     print(f"\n2. AWS requests per proxied call (warm instance, {calls} calls)")
-    for name, count in sorted(counted.items()):
-        print(f"   {name:<36} {count / calls:.2f}")
-    print(f"   {'total':<36} {sum(counted.values()) / calls:.2f}")
+    counted = calls_counter.take("setup")[0]
+    rows = [
+        [f"{service}.{name}", f"{count / calls:.2f}"] for (service, name), count in sorted(counted.items())
+    ]
+    print_table(["request", "per call"], [*rows, ["total", f"{sum(counted.values()) / calls:.2f}"]])
 
 
 def _callers(
@@ -124,9 +128,11 @@ def _callers(
     seconds: float,
     standin_url: str,
     token: str,
-    results: Any,
-) -> None:
-    """One Lambda instance: its own Throttle, ``threads`` callers calling back to back until time is up."""
+) -> tuple[list[tuple[float, float]], list[float], int, int]:
+    """One Lambda instance: its own Throttle, ``threads`` callers calling back to back until time is up.
+
+    Returns each call's start (observed, granted), how long each held its slot, the refusals and the
+    DynamoDB requests."""
     os.environ.update(AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench")
     from zoho_broker.catalogue import Throttling
     from zoho_broker.clock import SystemClock
@@ -163,12 +169,9 @@ def _callers(
                     throttle.release(turn)
                     held.append(time.time() - began)
 
-    workers = [threading.Thread(target=caller) for _ in range(threads)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
-    results.put((starts, held, refused[0], store.calls))
+    with ThreadPoolExecutor(max_workers=threads) as callers:
+        list(callers.map(lambda _: caller(), range(threads)))
+    return starts, held, refused[0], store.calls
 
 
 def accuracy(
@@ -178,50 +181,31 @@ def accuracy(
         f"\n3. Throttle accuracy: {callers} callers in {PROCESSES} processes, {seconds:g} s each, "
         f"Zoho latency {ZOHO_LATENCY_FOR_LIMITS * 1000:.0f} ms"
     )
-    print(
-        f"   {'rpm':>6} {'conc':>4} {'peak conc':>9} {'granted in W':>12} {'observed in W':>13} "
-        f"{'allowed':>7} {'rate/min':>8} {'bound':>6} {'of bound':>8} "
-        f"{'held':>6} {'held bound':>10} {'of it':>6} {'refused':>7} {'DDB/call':>8}"
-    )
+    rows = []
     zoho.api.set_latency(ZOHO_LATENCY_FOR_LIMITS)
     zoho.api.set_concurrency_limit(1000)  # observe, do not refuse
     context = multiprocessing.get_context("spawn")
     for rpm, concurrency in LIMITS:
         key = f"bench-{rpm}-{concurrency}-{time.time_ns()}"
-        organization = next(iter(zoho.api.peak_in_flight), None)
-        if organization is not None:
-            zoho.api.peak_in_flight.pop(organization)
-        results = context.Queue()
-        workers = [
-            context.Process(
-                target=_callers,
-                args=(
-                    endpoint,
-                    table,
-                    key,
-                    (rpm, concurrency),
-                    callers // PROCESSES,
-                    seconds,
-                    standin_url,
-                    token,
-                    results,
-                ),
-            )
-            for _ in range(PROCESSES)
-        ]
-        for worker in workers:
-            worker.start()
-        starts: list[tuple[float, float]] = []
-        held: list[float] = []
-        refused = dynamodb = 0
-        for _ in workers:
-            got, got_held, got_refused, got_calls = results.get(timeout=seconds + 120)
-            starts += got
-            held += got_held
-            refused += got_refused
-            dynamodb += got_calls
-        for worker in workers:
-            worker.join()
+        zoho.api.peak_in_flight.clear()
+        instance = functools.partial(
+            _callers,
+            endpoint,
+            table,
+            key,
+            (rpm, concurrency),
+            callers // PROCESSES,
+            seconds,
+            standin_url,
+            token,
+        )
+        # One task per process: each outlasts the others' start, so no process takes two.
+        with ProcessPoolExecutor(max_workers=PROCESSES, mp_context=context) as instances:
+            answers = [instances.submit(instance) for _ in range(PROCESSES)]
+        starts = [start for answer in answers for start in answer.result()[0]]
+        held = [hold for answer in answers for hold in answer.result()[1]]
+        refused = sum(answer.result()[2] for answer in answers)
+        dynamodb = sum(answer.result()[3] for answer in answers)
         granted = sorted(grant for _, grant in starts)
         observed = sorted(actual for actual, _ in starts)
         peak = max(zoho.api.peak_in_flight.values(), default=0)
@@ -230,13 +214,18 @@ def accuracy(
         # HTTP and the two DynamoDB writes on this machine): the ceiling no limiter can pass.
         hold = statistics.mean(held)
         held_bound = min(rpm, concurrency / hold * 60)
-        print(
-            f"   {rpm:>6} {concurrency:>4} {peak:>9} {_most_in_window(granted):>12} "
-            f"{_most_in_window(observed):>13} {_allowed(granted, rpm):>7.0f} {_rate(granted):>8.0f} "
-            f"{bound:>6.0f} {_rate(granted) / bound:>7.0%} {hold * 1000:>4.0f}ms {held_bound:>10.0f} "
-            f"{_rate(granted) / held_bound:>5.0%} {refused:>7} {dynamodb / len(starts):>8.2f}"
+        rows.append(
+            [
+                *(rpm, concurrency, peak, _most_in_window(granted), _most_in_window(observed)),
+                *(f"{_allowed(granted, rpm):.0f}", f"{_rate(granted):.0f}", f"{bound:.0f}"),
+                *(f"{_rate(granted) / bound:.0%}", f"{hold * 1000:.0f}ms", f"{held_bound:.0f}"),
+                *(f"{_rate(granted) / held_bound:.0%}", refused, f"{dynamodb / len(starts):.2f}"),
+            ]
         )
     zoho.api.set_latency(0)
+    header = ["rpm", "conc", "peak conc", "granted in W", "observed in W", "allowed", "rate/min", "bound"]
+    header += ["of bound", "held", "held bound", "of it", "refused", "DDB/call"]
+    print_table(header, rows)
 
 
 def _window(starts: list[float]) -> float:
@@ -245,12 +234,8 @@ def _window(starts: list[float]) -> float:
 
 def _most_in_window(starts: list[float]) -> int:
     """The most starts in any half-open window [t, t + W), W = min(run, 60 s)."""
-    window, most, first = _window(starts), 0, 0
-    for last, moment in enumerate(starts):
-        while moment - starts[first] >= window:
-            first += 1
-        most = max(most, last - first + 1)
-    return most
+    window = _window(starts)
+    return max(bisect.bisect_left(starts, moment + window) - first for first, moment in enumerate(starts))
 
 
 def _allowed(starts: list[float], rpm: int) -> float:
@@ -261,11 +246,7 @@ def _rate(starts: list[float]) -> float:
     return (len(starts) - 1) / (starts[-1] - starts[0]) * 60
 
 
-LATENCIES: tuple[float, ...] = (0.0, 0.1)
-
-
 def main() -> None:
-    global LATENCIES
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -274,16 +255,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--callers", type=int, default=50)
     args = parser.parse_args()
-    LATENCIES = tuple(float(value) for value in args.latency.split(","))
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto logs every request
     counted = count_aws_calls()
-    options = Options(
-        port=free_port("127.0.0.1"),
-        standin_ports=(free_port("127.0.0.1"), free_port("127.0.0.1")),
-        demo=False,
-        log_level="ERROR",
-    )
-    with running_broker(options) as started:
+    with local_broker("ERROR") as started:
         gateway_url = started["gateway"].base_url
         zoho = started["standin"]
         standin_url = started["accounts_servers"]["eu"]
@@ -292,7 +265,8 @@ def main() -> None:
             sid = create_subscription(admin, throttling=throttling)["subscription_id"]
             assert connect(admin, browser, sid, data_centre="eu").status_code == 200
             token = admin.get(f"/admin/subscriptions/{sid}/token").json()["access_token"]
-        overhead(gateway_url, standin_url, sid, token, args.calls, zoho)
+        latencies = [float(value) for value in args.latency.split(",")]
+        overhead(gateway_url, standin_url, sid, token, args.calls, zoho, latencies)
         aws_per_call(gateway_url, sid, min(args.calls, 200), counted)
         accuracy(
             os.environ["AWS_ENDPOINT_URL"],

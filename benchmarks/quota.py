@@ -27,31 +27,26 @@ Zoho calls (token calls minus refreshes written), tokens refreshed after they ex
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
+import io
 import json
 import os
 import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness.common import AWS_BACKENDS, DATA_CENTRE
+from harness.common import AWS_SETUP, DATA_CENTRE
 from harness.instruments import OutputSink
-from harness.processes import RemoteStandIn, aws_backend, prepare_process
+from harness.processes import aws_backend, prepare_process, remote_standin
 from harness.rounds import run_round
 from harness.world import World, batch_put, open_world, scan_subscriptions, seed
-
-
-class Raw:
-    def __init__(self, body: bytes) -> None:
-        self._body = body
-
-    def stream(self, **_: Any) -> Iterator[bytes]:
-        yield self._body
 
 
 class QuotaLimiter:
@@ -72,6 +67,7 @@ class QuotaLimiter:
 
     def _before_send(self, request: Any, **_: Any) -> Any:
         from botocore.awsrequest import AWSResponse
+        from urllib3 import HTTPResponse
 
         now = time.time()
         window = int(now)
@@ -85,7 +81,7 @@ class QuotaLimiter:
             self.throttled += 1
         body = json.dumps({"__type": "ThrottlingException", "message": "Rate exceeded"}).encode()
         headers = {"Content-Type": "application/x-amz-json-1.1", "x-amzn-ErrorType": "ThrottlingException"}
-        return AWSResponse(request.url, 400, headers, Raw(body))
+        return AWSResponse(request.url, 400, headers, HTTPResponse(io.BytesIO(body), preload_content=False))
 
 
 def _all_due_now(world: World) -> dict[str, float]:
@@ -115,28 +111,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--unpaced", action="store_true", help="no write budget (the broker before it)")
     parser.add_argument("--rounds", type=int, default=4, help="sweeps at most, for deferred refreshes")
-    parser.add_argument("--aws", choices=list(AWS_BACKENDS), default="split")
     options = parser.parse_args(argv)
     prepare_process()
 
     from zoho_broker.logic.pacing import Unpaced
     from zoho_broker.store import aws
 
-    out = sys.stdout
-    sink = OutputSink()
-    sys.stdout = sink  # Powertools' logger and metrics print here; the figures go to ``out``
-    try:
-        print(
+    out, sink = sys.stdout, OutputSink()
+    # Powertools' Logger takes sys.stdout when it is made (at import), and its metrics print to it: the
+    # broker's output is counted, the figures go to ``out``.
+    show = functools.partial(print, file=out, flush=True)  # progress and figures
+    with contextlib.redirect_stdout(sink):
+        show(
             f"Quota benchmark · {datetime.now(UTC):%Y-%m-%d %H:%M} UTC · {os.cpu_count()} CPUs · N {options.n:,} "
             f"due at once · C {options.concurrency} · Zoho latency {options.latency_ms:.0f} ms · Secrets Manager "
             f"quota {options.quota}/s (scaled from 50/s) · write budget "
             f"{'none (unpaced)' if options.unpaced else f'{options.budget}/s'} · tokens expire in "
-            f"{options.expires_in} s · AWS: {AWS_BACKENDS[options.aws]}",
-            file=out,
-            flush=True,
+            f"{options.expires_in} s · AWS: {AWS_SETUP}",
         )
-        with aws_backend(options.aws), RemoteStandIn({DATA_CENTRE: 0}) as standin:
-            world = open_world(standin, moto_sqs=False)
+        with aws_backend(), remote_standin({DATA_CENTRE: 0}) as standin:
+            world = open_world(standin)
             # The seed writes tokens that expire ``expires_in`` seconds ahead instead of a minute ago.
             world.expired_ago = timedelta(seconds=-options.expires_in)
             world.services.settings.secret_writes_per_second = options.budget
@@ -145,28 +139,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             seeding = time.perf_counter()
             seeded, _ = seed(world, options.n)
             expiries = _all_due_now(world)
-            print(f"  seeded {options.n:,} in {time.perf_counter() - seeding:.0f} s", file=out, flush=True)
+            show(f"  seeded {options.n:,} in {time.perf_counter() - seeding:.0f} s")
             limiter = QuotaLimiter(options.quota)
             limiter.attach(aws.secretsmanager())
             tokens_before = standin.token_call_count
             outcomes: Counter[str] = Counter()
             started = time.time()
-            rounds = 0
-            refreshed: set[str] = set()
-            while rounds < options.rounds:
-                rounds += 1
+            prefix = world.services.secrets.name_for("")
+            for number in range(1, options.rounds + 1):
                 result = run_round(world, options.concurrency, options.latency_ms / 1000, sink)
                 outcomes.update(result.tally.outcomes)
-                prefix = world.services.secrets.name_for("")
                 refreshed = {secret_id.removeprefix(prefix) for _, secret_id in limiter.writes}
-                waiting = [s.subscription_id for s in seeded if s.subscription_id not in refreshed]
-                print(
-                    f"  round {rounds}: {result.due:,} due, {len(refreshed):,} of {options.n:,} written "
+                show(
+                    f"  round {number}: {result.due:,} due, {len(refreshed):,} of {options.n:,} written "
                     f"after {time.time() - started:.0f} s",
-                    file=out,
-                    flush=True,
                 )
-                if not waiting:
+                if refreshed.issuperset(subscription.subscription_id for subscription in seeded):
                     break
                 # Deferred ones come back after their backoff: wait for the next sweep that finds them.
                 due = world.services.subscriptions.due_for_refresh
@@ -176,12 +164,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             last_write = max((at for at, _ in limiter.writes), default=started)
             first_write: dict[str, float] = {}
             for at, secret_id in limiter.writes:
-                first_write.setdefault(secret_id.removeprefix(world.services.secrets.name_for("")), at)
+                first_write.setdefault(secret_id.removeprefix(prefix), at)
             after_expiry = sum(1 for sid, at in first_write.items() if at > expiries.get(sid, float("inf")))
             never = options.n - len(first_write)
             written = len(limiter.writes)
             failed = outcomes.get("failed", 0) + outcomes.get("needs_reauthentication", 0)
-            print(
+            show(
                 "\n".join(
                     [
                         "",
@@ -198,13 +186,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         f"  outcomes                          {dict(sorted(outcomes.items()))}",
                     ]
                 ),
-                file=out,
-                flush=True,
             )
             ok = failed == 0 and token_calls == written and after_expiry == 0 and never == 0
             return 0 if ok else 1
-    finally:
-        sys.stdout = out
 
 
 if __name__ == "__main__":

@@ -35,6 +35,8 @@ benchmarks/harness/__init__.py.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import os
 import random
 import sys
@@ -42,12 +44,12 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from harness.common import AWS_BACKENDS, DATA_CENTRE
+from harness.common import AWS_SETUP, DATA_CENTRE
 from harness.instruments import OutputSink
-from harness.processes import RemoteStandIn, aws_backend, prepare_process
+from harness.processes import aws_backend, prepare_process, remote_standin
 from harness.report import conclusion, render
-from harness.rounds import RoundResult, memory_pass, run_round, verify
-from harness.world import make_due_again, open_world, reset_after_memory_pass, seed
+from harness.rounds import RoundResult, run_round, verify
+from harness.world import make_due, open_world, reset_after_memory_pass, seed
 
 
 def _numbers(text: str) -> list[int]:
@@ -78,79 +80,69 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=200,
         help="refreshes in the tracemalloc pass before the timed rounds; 0 skips the pass (default 200)",
     )
-    parser.add_argument(
-        "--aws",
-        choices=list(AWS_BACKENDS),
-        default="split",
-        help="split: DynamoDB in a moto server in a child process, the rest in this process (default); "
-        "inprocess: all of moto here; server: all of moto in a child process",
-    )
-    parser.add_argument(
-        "--moto-sqs", action="store_true", help="moto's SQS for the refresh queue (small N only)"
-    )
     options = parser.parse_args(argv)
     latency = options.latency_ms / 1000
     if latency <= 0:
         parser.error("--latency-ms must be above 0")
 
     prepare_process()
-    out = sys.stdout
-    sink = OutputSink()
-    # Powertools' Logger takes sys.stdout when it is made (at import), and its metrics print to it.
-    sys.stdout = sink
-    try:
-        print(
+    out, sink = sys.stdout, OutputSink()
+    # Powertools' Logger takes sys.stdout when it is made (at import), and its metrics print to it: the
+    # broker's output is counted, the figures go to ``out``.
+    show = functools.partial(print, file=out, flush=True)  # progress and figures
+    with contextlib.redirect_stdout(sink):
+        show(
             f"Refresh benchmark · {datetime.now(UTC):%Y-%m-%d %H:%M} UTC · Python {sys.version.split()[0]} · "
             f"{os.cpu_count()} CPUs · Zoho latency {options.latency_ms:.0f} ms · N {options.n} · "
-            f"C {options.concurrency} · AWS: {AWS_BACKENDS[options.aws]} · refresh queue: "
-            f"{'moto' if options.moto_sqs else 'FastQueue'}",
-            file=out,
-            flush=True,
+            f"C {options.concurrency} · AWS: {AWS_SETUP} · refresh queue: FastQueue",
         )
         everything: list[tuple[int, list[RoundResult]]] = []
         ok = True
         for n in options.n:
             started = time.perf_counter()
             memory: RoundResult | None = None
-            with aws_backend(options.aws), RemoteStandIn({DATA_CENTRE: 0}) as standin:
-                world = open_world(standin, moto_sqs=options.moto_sqs)
+            with aws_backend(), remote_standin({DATA_CENTRE: 0}) as standin:
+                world = open_world(standin)
                 seeded, seed_report = seed(world, n)
-                print(f"  N={n:,}: seeded in {seed_report.seconds:.1f} s", file=out, flush=True)
+                show(f"  N={n:,}: seeded in {seed_report.seconds:.1f} s")
                 made_due = 0.0
                 if options.memory_refreshes > 0:
                     measuring = time.perf_counter()
-                    memory = memory_pass(world, options, latency, sink)
+                    # Right after seeding, with all N due: the sweep and the first refreshes under tracemalloc.
+                    memory = run_round(
+                        world,
+                        options.concurrency[0],
+                        latency,
+                        sink,
+                        trace_memory=True,
+                        limit=options.memory_refreshes,
+                    )
                     made_due = reset_after_memory_pass(world, seeded)
-                    print(
+                    show(
                         f"  N={n:,}: memory pass in {time.perf_counter() - measuring:.1f} s",
-                        file=out,
-                        flush=True,
                     )
                 results: list[RoundResult] = []
                 rng = random.Random(n)
                 for concurrency in options.concurrency:
                     if results:
-                        made_due = make_due_again(world, seeded, results[-1].verification)
+                        made_due = make_due(world, seeded, results[-1].checks.secrets)
+                        results[-1].checks.secrets.clear()
                     result = run_round(world, concurrency, latency, sink)
                     result.made_due_seconds = made_due
                     verifying = time.perf_counter()
                     result.verification = verify(world, seeded, options.sample, rng)
                     ok = ok and result.verification.ok
                     results.append(result)
-                    print(
+                    show(
                         f"  N={n:,} C={concurrency}: {result.refreshed:,} refreshed in {result.refresh_seconds:.1f} s, "
                         f"verification {'OK' if result.verification.ok else 'FAILED'} "
                         f"({time.perf_counter() - verifying:.1f} s)",
-                        file=out,
-                        flush=True,
                     )
-            render(out, n, latency, seed_report, results, memory, options.aws)
-            print(f"(N={n:,} took {time.perf_counter() - started:.0f} s in all)", file=out, flush=True)
+            render(out, n, latency, seed_report, results, memory)
+            show(f"(N={n:,} took {time.perf_counter() - started:.0f} s in all)")
             everything.append((n, results))
         conclusion(out, latency, everything)
         return 0 if ok else 1
-    finally:
-        sys.stdout = out
 
 
 if __name__ == "__main__":

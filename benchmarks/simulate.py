@@ -39,10 +39,11 @@ import random
 import sys
 import time
 from collections import Counter, deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 for _path in (ROOT / "layers" / "broker",):
@@ -108,13 +109,11 @@ class Figures:
     zoho_calls: int = 0
     zoho_failures: int = 0
     deferrals: int = 0
-    wasted: int = 0
     after_expiry: int = 0
     throttled: int = 0
     skipped_not_due: int = 0
     longest_lag: float = 0.0
     writes_per_second: Counter[int] = field(default_factory=Counter)
-    all_writes_per_second: Counter[int] = field(default_factory=Counter)
     writes_per_bucket: Counter[int] = field(default_factory=Counter)
     max_queue: int = 0
 
@@ -133,11 +132,10 @@ class Simulation:
     def __init__(self, options: argparse.Namespace) -> None:
         self.o = options
         self.rng = random.Random(options.seed)
-        self.margin = options.margin
-        self.budget = options.budget
         self.windows = Windows()
         self.quota: Counter[int] = Counter()  # Secrets Manager's writes per window, everyone's
-        self.events: list[tuple[float, int, str, object]] = []
+        # (when, sequence, what happens then, its job): the sequence keeps equal times in order.
+        self.events: list[tuple[float, int, Callable[[float, Any], None], Any]] = []
         self.seq = 0
         self.index: list[tuple[float, int, int]] = []  # (due, position, version): the RefreshDue index
         self.queue: deque[Subscription] = deque()
@@ -149,12 +147,12 @@ class Simulation:
 
     def next_due(self, sub: Subscription, now: float) -> float:
         if self.o.schedule == "legacy":
-            return legacy_next_due(sub.expires_at, now, self.margin)
+            return legacy_next_due(sub.expires_at, now, self.o.margin)
         return float(
             schedule.next_due(
                 datetime.fromtimestamp(EPOCH + sub.expires_at, UTC),
                 datetime.fromtimestamp(EPOCH + int(now), UTC),
-                self.margin,
+                self.o.margin,
                 subscription_id=sub.sid,
             )
             - EPOCH
@@ -170,9 +168,9 @@ class Simulation:
 
     # -- the event loop -----------------------------------------------------------------------------
 
-    def at(self, when: float, kind: str, payload: object = None) -> None:
+    def at(self, when: float, then: Callable[[float, Any], None], job: Any = None) -> None:
         self.seq += 1
-        heapq.heappush(self.events, (when, self.seq, kind, payload))
+        heapq.heappush(self.events, (when, self.seq, then, job))
 
     def set_due(self, position: int, due: float) -> None:
         sub = self.subs[position]
@@ -188,12 +186,12 @@ class Simulation:
             self.subs.append(sub)
             self.set_due(position, self.next_due(sub, 0.0))
         for when in range(0, self.o.hours * 3600 + 1, self.o.sweep_seconds):
-            self.at(float(when), "sweep")
+            self.at(float(when), self.sweep)
         if self.o.other_writers:
             for second in range(self.o.hours * 3600 + 1):
                 self.quota[second] += self.o.other_writers
 
-    def sweep(self, now: float) -> None:
+    def sweep(self, now: float, _: None = None) -> None:
         positions = {}
         while self.index and self.index[0][0] <= now:
             due, position, version = heapq.heappop(self.index)
@@ -215,11 +213,11 @@ class Simulation:
             # The worker reads the subscription first: not due (re-delivered, in backoff) -> nothing.
             if sub.due_at > now:
                 self.figures.skipped_not_due += 1
-                self.at(now + 0.005, "free")
+                self.at(now + 0.005, self.free)
                 continue
             job = Job(sub=sub, due_at=sub.due_at)
             zoho = self.o.zoho_ms / 1000 * self.rng.uniform(0.5, 1.5)
-            self.at(now + self.o.aws_ms / 1000 * 0.6 + zoho, "zoho", job)
+            self.at(now + self.o.aws_ms / 1000 * 0.6 + zoho, self.zoho_answered, job)
 
     def zoho_answered(self, now: float, job: Job) -> None:
         self.figures.zoho_calls += 1
@@ -235,15 +233,15 @@ class Simulation:
         self.try_write(now, job)
 
     def try_write(self, now: float, job: Job) -> None:
-        granted, at = try_slot(self.windows, now, self.budget)
+        granted, at = try_slot(self.windows, now, self.o.budget)
         if not granted:
             if at > job.deadline:
                 self.defer(now, job)
             else:
-                self.at(at, "write", job)
+                self.at(at, self.try_write, job)
             return
         if at > now:  # the slot is the next second's: the write waits for it
-            self.at(at, "send", job)
+            self.at(at, self.send, job)
             return
         self.send(now, job)
 
@@ -254,7 +252,7 @@ class Simulation:
             if now + job.retry_delay > job.deadline:
                 self.defer(now, job)
             else:
-                self.at(now + job.retry_delay, "write", job)
+                self.at(now + job.retry_delay, self.try_write, job)
                 job.retry_delay *= 2
             return
         self.quota[second] += 1
@@ -275,36 +273,26 @@ class Simulation:
         self.finish(now + self.o.aws_ms / 1000 * 0.4, sub, due=self.next_due(sub, now))
 
     def defer(self, now: float, job: Job) -> None:
-        self.figures.deferrals += 1
-        self.figures.wasted += 1  # the token was minted and could not be written
+        self.figures.deferrals += 1  # the token was minted and could not be written: a wasted Zoho call
         job.sub.failures += 1
         self.finish(now, job.sub, due=self.retry_due(job.sub, now))
 
     def finish(self, now: float, sub: Subscription, *, due: float) -> None:
         self.set_due(sub.position, due)
-        self.at(now, "free")
+        self.at(now, self.free)
+
+    def free(self, now: float, _: None = None) -> None:
+        self.idle_workers += 1
+        self.dispatch(now)
 
     def run(self) -> None:
         self.onboard()
         end = self.o.hours * 3600
         while self.events:
-            now, _, kind, payload = heapq.heappop(self.events)
+            now, _, then, job = heapq.heappop(self.events)
             if now > end:
                 break
-            if kind == "sweep":
-                self.sweep(now)
-            elif kind == "free":
-                self.idle_workers += 1
-                self.dispatch(now)
-            elif kind == "zoho":
-                assert isinstance(payload, Job)
-                self.zoho_answered(now, payload)
-            elif kind == "write":
-                assert isinstance(payload, Job)
-                self.try_write(now, payload)
-            elif kind == "send":
-                assert isinstance(payload, Job)
-                self.send(now, payload)
+            then(now, job)
         # Tokens that lapsed without being refreshed by the end (none should).
         self.lapsed = sum(1 for sub in self.subs if sub.expires_at < end)
 

@@ -5,11 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    pass
-
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 REGION = "eu-west-1"
@@ -26,8 +22,4 @@ DYNAMODB_BATCH = 25  # BatchWriteItem's maximum
 MB = 1024 * 1024
 
 Handler = Callable[[dict[str, Any], Any], Any]
-AWS_BACKENDS = {
-    "split": "moto, DynamoDB as a server in a child process, the rest in-process",
-    "inprocess": "moto in-process",
-    "server": "moto server in a child process",
-}
+AWS_SETUP = "moto, DynamoDB as a server in a child process, the rest in-process"

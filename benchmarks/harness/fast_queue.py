@@ -1,4 +1,4 @@
-"""The refresh queue, answered at botocore's before-call hook (see benchmarks/refresh.py for why not moto's)."""
+"""The refresh queue, answered at botocore's before-call hook (harness/__init__.py says why not moto's)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    pass
+from typing import Any
 
 
 @dataclass
@@ -41,11 +38,10 @@ class FastQueue:
         self._in_flight: dict[str, _QueuedMessage] = {}  # by the receipt handle of the latest receive
         self._timeouts: list[tuple[float, str]] = []  # (visible again at, receipt handle), a heap
         self.dead_letters: list[_QueuedMessage] = []
+        # The calls the refresh path makes (the broker sends in batches, the pollers delete in batches).
         self._operations: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
-            "SendMessage": self._send_one,
             "SendMessageBatch": self._send_batch,
             "ReceiveMessage": self._receive,
-            "DeleteMessage": self._delete_one,
             "DeleteMessageBatch": self._delete_batch,
             "GetQueueAttributes": self._attributes,
         }
@@ -90,10 +86,6 @@ class FastQueue:
         self._visible.append(message)
         return message
 
-    def _send_one(self, params: dict[str, Any]) -> dict[str, Any]:
-        message = self._enqueue(params["MessageBody"])
-        return {"MessageId": message.message_id, "MD5OfMessageBody": message.md5}
-
     def _send_batch(self, params: dict[str, Any]) -> dict[str, Any]:
         successful = []
         for entry in params["Entries"]:
@@ -119,7 +111,6 @@ class FastQueue:
         now = time.time()
         self._expire_timeouts(now)
         timeout = int(params.get("VisibilityTimeout", self._visibility_timeout))
-        wanted = set(params.get("AttributeNames", [])) | set(params.get("MessageSystemAttributeNames", []))
         received: list[dict[str, Any]] = []
         while self._visible and len(received) < int(params.get("MaxNumberOfMessages", 1)):
             message = self._visible.popleft()
@@ -128,36 +119,27 @@ class FastQueue:
             message.receipt_handle = secrets.token_urlsafe(48)
             self._in_flight[message.receipt_handle] = message
             heapq.heappush(self._timeouts, (now + timeout, message.receipt_handle))
-            attributes = {
-                "ApproximateReceiveCount": str(message.receive_count),
-                "SentTimestamp": str(message.sent_at_ms),
-                "ApproximateFirstReceiveTimestamp": str(message.first_received_at_ms),
-                "SenderId": "AIDABENCHMARK",
-            }
-            if "All" not in wanted:
-                attributes = {name: value for name, value in attributes.items() if name in wanted}
             received.append(
                 {
                     "MessageId": message.message_id,
                     "ReceiptHandle": message.receipt_handle,
                     "MD5OfBody": message.md5,
                     "Body": message.body,
-                    **({"Attributes": attributes} if attributes else {}),
+                    # All of them: the pollers ask for All, as Lambda's event source mapping does.
+                    "Attributes": {
+                        "ApproximateReceiveCount": str(message.receive_count),
+                        "SentTimestamp": str(message.sent_at_ms),
+                        "ApproximateFirstReceiveTimestamp": str(message.first_received_at_ms),
+                        "SenderId": "AIDABENCHMARK",
+                    },
                 }
             )
         return {"Messages": received} if received else {}
 
-    def _delete(self, handle: str) -> bool:
-        return self._in_flight.pop(handle, None) is not None
-
-    def _delete_one(self, params: dict[str, Any]) -> dict[str, Any]:
-        self._delete(params["ReceiptHandle"])
-        return {}
-
     def _delete_batch(self, params: dict[str, Any]) -> dict[str, Any]:
         successful, failed = [], []
         for entry in params["Entries"]:
-            if self._delete(entry["ReceiptHandle"]):
+            if self._in_flight.pop(entry["ReceiptHandle"], None) is not None:
                 successful.append({"Id": entry["Id"]})
             else:
                 failed.append(

@@ -8,10 +8,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    pass
+from typing import Any
 
 from .common import Handler
 
@@ -31,8 +28,10 @@ class CallCounter:
         self.seconds_by_phase: dict[str, float] = {}
 
     def attach(self, client: Any) -> None:
-        client.meta.events.register("before-parameter-build", self._start, unique_id=f"count-{id(self)}")
-        client.meta.events.register("after-call", self._stop, unique_id=f"count-stop-{id(self)}")
+        """Count a client's calls, or a botocore session's (every client made from it)."""
+        events = client.meta.events if hasattr(client, "meta") else client
+        events.register("before-parameter-build", self._start, unique_id=f"count-{id(self)}")
+        events.register("after-call", self._stop, unique_id=f"count-stop-{id(self)}")
 
     def _start(self, model: Any, context: dict[str, Any], **_: Any) -> None:
         context["bench_started"] = time.perf_counter()

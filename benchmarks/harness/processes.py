@@ -10,148 +10,99 @@ import sys
 import threading
 import warnings
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    pass
+from multiprocessing.managers import BaseManager, NamespaceProxy
+from typing import Any
 
 from .common import REGION, ROOT
 
 
-class RemoteStandIn:
-    """ZohoStandIn running in a child process, with the methods this benchmark uses, over a pipe.
+class RemoteStandIn(NamespaceProxy):
+    """The ZohoStandIn of a child process: its attributes are read over the manager's connection, and
+    these are the methods the benchmarks call."""
+
+    _exposed_ = ("__getattribute__", "issue_code", "register_client", "set_latency")
+
+    def issue_code(self, **kwargs: str) -> str:
+        code: str = self._callmethod("issue_code", (), kwargs)
+        return code
+
+    def register_client(self, client_id: str, client_secret: str) -> None:
+        self._callmethod("register_client", (client_id, client_secret))
+
+    def set_latency(self, seconds: float) -> None:
+        self._callmethod("set_latency", (seconds,))
+
+
+def _standin(data_centres: dict[str, int]) -> Any:
+    from broker_local.zoho_standin import ZohoStandIn
+
+    return ZohoStandIn(data_centres, latency_seconds=0).start()
+
+
+class _StandInProcess(BaseManager):
+    pass
+
+
+_StandInProcess.register("standin", _standin, RemoteStandIn)
+
+
+@contextlib.contextmanager
+def remote_standin(data_centres: dict[str, int]) -> Iterator[RemoteStandIn]:
+    """The Zoho stand-in in a child process (multiprocessing's manager serves it).
 
     Same stand-in, same real HTTP; in its own process its server threads (one per request) do not compete
     with the workers for this process's GIL, and it uses the second core, as Zoho would be elsewhere.
     """
-
-    def __init__(self, data_centres: dict[str, int]) -> None:
-        context = multiprocessing.get_context("spawn")
-        self._connection, child = context.Pipe()
-        paths = [str(ROOT / "local"), str(ROOT / "layers" / "broker")]
-        self._process = context.Process(
-            target=_serve_standin, args=(child, data_centres, paths), name="zoho-standin", daemon=True
-        )
-        self._process.start()
-        self._lock = threading.Lock()
-        self.accounts_servers: dict[str, str] = self._call("accounts_servers")
-
-    def _call(self, name: str, *args: Any, **kwargs: Any) -> Any:
-        with self._lock:
-            self._connection.send((name, args, kwargs))
-            ok, value = self._connection.recv()
-        if not ok:
-            raise RuntimeError(f"the stand-in refused {name}: {value}")
-        return value
-
-    def issue_code(self, *, client_id: str, redirect_uri: str, scope: str, data_centre: str) -> str:
-        code: str = self._call(
-            "issue_code", client_id=client_id, redirect_uri=redirect_uri, scope=scope, data_centre=data_centre
-        )
-        return code
-
-    def register_client(self, client_id: str, client_secret: str) -> None:
-        self._call("register_client", client_id, client_secret)
-
-    def set_latency(self, seconds: float) -> None:
-        self._call("set_latency", seconds)
-
-    @property
-    def token_call_count(self) -> int:
-        count: int = self._call("token_call_count")
-        return count
-
-    def __enter__(self) -> RemoteStandIn:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        with contextlib.suppress(Exception):
-            self._call("stop")
-        self._process.join(timeout=10)
-        if self._process.is_alive():
-            self._process.kill()
+    with _StandInProcess(ctx=multiprocessing.get_context("spawn")) as manager:
+        yield manager.standin(data_centres)  # type: ignore[attr-defined]
 
 
-def _serve_standin(connection: Any, data_centres: dict[str, int], paths: list[str]) -> None:
-    sys.path[:0] = paths
-    from broker_local.zoho_standin import ZohoStandIn
-
-    with ZohoStandIn(data_centres, latency_seconds=0) as standin:
-        while True:
-            name, args, kwargs = connection.recv()
-            if name == "stop":
-                connection.send((True, None))
-                return
-            try:
-                member = getattr(standin, name)
-                connection.send((True, member(*args, **kwargs) if callable(member) else member))
-            except Exception as error:
-                connection.send((False, repr(error)))
-
-
-def index_moto_secrets() -> bool:
+def index_moto_secrets() -> None:
     """Make moto find a secret by name in O(1) instead of scanning every secret on every call.
 
-    moto's SecretsStore answers __getitem__, __contains__ and get by looping over all secrets (names,
-    ARNs and partial ARNs are all accepted): about 3 ms a call at 10,000 secrets, paid by each
+    moto's SecretsStore (5.2.5 still) answers __getitem__, __contains__ and get by looping over all secrets
+    (names, ARNs and partial ARNs are all accepted): about 3 ms a call at 10,000 secrets, paid by each
     GetSecretValue and PutSecretValue, and quadratic while seeding. A name is also the dict key, so it is
     looked up directly first; anything else (an ARN) still takes moto's own path, so answers are the same.
     """
-    try:
-        from moto.secretsmanager.models import SecretsStore
-    except ImportError:  # another moto layout: leave it as it is
-        return False
+    from moto.secretsmanager.models import SecretsStore
+
     if getattr(SecretsStore, "_bench_indexed", False):
-        return True
-    scan_getitem, scan_contains, scan_get = (
-        SecretsStore.__getitem__,
-        SecretsStore.__contains__,
-        SecretsStore.get,
+        return
+
+    def by_name_first(scan: Any) -> Any:
+        def lookup(self: Any, key: str) -> Any:
+            found = dict.get(self, key)
+            return found if found is not None else scan(self, key)
+
+        return lookup
+
+    scan_contains = SecretsStore.__contains__
+    SecretsStore.__getitem__ = by_name_first(SecretsStore.__getitem__)  # type: ignore[method-assign]
+    SecretsStore.get = by_name_first(SecretsStore.get)  # type: ignore[method-assign]
+    SecretsStore.__contains__ = (  # type: ignore[method-assign]
+        lambda self, key: dict.__contains__(self, key) or bool(scan_contains(self, key))
     )
-
-    def getitem(self: Any, key: str) -> Any:
-        found = dict.get(self, key)
-        return found if found is not None else scan_getitem(self, key)
-
-    def contains(self: Any, key: str) -> bool:
-        return dict.__contains__(self, key) or bool(scan_contains(self, key))
-
-    def get(self: Any, key: str) -> Any:
-        found = dict.get(self, key)
-        return found if found is not None else scan_get(self, key)
-
-    SecretsStore.__getitem__ = getitem  # type: ignore[method-assign]
-    SecretsStore.__contains__ = contains  # type: ignore[method-assign]
-    SecretsStore.get = get  # type: ignore[method-assign]
     SecretsStore._bench_indexed = True  # type: ignore[attr-defined]
-    return True
 
 
 @contextlib.contextmanager
-def aws_backend(kind: str) -> Iterator[None]:
-    """moto for one N: in this process (mock_aws), all of it in a moto server in a child process, or
-    split: DynamoDB in a moto server in a child process and the rest in this process."""
+def aws_backend() -> Iterator[None]:
+    """moto for one N: DynamoDB in a moto server in a child process, the rest in this process (mock_aws
+    lets the DynamoDB endpoint's requests through)."""
     from moto import mock_aws
 
-    from broker_local.moto_atomic import make_dynamodb_atomic
-
     index_moto_secrets()
-    make_dynamodb_atomic()
-    if kind == "inprocess":
-        with mock_aws():
-            yield
-        return
     context = multiprocessing.get_context("spawn")
     connection, child = context.Pipe()
     process = context.Process(target=_serve_moto, args=(child,), name="moto-server", daemon=True)
     process.start()
-    variable = "AWS_ENDPOINT_URL" if kind == "server" else "AWS_ENDPOINT_URL_DYNAMODB"
-    os.environ[variable] = f"http://127.0.0.1:{connection.recv()}"
+    os.environ["AWS_ENDPOINT_URL_DYNAMODB"] = f"http://127.0.0.1:{connection.recv()}"
     try:
-        with mock_aws() if kind == "split" else contextlib.nullcontext():  # mock_aws lets other URLs through
+        with mock_aws():
             yield
     finally:
-        del os.environ[variable]
+        del os.environ["AWS_ENDPOINT_URL_DYNAMODB"]
         process.kill()
         process.join(timeout=10)
 
@@ -161,7 +112,6 @@ def _serve_moto(connection: Any) -> None:
 
     from broker_local.moto_atomic import make_dynamodb_atomic
 
-    index_moto_secrets()
     make_dynamodb_atomic()
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 2)  # werkzeug logs every request
@@ -172,8 +122,9 @@ def _serve_moto(connection: Any) -> None:
 
 
 def prepare_process() -> None:
-    """The broker's and the local runner's packages importable, and AWS credentials that reach only moto."""
-    for path in (ROOT / "local", ROOT / "layers" / "broker"):
+    """The broker's, the local runner's and the tests' packages importable, and AWS credentials that reach
+    only moto."""
+    for path in (ROOT, ROOT / "local", ROOT / "layers" / "broker"):
         if str(path) not in sys.path:
             sys.path.insert(0, str(path))
     for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN"):

@@ -5,16 +5,14 @@ from __future__ import annotations
 import os
 from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, TextIO
+from typing import TextIO
 
-if TYPE_CHECKING:
-    pass
-
-from .common import AWS_BACKENDS, MB, SECRETS_MANAGER_WRITE_QUOTA
+from .common import AWS_SETUP, MB, SECRETS_MANAGER_WRITE_QUOTA
 from .rounds import RoundResult
+from .table import print_table
 from .world import SeedReport
 
-Row = tuple[str, list[str]]
+Row = list[str]  # a label, then one cell per round
 
 
 def _per(count: float, total: int, digits: int = 2) -> str:
@@ -34,31 +32,102 @@ def _calls_rows(
     def denominator(result: RoundResult) -> int:
         return result.due if per_due else result.refreshed
 
-    keys = sorted({key for result in results for key in pick(result)})
-    rows: list[Row] = [(title, ["" for _ in results])]
-    for service, operation in keys:
-        rows.append(
-            (
-                f"  {service} {operation}",
-                [_per(pick(r).get((service, operation), 0), denominator(r)) for r in results],
-            )
-        )
-    rows.append(("  total", [_per(sum(pick(r).values()), denominator(r)) for r in results]))
-    return rows
+    rows: list[Row] = [[title, *("" for _ in results)]]
+    for service, operation in sorted({key for result in results for key in pick(result)}):
+        cells = [_per(pick(r).get((service, operation), 0), denominator(r)) for r in results]
+        rows.append([f"  {service} {operation}", *cells])
+    return [*rows, ["  total", *(_per(sum(pick(r).values()), denominator(r)) for r in results)]]
 
 
 def _rate(count: int, seconds: float) -> str:
     return f"{count / seconds:.1f}" if seconds > 0 else "-"
 
 
-def _table(out: TextIO, results: Sequence[RoundResult], rows: Sequence[Row]) -> None:
-    label_width = max(len(label) for label, _ in rows) + 2
-    column_width = max(12, *(len(value) + 2 for _, values in rows for value in values))
-    header = "".ljust(label_width) + "".join(f"C={r.concurrency}".rjust(column_width) for r in results)
-    print(header, file=out)
-    print("-" * len(header), file=out)
-    for label, values in rows:
-        print(label.ljust(label_width) + "".join(value.rjust(column_width) for value in values), file=out)
+def _outcomes(counts: Counter[str]) -> str:
+    return ", ".join(f"{name} {count}" for name, count in sorted(counts.items())) or "none"
+
+
+def _ms(seconds: float, result: RoundResult) -> str:
+    """Milliseconds per handled message."""
+    return _per(1000 * seconds, result.tally.handled, 0)
+
+
+# One row per figure: its label and how it reads from a round (the verification is always set).
+ROWS: list[tuple[str, Callable[[RoundResult], str]]] = [
+    ("sweep: due / queued", lambda r: f"{r.due} / {r.queued}"),
+    ("sweep wall time (s)", lambda r: f"{r.sweep_seconds:.2f}"),
+    ("refresh phase wall time (s)", lambda r: f"{r.refresh_seconds:.1f}"),
+    ("refreshed per second, refresh phase", lambda r: _rate(r.refreshed, r.refresh_seconds)),
+    (
+        "refreshed per second, sweep + refresh",
+        lambda r: _rate(r.refreshed, r.sweep_seconds + r.refresh_seconds),
+    ),
+    ("limit: C / latency, Zoho-bound (/s)", lambda r: f"{r.concurrency / r.latency:.0f}"),
+    ("limit: PutSecretValue quota (/s)", lambda r: f"{SECRETS_MANAGER_WRITE_QUOTA:.0f}"),
+    (
+        "paced production cap min(C/lat, 50) (/s)",
+        lambda r: f"{min(r.concurrency / r.latency, SECRETS_MANAGER_WRITE_QUOTA):.0f}",
+    ),
+    ("refreshes succeeded", lambda r: str(r.refreshed)),
+    ("refreshes failed", lambda r: str(r.failed)),
+    (
+        "other outcomes",
+        lambda r: _outcomes(
+            Counter(
+                {
+                    name: count
+                    for name, count in r.tally.outcomes.items()
+                    if name not in ("refreshed", "failed", "needs_reauthentication") and " " not in name
+                }
+            )
+        ),
+    ),
+    (
+        "invocations / failed / items reported failed",
+        lambda r: (
+            f"{r.tally.invocations} / {sum(r.tally.handler_errors.values())} / {r.tally.reported_failures}"
+        ),
+    ),
+    ("duplicate deliveries", lambda r: str(r.tally.duplicate_deliveries)),
+    ("worker time per message (ms)", lambda r: _ms(r.tally.handler_seconds, r)),
+    ("  in the Zoho token call", lambda r: _ms(r.zoho_seconds, r)),
+    ("  in AWS calls (moto)", lambda r: _ms(r.function_call_seconds, r)),
+    (
+        "  the rest (Powertools, pydantic, GIL waits)",
+        lambda r: _ms(r.tally.handler_seconds - r.zoho_seconds - r.function_call_seconds, r),
+    ),
+]
+LATER_ROWS: list[tuple[str, Callable[[RoundResult], str]]] = [
+    ("Zoho token calls per refresh", lambda r: _per(r.token_calls, r.refreshed)),
+    (
+        "log output per refresh: lines / bytes",
+        lambda r: f"{_per(r.log_lines, r.refreshed)} / {_per(r.log_bytes, r.refreshed, 0)}",
+    ),
+    (
+        "process CPU (s) / CPU s per wall s",
+        lambda r: f"{r.cpu_seconds:.1f} / {r.cpu_seconds / (r.sweep_seconds + r.refresh_seconds):.2f}",
+    ),
+    ("process CPU per refresh (ms)", lambda r: _per(1000 * r.cpu_seconds, r.refreshed, 1)),
+    ("SQS poller calls, wall (s)", lambda r: f"{r.tally.sqs_seconds:.1f}"),
+    ("process max RSS so far (MB)", lambda r: _mb(r.max_rss)),
+    ("verification", lambda r: ""),
+    ("  new access token in the secret", lambda r: f"{r.checks.new_access_token}/{r.checks.checked}"),
+    ("  refresh token unchanged", lambda r: f"{r.checks.refresh_token_unchanged}/{r.checks.checked}"),
+    ("  expiry about an hour ahead", lambda r: f"{r.checks.expiry_ahead}/{r.checks.checked}"),
+    ("  new token accepted by whoami", lambda r: f"{r.checks.whoami_accepted}/{r.checks.whoami_sampled}"),
+    ("  still due / leases left", lambda r: f"{r.checks.still_due} / {r.checks.leases_left}"),
+    (
+        "  queue visible / in flight / DLQ",
+        lambda r: f"{r.checks.queue_visible} / {r.checks.queue_in_flight} / {r.checks.dead_letters}",
+    ),
+    ("  statuses", lambda r: _outcomes(r.checks.statuses)),
+    ("  last errors", lambda r: _outcomes(r.checks.errors)),
+    ("  verdict", lambda r: "OK" if r.checks.ok else "FAILED"),
+    (
+        "made due again before the round (s)",
+        lambda r: f"{r.made_due_seconds:.1f}" if r.made_due_seconds else "-",
+    ),
+]
 
 
 def render(
@@ -68,126 +137,21 @@ def render(
     seed_report: SeedReport,
     results: Sequence[RoundResult],
     memory: RoundResult | None,
-    aws: str,
 ) -> None:
-    def handled(result: RoundResult) -> int:
-        return result.tally.handled
+    def rows(table: list[tuple[str, Callable[[RoundResult], str]]]) -> list[Row]:
+        return [[label, *(read(r) for r in results)] for label, read in table]
 
-    rows: list[Row] = [
-        ("sweep: due / queued", [f"{r.due} / {r.queued}" for r in results]),
-        ("sweep wall time (s)", [f"{r.sweep_seconds:.2f}" for r in results]),
-        ("refresh phase wall time (s)", [f"{r.refresh_seconds:.1f}" for r in results]),
-        ("refreshed per second, refresh phase", [_rate(r.refreshed, r.refresh_seconds) for r in results]),
-        (
-            "refreshed per second, sweep + refresh",
-            [_rate(r.refreshed, r.sweep_seconds + r.refresh_seconds) for r in results],
-        ),
-        ("limit: C / latency, Zoho-bound (/s)", [f"{r.concurrency / latency:.0f}" for r in results]),
-        ("limit: PutSecretValue quota (/s)", [f"{SECRETS_MANAGER_WRITE_QUOTA:.0f}" for _ in results]),
-        (
-            "paced production cap min(C/lat, 50) (/s)",
-            [f"{min(r.concurrency / latency, SECRETS_MANAGER_WRITE_QUOTA):.0f}" for r in results],
-        ),
-        ("refreshes succeeded", [str(r.refreshed) for r in results]),
-        ("refreshes failed", [str(r.failed) for r in results]),
-        (
-            "other outcomes",
-            [
-                ", ".join(
-                    f"{name} {count}"
-                    for name, count in sorted(r.tally.outcomes.items())
-                    if name not in ("refreshed", "failed", "needs_reauthentication") and " " not in name
-                )
-                or "none"
-                for r in results
-            ],
-        ),
-        (
-            "invocations / failed / items reported failed",
-            [
-                f"{r.tally.invocations} / {sum(r.tally.handler_errors.values())} / {r.tally.reported_failures}"
-                for r in results
-            ],
-        ),
-        ("duplicate deliveries", [str(r.tally.duplicate_deliveries) for r in results]),
-        (
-            "worker time per message (ms)",
-            [_per(1000 * r.tally.handler_seconds, handled(r), 0) for r in results],
-        ),
-        ("  in the Zoho token call", [_per(1000 * r.zoho_seconds, handled(r), 0) for r in results]),
-        ("  in AWS calls (moto)", [_per(1000 * r.function_call_seconds, handled(r), 0) for r in results]),
-        (
-            "  the rest (Powertools, pydantic, GIL waits)",
-            [
-                _per(
-                    1000 * (r.tally.handler_seconds - r.zoho_seconds - r.function_call_seconds), handled(r), 0
-                )
-                for r in results
-            ],
-        ),
-    ]
-    rows += _calls_rows("AWS calls per refresh: worker function", results, lambda r: r.function_calls, False)
-    rows += _calls_rows("AWS calls per refresh: SQS poller", results, lambda r: r.poller_calls, False)
-    rows += _calls_rows("AWS calls per due subscription: sweep", results, lambda r: r.sweep_calls, True)
-    rows += [
-        ("Zoho token calls per refresh", [_per(r.token_calls, r.refreshed) for r in results]),
-        (
-            "log output per refresh: lines / bytes",
-            [f"{_per(r.log_lines, r.refreshed)} / {_per(r.log_bytes, r.refreshed, 0)}" for r in results],
-        ),
-        (
-            "process CPU (s) / CPU s per wall s",
-            [
-                f"{r.cpu_seconds:.1f} / {r.cpu_seconds / (r.sweep_seconds + r.refresh_seconds):.2f}"
-                for r in results
-            ],
-        ),
-        ("process CPU per refresh (ms)", [_per(1000 * r.cpu_seconds, r.refreshed, 1) for r in results]),
-        ("SQS poller calls, wall (s)", [f"{r.tally.sqs_seconds:.1f}" for r in results]),
-        ("process max RSS so far (MB)", [_mb(r.max_rss) for r in results]),
-    ]
-    checks = [r.verification for r in results]
-    rows += [
-        ("verification", ["" for _ in results]),
-        (
-            "  new access token in the secret",
-            [f"{v.new_access_token}/{v.checked}" if v else "-" for v in checks],
-        ),
-        (
-            "  refresh token unchanged",
-            [f"{v.refresh_token_unchanged}/{v.checked}" if v else "-" for v in checks],
-        ),
-        ("  expiry about an hour ahead", [f"{v.expiry_ahead}/{v.checked}" if v else "-" for v in checks]),
-        (
-            "  new token accepted by whoami",
-            [f"{v.whoami_accepted}/{v.whoami_sampled}" if v else "-" for v in checks],
-        ),
-        ("  still due / leases left", [f"{v.still_due} / {v.leases_left}" if v else "-" for v in checks]),
-        (
-            "  queue visible / in flight / DLQ",
-            [f"{v.queue_visible} / {v.queue_in_flight} / {v.dead_letters}" if v else "-" for v in checks],
-        ),
-        (
-            "  statuses",
-            [", ".join(f"{k} {c}" for k, c in sorted(v.statuses.items())) if v else "-" for v in checks],
-        ),
-        (
-            "  last errors",
-            [
-                ", ".join(f"{k} {c}" for k, c in sorted(v.errors.items())) or "none" if v else "-"
-                for v in checks
-            ],
-        ),
-        ("  verdict", ["OK" if v and v.ok else "FAILED" for v in checks]),
-        (
-            "made due again before the round (s)",
-            [f"{r.made_due_seconds:.1f}" if r.made_due_seconds else "-" for r in results],
-        ),
-    ]
+    everything = rows(ROWS)
+    everything += _calls_rows(
+        "AWS calls per refresh: worker function", results, lambda r: r.function_calls, False
+    )
+    everything += _calls_rows("AWS calls per refresh: SQS poller", results, lambda r: r.poller_calls, False)
+    everything += _calls_rows("AWS calls per due subscription: sweep", results, lambda r: r.sweep_calls, True)
+    everything += rows(LATER_ROWS)
 
     print(
         f"\nN = {n:,} due subscriptions · Zoho stand-in latency {latency * 1000:.0f} ms · "
-        f"AWS: {AWS_BACKENDS[aws]} · {os.cpu_count()} CPUs",
+        f"AWS: {AWS_SETUP} · {os.cpu_count()} CPUs",
         file=out,
     )
     print(
@@ -195,7 +159,8 @@ def render(
         f"create + connect path, {seed_report.bulk:,} in bulk; each its own client and real refresh token",
         file=out,
     )
-    _table(out, results, rows)
+    header = ["", *(f"C={r.concurrency}" for r in results)]
+    print_table(header, everything, out=out, rule=True)
     if memory is not None:
         print(
             f"memory (a separate pass under tracemalloc before the timed rounds, C={memory.concurrency}): the "

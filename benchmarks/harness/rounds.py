@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import random
 import resource
-import threading
 import time
 import tracemalloc
 from collections import Counter
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -26,6 +24,7 @@ from .world import Seeded, World, scan_subscriptions
 @dataclass
 class RoundResult:
     concurrency: int
+    latency: float
     due: int
     queued: int
     refreshed_inline: int
@@ -51,6 +50,12 @@ class RoundResult:
     @property
     def refreshed(self) -> int:
         return self.tally.outcomes.get("refreshed", 0) + self.refreshed_inline
+
+    @property
+    def checks(self) -> Verification:
+        """The verification, which refresh.py makes after every timed round."""
+        assert self.verification is not None
+        return self.verification
 
     @property
     def failed(self) -> int:
@@ -85,21 +90,18 @@ def run_round(
     pollers = [boto3.session.Session().client("sqs", region_name=REGION) for _ in range(concurrency)]
     for poller in pollers:
         poller_calls.attach(poller)
-        world.attach_queue(poller)
-    # moto's SQS is not thread-safe; the real service (and FastQueue) take concurrent calls.
-    sqs_lock: Any = threading.Lock() if world.fast_queue is None else contextlib.nullcontext()
+        world.fast_queue.attach(poller)
 
     def poll(handler: Handler, sqs: Any) -> None:
         while limit is None or tally.handled < limit:
-            with sqs_lock:
-                began = time.perf_counter()
-                answer = sqs.receive_message(
-                    QueueUrl=world.queue_url,
-                    MaxNumberOfMessages=world.batch_size,
-                    WaitTimeSeconds=0,
-                    AttributeNames=["All"],
-                )
-                received = time.perf_counter()
+            began = time.perf_counter()
+            answer = sqs.receive_message(
+                QueueUrl=world.fast_queue.url,
+                MaxNumberOfMessages=world.batch_size,
+                WaitTimeSeconds=0,
+                AttributeNames=["All"],
+            )
+            received = time.perf_counter()
             messages = answer.get("Messages", [])
             with tally.lock:
                 tally.sqs_seconds += received - began
@@ -109,7 +111,8 @@ def run_round(
                 return  # nothing visible: the rest are in other instances' hands
             try:
                 result = handler(
-                    sqs_event(messages, world.queue_arn, REGION), LambdaContext.for_function(WORKER_FUNCTION)
+                    sqs_event(messages, world.fast_queue.arn, REGION),
+                    LambdaContext.for_function(WORKER_FUNCTION),
                 )
             except Exception as error:  # the invocation failed: its messages come back after the timeout
                 with tally.lock:
@@ -123,16 +126,15 @@ def run_round(
             with tally.lock:
                 tally.reported_failures += len(failed)
             if done:
-                with sqs_lock:
-                    began = time.perf_counter()
-                    sqs.delete_message_batch(
-                        QueueUrl=world.queue_url,
-                        Entries=[
-                            {"Id": str(index), "ReceiptHandle": message["ReceiptHandle"]}
-                            for index, message in enumerate(done)
-                        ],
-                    )
-                    spent = time.perf_counter() - began
+                began = time.perf_counter()
+                sqs.delete_message_batch(
+                    QueueUrl=world.fast_queue.url,
+                    Entries=[
+                        {"Id": str(index), "ReceiptHandle": message["ReceiptHandle"]}
+                        for index, message in enumerate(done)
+                    ],
+                )
+                spent = time.perf_counter() - began
                 with tally.lock:
                     tally.sqs_seconds += spent
 
@@ -154,14 +156,8 @@ def run_round(
         refresh_traced_start, sweep_peak = tracemalloc.get_traced_memory()
         tracemalloc.reset_peak()
     world.calls.phase = "refresh"
-    threads = [
-        threading.Thread(target=poll, args=(handler, poller), name=f"worker-{index}")
-        for index, (handler, poller) in enumerate(zip(workers, pollers, strict=True))
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="worker") as instances:
+        list(instances.map(poll, workers, pollers))  # until every instance found the queue empty
     finished = time.perf_counter()
     cpu_seconds = time.process_time() - cpu_started
     if trace_memory:
@@ -173,6 +169,7 @@ def run_round(
     function_calls, function_call_seconds = world.calls.take("refresh")
     return RoundResult(
         concurrency=concurrency,
+        latency=latency,
         due=int(summary["due"]),
         queued=int(summary["queued"]),
         refreshed_inline=int(summary["refreshed_inline"]),
@@ -224,8 +221,7 @@ class Verification:
 
 
 def verify(world: World, seeded: Sequence[Seeded], sample_size: int, rng: random.Random) -> Verification:
-    import httpx
-
+    from tests.whoami import whoami
     from zoho_broker.models import utc_now
     from zoho_broker.store import aws
 
@@ -246,17 +242,15 @@ def verify(world: World, seeded: Sequence[Seeded], sample_size: int, rng: random
             secret.access_token_expires_at and secret.access_token_expires_at > fresh_after
         )
 
-    whoami = world.standin.accounts_servers[DATA_CENTRE] + "/standin/whoami"
-    with httpx.Client(timeout=10) as http:
-        for subscription in rng.sample(list(seeded), min(sample_size, len(seeded))):
-            secret = result.secrets.get(subscription.subscription_id)
-            result.whoami_sampled += 1
-            if secret is None or not secret.access_token:
-                continue
-            answer = http.get(whoami, headers={"Authorization": f"Zoho-oauthtoken {secret.access_token}"})
-            result.whoami_accepted += (
-                answer.status_code == 200 and answer.json().get("client_id") == subscription.client_id
-            )
+    for subscription in rng.sample(list(seeded), min(sample_size, len(seeded))):
+        secret = result.secrets.get(subscription.subscription_id)
+        result.whoami_sampled += 1
+        if secret is None or not secret.access_token:
+            continue
+        answer = whoami(world.standin.accounts_servers[DATA_CENTRE], secret.access_token)
+        result.whoami_accepted += (
+            answer.status_code == 200 and answer.json().get("client_id") == subscription.client_id
+        )
 
     result.still_due = sum(1 for _ in services.subscriptions.due_for_refresh(due_before=int(time.time())))
     for item in scan_subscriptions(world, projection="pk, lease_owner, #status, last_error"):
@@ -266,7 +260,7 @@ def verify(world: World, seeded: Sequence[Seeded], sample_size: int, rng: random
             result.errors[item["last_error"]["S"]] += 1
 
     attributes = aws.sqs().get_queue_attributes(
-        QueueUrl=world.queue_url,
+        QueueUrl=world.fast_queue.url,
         AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
     )["Attributes"]
     result.queue_visible = int(attributes["ApproximateNumberOfMessages"])
@@ -275,13 +269,6 @@ def verify(world: World, seeded: Sequence[Seeded], sample_size: int, rng: random
         QueueUrl=world.dead_letter_url, AttributeNames=["ApproximateNumberOfMessages"]
     )
     result.dead_letters = int(dead["Attributes"]["ApproximateNumberOfMessages"])
-    result.dead_letters += len(world.fast_queue.dead_letters) if world.fast_queue is not None else 0
+    result.dead_letters += len(world.fast_queue.dead_letters)
     world.calls.phase = "after"
     return result
-
-
-def memory_pass(world: World, options: argparse.Namespace, latency: float, sink: OutputSink) -> RoundResult:
-    """Right after seeding, with all N due: the sweep and the first few hundred refreshes under tracemalloc."""
-    return run_round(
-        world, options.concurrency[0], latency, sink, trace_memory=True, limit=options.memory_refreshes
-    )

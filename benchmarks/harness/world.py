@@ -15,11 +15,9 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from broker_local.template import Stack
-    from zoho_broker.models import SubscriptionSecret
+    from zoho_broker.models import SubscriptionCreate, SubscriptionSecret
     from zoho_broker.services import Services
 
-    from .rounds import Verification
 
 from .common import (
     DATA_CENTRE,
@@ -28,7 +26,6 @@ from .common import (
     INTEGRATION,
     REDIRECT_URI,
     REFERENCE_SUBSCRIPTIONS,
-    REGION,
     ROOT,
     SEED_CHUNK,
     WORKER_FUNCTION,
@@ -41,25 +38,18 @@ from .processes import RemoteStandIn
 @dataclass
 class World:
     template: dict[str, Any]
-    stack: Stack
     standin: RemoteStandIn
     services: Services
     calls: CallCounter
     zoho_timer: ZohoTimer
-    queue_url: str
-    queue_arn: str
     dead_letter_url: str
     batch_size: int
-    fast_queue: FastQueue | None
+    fast_queue: FastQueue  # the refresh queue: its url and arn
     # How long ago the seeded access tokens expired (negative: how far ahead they expire).
     expired_ago: timedelta = EXPIRED_AGO
 
-    def attach_queue(self, client: Any) -> None:
-        if self.fast_queue is not None:
-            self.fast_queue.attach(client)
 
-
-def open_world(standin: RemoteStandIn, *, moto_sqs: bool) -> World:
+def open_world(standin: RemoteStandIn) -> World:
     from broker_local.functions import function_environment, queue_sources
     from broker_local.template import load_template, provision
     from zoho_broker.services import get_services, reset_services
@@ -83,29 +73,23 @@ def open_world(standin: RemoteStandIn, *, moto_sqs: bool) -> World:
     queue_logical_id = next(
         logical_id for logical_id, url in stack.physical_ids.items() if url == source.queue_url
     )
-    queue_arn = stack.attributes[queue_logical_id]["Arn"]
-    fast_queue = None
-    if not moto_sqs:
-        attributes = aws.sqs().get_queue_attributes(QueueUrl=source.queue_url, AttributeNames=["All"])[
-            "Attributes"
-        ]
-        redrive = json.loads(attributes.get("RedrivePolicy") or "{}")
-        fast_queue = FastQueue(
-            source.queue_url,
-            queue_arn,
-            visibility_timeout=int(attributes["VisibilityTimeout"]),
-            max_receive_count=int(redrive.get("maxReceiveCount", 1_000_000)),
-        )
-        fast_queue.attach(aws.sqs())
+    attributes = aws.sqs().get_queue_attributes(QueueUrl=source.queue_url, AttributeNames=["All"])[
+        "Attributes"
+    ]
+    redrive = json.loads(attributes.get("RedrivePolicy") or "{}")
+    fast_queue = FastQueue(
+        source.queue_url,
+        stack.attributes[queue_logical_id]["Arn"],
+        visibility_timeout=int(attributes["VisibilityTimeout"]),
+        max_receive_count=int(redrive.get("maxReceiveCount", 1_000_000)),
+    )
+    fast_queue.attach(aws.sqs())
     return World(
         template=template,
-        stack=stack,
         standin=standin,
         services=services,
         calls=calls,
         zoho_timer=ZohoTimer(services.zoho),
-        queue_url=source.queue_url,
-        queue_arn=queue_arn,
         dead_letter_url=stack.physical_ids["RefreshDeadLetterQueue"],
         batch_size=source.batch_size,
         fast_queue=fast_queue,
@@ -127,14 +111,23 @@ class SeedReport:
     bulk: int
 
 
-def _client(index: int, run: str) -> tuple[str, str, str]:
-    """A customer's own API Console client: (name, client_id, client_secret)."""
-    return f"Bench {run} customer {index:05d}", f"1000.BENCH{run.upper()}{index:05d}", secrets.token_hex(21)
+def _client(index: int, run: str) -> SubscriptionCreate:
+    """A subscription with a customer's own API Console client, as the admin API takes it."""
+    from zoho_broker.models import SubscriptionCreate
+
+    return SubscriptionCreate.model_validate(
+        {
+            "name": f"Bench {run} customer {index:05d}",
+            "integration": INTEGRATION,
+            "client_id": f"1000.BENCH{run.upper()}{index:05d}",
+            "client_secret": secrets.token_hex(21),
+        }
+    )
 
 
 def seed(world: World, n: int) -> tuple[list[Seeded], SeedReport]:
     from zoho_broker.logic import subscriptions
-    from zoho_broker.models import SubscriptionCreate, utc_now
+    from zoho_broker.models import utc_now
 
     services, standin = world.services, world.standin
     version = services.catalogue.get(INTEGRATION).latest
@@ -144,14 +137,15 @@ def seed(world: World, n: int) -> tuple[list[Seeded], SeedReport]:
     started = time.perf_counter()
     standin.set_latency(0)
 
-    def exchange(client_id: str, client_secret: str) -> Any:
-        standin.register_client(client_id, client_secret)
+    def exchange(body: SubscriptionCreate) -> Any:
+        client_secret = body.client_secret.get_secret_value()
+        standin.register_client(body.client_id, client_secret)
         code = standin.issue_code(
-            client_id=client_id, redirect_uri=REDIRECT_URI, scope=scope, data_centre=DATA_CENTRE
+            client_id=body.client_id, redirect_uri=REDIRECT_URI, scope=scope, data_centre=DATA_CENTRE
         )
         return services.zoho.exchange_code(
             token_url=token_url,
-            client_id=client_id,
+            client_id=body.client_id,
             client_secret=client_secret,
             code=code,
             redirect_uri=REDIRECT_URI,
@@ -160,12 +154,9 @@ def seed(world: World, n: int) -> tuple[list[Seeded], SeedReport]:
     seeded: list[Seeded] = []
     reference = min(n, REFERENCE_SUBSCRIPTIONS)
     for index in range(reference):
-        name, client_id, client_secret = _client(index, run)
-        body = SubscriptionCreate.model_validate(
-            {"name": name, "integration": INTEGRATION, "client_id": client_id, "client_secret": client_secret}
-        )
+        body = _client(index, run)
         sid = subscriptions.create(services, body).subscription_id
-        tokens = exchange(client_id, client_secret)
+        tokens = exchange(body)
         assert tokens.refresh_token, "the stand-in issued no refresh token for an offline code"
         now = utc_now()
         expired = now - world.expired_ago
@@ -197,24 +188,23 @@ def seed(world: World, n: int) -> tuple[list[Seeded], SeedReport]:
             lease_owner=owner,
             reconnected_from=None,
         )
-        seeded.append(Seeded(sid, client_id, tokens.refresh_token, tokens.access_token))
+        seeded.append(Seeded(sid, body.client_id, tokens.refresh_token, tokens.access_token))
 
     with ThreadPoolExecutor(max_workers=4, thread_name_prefix="seed-exchange") as pool:
         for start in range(reference, n, SEED_CHUNK):
             clients = [_client(index, run) for index in range(start, min(n, start + SEED_CHUNK))]
-            minted = list(pool.map(lambda client: exchange(client[1], client[2]), clients))
+            minted = list(pool.map(exchange, clients))
             seeded.extend(_write_bulk(world, clients, minted))
 
     _check_bulk_matches_reference(world, seeded[0].subscription_id, seeded[-1].subscription_id)
     return seeded, SeedReport(time.perf_counter() - started, reference, n - reference)
 
 
-def _write_bulk(world: World, clients: Sequence[tuple[str, str, str]], minted: Sequence[Any]) -> list[Seeded]:
+def _write_bulk(world: World, clients: Sequence[SubscriptionCreate], minted: Sequence[Any]) -> list[Seeded]:
     """The items create() and record_connection() would leave, and secrets holding the tokens."""
     from zoho_broker.models import (
         ConnectionStatus,
         Subscription,
-        SubscriptionCreate,
         SubscriptionSecret,
         utc_now,
     )
@@ -226,10 +216,7 @@ def _write_bulk(world: World, clients: Sequence[tuple[str, str, str]], minted: S
     version = integration.latest
     items: list[dict[str, Any]] = []
     seeded: list[Seeded] = []
-    for (name, client_id, client_secret), tokens in zip(clients, minted, strict=True):
-        body = SubscriptionCreate.model_validate(
-            {"name": name, "integration": INTEGRATION, "client_id": client_id, "client_secret": client_secret}
-        )
+    for body, tokens in zip(clients, minted, strict=True):
         now = utc_now()
         expired = now - world.expired_ago
         subscription = Subscription(
@@ -257,8 +244,8 @@ def _write_bulk(world: World, clients: Sequence[tuple[str, str, str]], minted: S
         services.secrets.create(
             subscription.subscription_id,
             SubscriptionSecret(
-                client_id=client_id,
-                client_secret=client_secret,
+                client_id=body.client_id,
+                client_secret=body.client_secret.get_secret_value(),
                 refresh_token=tokens.refresh_token,
                 access_token=tokens.access_token,
                 access_token_expires_at=expired,
@@ -268,7 +255,7 @@ def _write_bulk(world: World, clients: Sequence[tuple[str, str, str]], minted: S
             ),
         )
         seeded.append(
-            Seeded(subscription.subscription_id, client_id, tokens.refresh_token, tokens.access_token)
+            Seeded(subscription.subscription_id, body.client_id, tokens.refresh_token, tokens.access_token)
         )
     batch_put(world, items)
     return seeded
@@ -320,24 +307,26 @@ def scan_subscriptions(world: World, *, projection: str | None = None) -> Iterat
         kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
-def make_due_again(world: World, seeded: list[Seeded], checked: Verification | None) -> float:
-    """Expire every access token again, in every item and every secret.
+def make_due(world: World, seeded: list[Seeded], secrets: dict[str, SubscriptionSecret]) -> float:
+    """Expire the access token of the subscriptions in ``secrets`` again, in their items and secrets.
 
-    Remembers each subscription's current access token, so the next verification can tell it changed.
+    Remembers each one's current access token, so the next verification can tell it changed.
     """
     from zoho_broker.models import utc_now
 
-    assert checked is not None
     started = time.perf_counter()
     world.calls.phase = "setup"
     expired = utc_now() - world.expired_ago
     for subscription in seeded:
-        access_token = checked.secrets[subscription.subscription_id].access_token
-        assert access_token is not None
-        subscription.access_token = access_token
-    expire_secrets(world, checked.secrets, [subscription.subscription_id for subscription in seeded])
-    checked.secrets.clear()
-    items = list(scan_subscriptions(world))
+        secret = secrets.get(subscription.subscription_id)
+        if secret is None:
+            continue
+        assert secret.access_token is not None
+        subscription.access_token = secret.access_token
+        world.services.secrets.put(
+            subscription.subscription_id, secret.model_copy(update={"access_token_expires_at": expired})
+        )
+    items = [item for item in scan_subscriptions(world) if item["pk"]["S"].removeprefix("sub#") in secrets]
     for item in items:
         item["refresh_due_at"] = {"N": str(int(expired.timestamp()))}
         item["access_token_expires_at"] = {"S": expired.isoformat()}
@@ -348,46 +337,12 @@ def make_due_again(world: World, seeded: list[Seeded], checked: Verification | N
 
 def reset_after_memory_pass(world: World, seeded: list[Seeded]) -> float:
     """Empty the queue, and make the subscriptions the memory pass refreshed due again."""
-    import boto3
-
-    from zoho_broker.models import utc_now
-    from zoho_broker.store import aws
-
     started = time.perf_counter()
-    world.calls.phase = "setup"
-    if world.fast_queue is not None:
-        world.fast_queue.purge()
-    else:
-        boto3.client("sqs", region_name=REGION).purge_queue(QueueUrl=world.queue_url)
+    world.fast_queue.purge()
     still_due = set(world.services.subscriptions.due_for_refresh(due_before=int(time.time())))
-    expired = utc_now() - world.expired_ago
-    for subscription in seeded:
-        if subscription.subscription_id in still_due:
-            continue
-        secret = world.services.secrets.get(subscription.subscription_id)
-        assert secret is not None and secret.access_token is not None
-        subscription.access_token = secret.access_token
-        expire_secrets(world, {subscription.subscription_id: secret}, [subscription.subscription_id])
-        aws.dynamodb().update_item(
-            TableName=world.services.settings.subscriptions_table,
-            Key={"pk": {"S": "sub#" + subscription.subscription_id}},
-            UpdateExpression="SET refresh_due_at = :due, access_token_expires_at = :expires",
-            ExpressionAttributeValues={
-                ":due": {"N": str(int(expired.timestamp()))},
-                ":expires": {"S": expired.isoformat()},
-            },
-        )
-    world.calls.phase = "after"
-    return time.perf_counter() - started
-
-
-def expire_secrets(
-    world: World, secrets: dict[str, SubscriptionSecret], subscription_ids: Sequence[str]
-) -> None:
-    from zoho_broker.models import utc_now
-
-    expired = utc_now() - world.expired_ago
-    for subscription_id in subscription_ids:
-        world.services.secrets.put(
-            subscription_id, secrets[subscription_id].model_copy(update={"access_token_expires_at": expired})
-        )
+    refreshed = {
+        subscription.subscription_id: world.services.secrets.get(subscription.subscription_id)
+        for subscription in seeded
+        if subscription.subscription_id not in still_due
+    }
+    return time.perf_counter() - started + make_due(world, seeded, refreshed)
