@@ -173,8 +173,13 @@ def main(argv: list[str] | None = None) -> int:
         if not names or not (staged / "mutants" / "mutmut-stats.json").exists():
             print("No staged mutants: run `make mutation` first, at least until it is 'Running clean tests'.")
             return 1
+        # The same seed draws the same mutants first, so a smaller or interrupted sample resumes: mutmut
+        # reruns every mutant it is given by name, so only those not yet tested are given.
         chosen = random.Random(options.seed).sample(names, min(options.sample, len(names)))
-        subprocess.run([*command, *chosen], cwd=staged, env=env)
+        known = statuses(mutmut, staged, env)
+        pending = [name for name in chosen if known.get(name, "not checked") == "not checked"]
+        if pending:
+            subprocess.run([*command, *pending], cwd=staged, env=env)
         status_by_name = {
             name: status for name, status in statuses(mutmut, staged, env).items() if name in chosen
         }
