@@ -9,7 +9,7 @@ Invariants: no 500 (only a 4xx, 502 or 503 with a message); a transient failure 
 subscription for re-authentication nor burns a connect link; every refresh token Zoho still honours is
 either the subscription's own or recorded for revocation; no secret without its subscription; a
 connected subscription's secret holds a live refresh token of the data centre the item names, and a
-not-connected one holds none.
+not-connected one holds none; a refresh token awaiting revocation keeps the subscription scheduled.
 """
 
 from __future__ import annotations
@@ -417,6 +417,8 @@ def violations(s: Scenario, outcome: Outcome, *, was_connected: bool) -> list[st
         found.append(f"{len(live - recorded)} refresh token(s) alive at Zoho and recorded nowhere")
     if secret is not None and item is None:
         found.append("a secret without its subscription")
+    if item is not None and secret and secret.get("pending_revocations") and not _scheduled_again(item):
+        found.append("a refresh token awaits revocation, but the refresher is not scheduled to come back")
     if item is not None:
         status = item.get("status")
         if status == "needs_reauthentication":
@@ -439,6 +441,11 @@ def violations(s: Scenario, outcome: Outcome, *, was_connected: bool) -> list[st
             found.append("a failed attempt lost a working connection")
     found.extend(_orphaned_secrets())
     return found
+
+
+def _scheduled_again(item: dict[str, Any]) -> bool:
+    """In the refresh index: the sweep visits the subscription when its time comes."""
+    return item.get("refresh_partition") == "due" and item.get("refresh_due_at") is not None
 
 
 def _binding_problems(s: Scenario, item: dict[str, Any], secret: dict[str, Any]) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from datetime import datetime
@@ -157,6 +158,28 @@ def test_bad_list_parameters_are_refused(admin: httpx.Client, query: str, mentio
 
     assert answer.status_code == 400
     assert mentions in answer.text
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        {"pk": {"S": "integration#zoho-crm"}},  # another kind of item of the table
+        {"pk": {"S": "sub#x"}, "sk": {"S": "x"}},
+        {"other": {"S": "sub#x"}},
+        {"pk": {"N": "1"}},
+        {"pk": "sub#x"},
+        ["pk"],
+        "pk",
+    ],
+)
+def test_a_cursor_this_api_did_not_hand_out_is_refused_clearly(admin: httpx.Client, key: Any) -> None:
+    create_subscription(admin)
+    cursor = base64.urlsafe_b64encode(json.dumps(key).encode()).decode()
+
+    answer = admin.get("/admin/subscriptions", params={"cursor": cursor})
+
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["message"] == "The cursor is not one this API returned."
 
 
 def test_unknown_and_malformed_ids_are_4xx(admin: httpx.Client) -> None:

@@ -4,11 +4,15 @@ validation rule, subscriptions moved between versions, and versions deleted only
 
 from __future__ import annotations
 
+import json
+import logging
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+from aws_calls import dynamodb_pages_of
+from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 from flow import connect, connect_link, create_subscription, decide_at_zoho, open_link, page_title
 
 from broker_local.zoho_standin import ZohoStandIn
@@ -330,8 +334,11 @@ def test_a_version_edit_keeps_what_was_not_given_and_records_who_changed_it(admi
 
 
 def test_unknown_integrations_and_versions_are_404(admin: httpx.Client) -> None:
+    unknown_version = admin.get("/admin/integrations/zoho-crm/versions/42")
+
     assert admin.get("/admin/integrations/salesforce").status_code == 404
-    assert admin.get("/admin/integrations/zoho-crm/versions/42").status_code == 404
+    assert unknown_version.status_code == 404
+    assert unknown_version.json()["message"] == "The integration 'zoho-crm' has no version '42' (known: 1)."
     assert admin.post("/admin/integrations/salesforce/versions", json=_version("1")).status_code == 404
     assert (
         admin.patch("/admin/integrations/zoho-crm/versions/42", json={"token_path": "/x"}).status_code == 404
@@ -400,3 +407,44 @@ def test_operators_edit_a_versions_api_data_at_runtime_and_bad_templates_are_ref
     assert null_headers.status_code == 400
     stored = admin.get("/admin/integrations/zoho-commerce/versions/1").json()
     assert stored["api_headers"] == {"X-com-zoho-store-organizationid": "{SystemTypeVersion:OrganizationId}"}
+
+
+def _audit(caplog: pytest.LogCaptureFixture, message: str) -> list[dict[str, Any]]:
+    """The log lines an operator reads for ``message``, as the Powertools JSON formatter writes them."""
+    formatter = LambdaPowertoolsFormatter()
+    return [
+        json.loads(formatter.format(record)) for record in caplog.records if record.getMessage() == message
+    ]
+
+
+def test_adding_changing_and_deleting_a_version_is_logged_with_who_did_it(
+    admin: httpx.Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    _add_version(admin, "zoho-crm", _version("2"))
+    admin.patch("/admin/integrations/zoho-crm/versions/2", json={"token_path": "/oauth/v2/moved"})
+    assert admin.delete("/admin/integrations/zoho-crm/versions/2").status_code == 204
+
+    audit = {"integration": "zoho-crm", "version": "2", "changed_by": LOCAL_CALLER}
+    for message in (
+        "integration version added",
+        "integration version changed",
+        "integration version deleted",
+    ):
+        [line] = _audit(caplog, message)
+        assert {key: line.get(key) for key in audit} == audit, line
+
+
+def test_every_stored_integration_is_listed_however_dynamodb_pages_the_scan(admin: httpx.Client) -> None:
+    for name in ("zoho-a", "zoho-b"):
+        created = admin.post("/admin/integrations", json={"id": name, "name": name, "version": _version("1")})
+        assert created.status_code == 201, created.text
+    _add_version(admin, "zoho-crm", _version("2"))
+
+    with dynamodb_pages_of(1, "Scan"):
+        listed = admin.get("/admin/integrations")
+
+    assert listed.status_code == 200, listed.text
+    integrations = {i["id"]: i for i in listed.json()["integrations"]}
+    assert list(integrations) == [*BUILT_IN, "zoho-a", "zoho-b"]
+    assert [v["version"] for v in integrations["zoho-crm"]["versions"]] == ["1", "2"]

@@ -188,6 +188,22 @@ def test_a_failing_verification_call_stores_the_connection_with_the_reason(
     assert held_secret(created["secret_name"])["refresh_token"] in zoho.live_refresh_tokens(CLIENT_ID)
 
 
+def test_clearing_the_binding_also_clears_the_failed_verifications_reason(
+    admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn
+) -> None:
+    sid = create_subscription(admin)["subscription_id"]
+    zoho.api.inject_failure(503)
+    connect(admin, browser, sid)
+    assert _view(admin, sid)["organization_check_error"] == "verification failed: http_503"
+
+    cleared = admin.patch(f"/admin/subscriptions/{sid}", json={"organization": None})
+
+    assert cleared.status_code == 200
+    assert (cleared.json()["organization"], cleared.json()["organization_check_error"]) == (None, None)
+    assert _view(admin, sid)["organization_check_error"] is None
+    assert cleared.json()["status"] == "connected"
+
+
 def test_a_failed_verification_keeps_the_old_connection(
     admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn
 ) -> None:

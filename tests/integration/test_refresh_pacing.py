@@ -1,10 +1,11 @@
 """The refresher at Secrets Manager's write quota: the shared write budget, throttled writes that keep
 the token Zoho minted, queued messages that respect the schedule, lost leases and failed result
-writes. AWS in moto, Zoho's stand-in over real HTTP; waits run on a stepping clock, not in real time."""
+writes, and an announcement EventBridge refuses. AWS in moto, Zoho's stand-in over real HTTP; waits run on a stepping clock, not in real time."""
 
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections import Counter
@@ -15,13 +16,15 @@ from typing import Any
 import boto3
 import httpx
 import pytest
+from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 from botocore.exceptions import ClientError
 from stored import expire_token, stored_secret
 
 from broker_local.scheduler import sqs_event
 from broker_local.zoho_standin import ZohoStandIn
+from tests.clocks import Jitter
 from tests.integration.test_refresh import _connected, _invoke, _view, _works
-from zoho_broker.logic import refresh
+from zoho_broker.logic import refresh, schedule
 from zoho_broker.models import RefreshResult
 from zoho_broker.services import Services, get_services
 from zoho_broker.store import aws
@@ -154,6 +157,68 @@ def test_writes_throttled_for_longer_are_deferred_without_counting_a_failing_day
 
     assert refresh.refresh(services, sid).result == RefreshResult.REFRESHED
     assert _view(admin, sid)["last_error"] is None
+
+
+def test_a_long_backoff_of_deferred_writes_still_retries_before_the_token_runs_out(
+    admin: httpx.Client,
+    browser: httpx.Client,
+    services: Services,
+    refusals: Refusals,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sid = _connected(admin, browser)
+    expire_token(services, sid, seconds_left=1200)
+    # Deferred many times already: the backoff's draw alone would wait the full hour (its cap).
+    boto3.client("dynamodb").update_item(
+        TableName=services.settings.subscriptions_table,
+        Key={"pk": {"S": f"sub#{sid}"}},
+        UpdateExpression="SET consecutive_failures = :n",
+        ExpressionAttributeValues={":n": {"N": "6"}},
+    )
+    monkeypatch.setattr(schedule, "random", Jitter(highest=True))
+
+    def always(**_: Any) -> None:
+        raise _throttled()
+
+    refusals.on(aws.secretsmanager(), "PutSecretValue", always)
+    outcome = refresh.refresh(services, sid, force=True)
+    refusals.clear()
+
+    assert outcome.result == RefreshResult.DEFERRED
+    view = _view(admin, sid)
+    lead = timedelta(seconds=schedule.EXPIRY_LEAD_SECONDS)
+    expires_at = datetime.fromisoformat(view["access_token_expires_at"])
+    assert datetime.fromisoformat(view["next_refresh_at"]) <= expires_at - lead
+
+
+def test_an_announcement_eventbridge_refuses_is_logged_with_its_detail_type(
+    admin: httpx.Client,
+    browser: httpx.Client,
+    zoho: ZohoStandIn,
+    services: Services,
+    refusals: Refusals,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    sid = _connected(admin, browser)
+    zoho.revoke_all()
+
+    def refused(**_: Any) -> None:
+        raise _throttled("PutEvents")
+
+    refusals.on(aws.events(), "PutEvents", refused)
+    outcome = refresh.refresh(services, sid, force=True)
+
+    assert outcome.result == RefreshResult.NEEDS_REAUTHENTICATION
+    assert _view(admin, sid)["status"] == "needs_reauthentication"  # the refusal undid nothing
+    formatter = LambdaPowertoolsFormatter()
+    [line] = [
+        json.loads(formatter.format(record))
+        for record in caplog.records
+        if record.getMessage() == "EventBridge did not take the event"
+    ]
+    assert line["level"] == "ERROR"
+    assert line["detail_type"] == "SubscriptionNeedsReauthentication"
 
 
 def test_a_write_refused_for_another_reason_is_a_failure_that_keeps_the_old_secret(

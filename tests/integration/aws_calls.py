@@ -1,0 +1,43 @@
+"""Hooks on the broker's own AWS clients: DynamoDB answering in small pages (as it does past 1 MB or at
+a request's Limit), and counting the calls a flow makes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from zoho_broker.store import aws
+
+
+@contextmanager
+def dynamodb_pages_of(size: int, operation: str) -> Iterator[None]:
+    """Every ``operation`` (Scan, Query) of the broker's DynamoDB client answers at most ``size`` items
+    a page, so a reader that stops after the first page misses the rest."""
+
+    def limit(params: dict[str, Any], **_: Any) -> None:
+        params["Limit"] = size
+
+    client = aws.dynamodb()
+    event = f"before-parameter-build.dynamodb.{operation}"
+    client.meta.events.register(event, limit, unique_id="small-pages")
+    try:
+        yield
+    finally:
+        client.meta.events.unregister(event, unique_id="small-pages")
+
+
+@contextmanager
+def counted_calls(client: Any, operation: str) -> Iterator[list[dict[str, Any]]]:
+    """The parameters of every ``operation`` call ``client`` makes meanwhile, in order."""
+    calls: list[dict[str, Any]] = []
+
+    def count(params: dict[str, Any], **_: Any) -> None:
+        calls.append(dict(params))
+
+    event = f"before-parameter-build.{client.meta.service_model.service_id.hyphenize()}.{operation}"
+    client.meta.events.register(event, count, unique_id="counted-calls")
+    try:
+        yield calls
+    finally:
+        client.meta.events.unregister(event, unique_id="counted-calls")

@@ -1,0 +1,88 @@
+"""Letting go of tokens as an operator sees it: what a disconnect leaves shown and scheduled, a client id
+change whose revocation Zoho refused (retried by the refresher), and a subscription whose secret is
+gone. Through the admin API, AWS in moto, the Zoho stand-in over real HTTP."""
+
+from __future__ import annotations
+
+import time
+
+import boto3
+import httpx
+from flow import connect, create_subscription
+from stored import stored_secret
+
+from broker_local.zoho_standin import ZohoStandIn
+from zoho_broker.logic import refresh
+from zoho_broker.services import Services
+
+OLD_CLIENT = "1000.CLIENTID0123456789"
+
+
+def test_a_disconnect_shows_no_token_expiry_any_more(
+    admin: httpx.Client, browser: httpx.Client, services: Services
+) -> None:
+    sid = create_subscription(admin)["subscription_id"]
+    assert connect(admin, browser, sid).status_code == 200
+    assert admin.get(f"/admin/subscriptions/{sid}").json()["access_token_expires_at"] is not None
+
+    revoked = admin.post(f"/admin/subscriptions/{sid}/revoke")
+
+    assert revoked.status_code == 200
+    view = admin.get(f"/admin/subscriptions/{sid}").json()
+    assert (view["status"], view["access_token_expires_at"], view["connected_at"]) == (
+        "not_connected",
+        None,
+        None,
+    )
+
+
+def test_revoking_a_subscription_that_holds_no_token_schedules_no_refresher_visit(
+    admin: httpx.Client, services: Services
+) -> None:
+    sid = create_subscription(admin)["subscription_id"]
+
+    revoked = admin.post(f"/admin/subscriptions/{sid}/revoke")
+
+    assert revoked.status_code == 200
+    assert (revoked.json()["revocation_pending"], revoked.json()["next_refresh_at"]) == (False, None)
+    far_ahead = int(time.time()) + 30 * 86400
+    assert sid not in set(services.subscriptions.due_for_refresh(due_before=far_ahead))
+
+
+def test_a_client_id_change_whose_revocation_zoho_refused_is_revoked_by_the_refresher(
+    admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn, services: Services
+) -> None:
+    sid = create_subscription(admin)["subscription_id"]
+    assert connect(admin, browser, sid).status_code == 200
+    old = stored_secret(services, sid)["refresh_token"]
+    zoho.inject_fault("server_error")
+
+    changed = admin.patch(f"/admin/subscriptions/{sid}", json={"client_id": "1000.OTHERCLIENT"})
+
+    assert changed.status_code == 200
+    assert (changed.json()["status"], changed.json()["revocation_pending"]) == ("not_connected", True)
+    assert changed.json()["next_refresh_at"] is not None  # the refresher comes back for it
+    assert old in zoho.live_refresh_tokens(OLD_CLIENT)
+
+    refresh.sweep(services)  # the next scheduled run
+
+    assert old not in zoho.live_refresh_tokens(OLD_CLIENT)
+    assert stored_secret(services, sid)["pending_revocations"] == []
+    assert admin.get(f"/admin/subscriptions/{sid}").json()["revocation_pending"] is False
+
+
+def test_revoking_a_subscription_whose_secret_is_gone_says_to_recreate_it(
+    admin: httpx.Client, services: Services
+) -> None:
+    sid = create_subscription(admin)["subscription_id"]
+    boto3.client("secretsmanager").delete_secret(
+        SecretId=services.secrets.name_for(sid), ForceDeleteWithoutRecovery=True
+    )
+
+    answer = admin.post(f"/admin/subscriptions/{sid}/revoke")
+
+    assert answer.status_code == 404
+    assert answer.json() == {
+        "error": "not_found",
+        "message": "The subscription's secret is missing; recreate the subscription.",
+    }
