@@ -3,6 +3,8 @@ Zoho stand-in over real HTTP, for both integrations and two data centres."""
 
 from __future__ import annotations
 
+import json
+import logging
 import time
 from datetime import datetime
 from typing import Any
@@ -11,6 +13,8 @@ from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 import boto3
 import httpx
 import pytest
+from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
+from botocore.exceptions import ClientError
 from flow import (
     connect,
     connect_link,
@@ -26,6 +30,7 @@ from broker_local.zoho_standin import ZohoStandIn
 from tests.held_secrets import held_secret
 from tests.whoami import whoami
 from zoho_broker.state import verify
+from zoho_broker.store import aws
 
 
 def _with_query(url: str, **changes: str) -> str:
@@ -262,6 +267,43 @@ def test_a_failing_token_exchange_shows_a_clear_page_and_changes_nothing(
         held_secret(broker_env["BROKER_SECRET_PREFIX"] + subscription["subscription_id"]).get("refresh_token")
         is None
     )
+
+
+def test_a_new_refresh_token_that_can_be_neither_stored_nor_revoked_is_reported_masked(
+    admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given a consent whose code Zoho exchanges, then a secret write refused and Zoho down for the revocation
+    caplog.set_level(logging.INFO)
+    sid = create_subscription(admin)["subscription_id"]
+    callback = _callback_url(admin, browser, sid)
+
+    def refused(**_: Any) -> None:
+        zoho.inject_fault("unavailable")  # the next call to the accounts server is the revocation
+        raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "slow"}}, "PutSecretValue")
+
+    client = aws.secretsmanager()
+    event = "before-parameter-build.secrets-manager.PutSecretValue"
+    client.meta.events.register(event, refused, unique_id="refused-write")
+    try:
+        page = browser.get(callback)
+    finally:
+        client.meta.events.unregister(event, unique_id="refused-write")
+
+    # Then the person is told to try again, nothing is connected, and operators get one error naming
+    # the subscription with the token masked (a user holds at most 20 refresh tokens per client)
+    assert page.status_code == 503
+    assert admin.get(f"/admin/subscriptions/{sid}").json()["status"] == "not_connected"
+    [revocation] = [r for r in zoho.requests if r.path == "/oauth/v2/token/revoke"]
+    token = revocation.params["token"]
+    formatter = LambdaPowertoolsFormatter()
+    [line] = [
+        json.loads(formatter.format(record))
+        for record in caplog.records
+        if record.getMessage() == "a new refresh token could neither be stored nor revoked"
+    ]
+    assert (line["level"], line["subscription_id"]) == ("ERROR", sid)
+    assert line["token"] == f"{token[:4]}…({len(token)} chars)"
+    assert token not in caplog.text
 
 
 def test_a_person_who_denies_access_sees_a_friendly_page(
