@@ -8,6 +8,7 @@ import logging
 import time
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import boto3
 import httpx
@@ -25,7 +26,7 @@ from stored import Announcements, stored_secret
 
 from broker_local.zoho_standin import ZohoStandIn
 from tests.clocks import Jitter, VirtualClock
-from zoho_broker import page_routes, web
+from zoho_broker import page_routes, state, web
 from zoho_broker.errors import PayloadTooLarge, UnsupportedMediaType, ZohoError
 from zoho_broker.logic import schedule
 from zoho_broker.services import get_services
@@ -56,6 +57,26 @@ def test_an_older_unused_link_cannot_take_over_a_connected_subscription(
     assert (view["status"], view["data_centre"]) == ("connected", "eu")
     assert stored_secret(get_services(), sid)["refresh_token"] == owner_token
     assert owner_token in zoho.live_refresh_tokens("1000.CLIENTID0123456789")
+
+
+def test_giving_back_a_link_that_is_still_there_changes_nothing(
+    admin: httpx.Client, browser: httpx.Client, gateway: Any
+) -> None:
+    # Given an unused connect link (a consent that failed for a passing reason gives its link back; a
+    # second give-back, as when two such failures race, finds it there)
+    sid = create_subscription(admin)["subscription_id"]
+    link = connect_link(admin, sid)
+    link_hash = state.hash_secret_token(urlsplit(link).path.rsplit("/", 1)[-1])
+    flows = get_services().flows
+    record = flows.get_connect_link(link_hash)
+    assert record is not None
+
+    # When it is given back again
+    flows.restore_connect_link(link_hash, record)
+
+    # Then nothing fails or changes: the same link, and it still connects
+    assert flows.get_connect_link(link_hash) == record
+    assert _connect_with(browser, link, "eu").status_code == 200
 
 
 def test_a_consent_under_way_dies_when_another_connection_completes_first(
