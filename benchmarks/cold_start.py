@@ -13,6 +13,10 @@ Yardsticks, on the same interpreter and backend:
   is compared with its import time;
 - minimal start and callback: the same AWS calls and, for the callback, the same token exchange at the
   Zoho stand-in, written by hand with boto3 and the standard library (benchmarks/yardsticks/<job>).
+- the floor: each minimal handler with the fixed design's libraries from the built layer (pydantic
+  imported and one model validated; httpx imported by the callback), nothing of the broker's own
+  (benchmarks/yardsticks/floor): where any function built on the fixed design starts, against
+  the 1.25x goal.
   `--profile N` lists the AWS calls each one and each function makes, so a difference shows.
 
     python benchmarks/cold_start.py [--runs 7] [--build-dir [LABEL=]DIR ...] [--profile N]
@@ -219,6 +223,11 @@ def print_ratios(yardsticks: dict[str, Variant], builds: list[tuple[str, dict[st
         for label, functions in builds
     ]
     print_table(header, rows)
+    floors = ", ".join(
+        f"{job} {median(yardsticks[f'{job} floor'], 'total_ms') / median(yardsticks[job], 'total_ms'):.2f}x"
+        for job in jobs
+    )
+    print(f"The floor (a minimal handler + pydantic, + httpx for the callback) vs minimal: {floors}")
 
 
 def parse_builds(values: list[str]) -> list[tuple[str, Path]]:
@@ -268,6 +277,7 @@ def build_variants(
         "tokens stored in Secrets Manager, 'connected' page (200)."
     ]
     measured = []
+    layer = empty
     for index, (label, build_dir) in enumerate(builds):
         layer, swapped = lambda_like_layer(
             build_dir / "CoreLayer" / "python", scratch / f"opt{index}" / "python"
@@ -284,6 +294,16 @@ def build_variants(
                 f"; {', '.join(swapped)} extension modules from this environment (the built ones are aarch64)"
             )
         notes.append(note + ".")
+    for job, (function_id, prepare, status) in jobs.items():  # pydantic from the last build's layer
+        env = {**child_env(functions[function_id], layer=layer), "YARDSTICK_JOB": job}
+        yardsticks[f"{job} floor"] = Variant(
+            f"minimal {job} + {'pydantic, httpx' if job == 'callback' else 'pydantic'} (floor)",
+            YARDSTICKS / "floor",
+            env,
+            prepare,
+            status,
+            python,
+        )
     text = "\n".join(textwrap.fill(note, width=108, subsequent_indent="  ") for note in notes)
     return yardsticks, measured, text
 
@@ -333,7 +353,7 @@ DEPENDENCIES = {
     "Powertools event handler": "from aws_lambda_powertools.event_handler import APIGatewayHttpResolver",
     "Powertools event handler + validation": "from aws_lambda_powertools.event_handler import APIGatewayHttpResolver; "
     "import aws_lambda_powertools.event_handler.middlewares.openapi_validation",
-    "pydantic": "import pydantic",
+    "pydantic (BaseModel, as every model imports it)": "from pydantic import BaseModel",
     "httpx": "import httpx",
     "httpx + Client() (certifi TLS context)": "import httpx; httpx.Client()",
     "urllib.request (the minimal callback's)": "import urllib.request",
