@@ -127,10 +127,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                     if results:
                         made_due = make_due(world, seeded, results[-1].checks.secrets)
                         results[-1].checks.secrets.clear()
+                    round_started = int(time.time())
                     result = run_round(world, concurrency, latency, sink)
                     result.made_due_seconds = made_due
                     verifying = time.perf_counter()
-                    result.verification = verify(world, seeded, options.sample, rng)
+                    result.verification = verify(world, seeded, options.sample, rng, round_started)
                     ok = ok and result.verification.ok
                     results.append(result)
                     show(
