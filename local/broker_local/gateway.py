@@ -402,7 +402,7 @@ class LocalApiGateway:
         """Werkzeug serves HTTP (keep-alive, chunked bodies); this maps each request to payload 2.0."""
         started = time.perf_counter()
         request = Request(environ)
-        status, headers, body = self.handle(request)
+        route_key, (status, headers, body) = self.handle(request)
         response = HttpResponse(body, status=status)
         response.headers.clear()
         for name, value in headers:
@@ -410,33 +410,29 @@ class LocalApiGateway:
                 response.headers.add(name, value)
         # The console's own calls to the admin API are part of the page a person asked for: DEBUG.
         level = logging.DEBUG if request.headers.get(INTERNAL_HEADER) else logging.INFO
-        logger.log(
-            level,
-            "%s %s %d %.0fms",
-            request.method,
-            raw_path(request),
-            status,
-            (time.perf_counter() - started) * 1000,
-        )
+        # The route, not the path: a connect link in the path is a bearer secret (and the deployed access
+        # log records no path either).
+        logger.log(level, "%s %d %.0fms", route_key, status, (time.perf_counter() - started) * 1000)
         return response(environ, start_response)
 
-    def handle(self, request: Request) -> tuple[int, list[tuple[str, str]], bytes]:
-        """Route one request and answer it; never raises (failures become API Gateway's 500)."""
+    def handle(self, request: Request) -> tuple[str, tuple[int, list[tuple[str, str]], bytes]]:
+        """Route one request and answer it, with the route key it took; never raises (failures become
+        API Gateway's 500)."""
         path = raw_path(request)
         extra = _match(self._extra_routes, request.method, path)
         if extra is not None:
             (route_key, call), path_parameters = extra
             event = build_event(request, route_key, path_parameters, None)
-            return self._answer("extra route " + path, lambda: call(event))
+            return route_key, self._answer("extra route " + route_key, lambda: call(event))
         found = _match(self._routes, request.method, path)
         if found is None and self._default is not None:
             found = self._default, {}
         if found is None:
-            return _json(*_NOT_FOUND)
+            return f"{request.method} (no route)", _json(*_NOT_FOUND)
         route, parameters = found
         route_key = "$default" if route.path == "$default" else f"{route.method} {route.path}"
         event = build_event(request, route_key, parameters, route.auth)
-        return self._answer(route.function_id, lambda: self._invoke(route, event))
+        return route_key, self._answer(route.function_id, lambda: self._invoke(route, event))
 
     def _invoke(self, route: Route, event: Event) -> Any:
         function = self._function(route)
