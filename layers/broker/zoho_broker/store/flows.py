@@ -32,10 +32,6 @@ class FlowStore:
         item = answer.get("Item")
         return ConnectLinkRecord.model_validate(from_item(item)) if item else None
 
-    def consume_connect_link(self, link_hash: str) -> ConnectLinkRecord | None:
-        item = self._consume(LINK_PREFIX + link_hash)
-        return ConnectLinkRecord.model_validate(item) if item else None
-
     def restore_connect_link(self, link_hash: str, record: ConnectLinkRecord) -> None:
         """Give back a link whose consent failed for a passing reason (no-op if it is there already)."""
         try:

@@ -47,10 +47,3 @@ class WriteBudgetStore:
                 raise ServiceUnavailable("The secret-write budget could not be read.") from error
             raise
         return True
-
-    def taken(self, window: int) -> int:
-        """Writes counted in ``window`` (for tests and operators)."""
-        answer = self._client.get_item(
-            TableName=self._table, Key={"pk": {"S": f"{WINDOW_PREFIX}{window}"}}, ConsistentRead=True
-        )
-        return int(answer.get("Item", {}).get("writes", {}).get("N", "0"))
