@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections import Counter
 
 from tests.clocks import VirtualClock
+from zoho_broker.config import Settings
 from zoho_broker.logic.pacing import take_slot
+from zoho_broker.services import Services
 
 
 class Windows:
@@ -47,3 +49,17 @@ def test_a_slot_asked_for_at_a_seconds_end_waits_for_the_next() -> None:
     assert take_slot(windows, clock, per_second=5, deadline=80.0) is True
     assert windows.counts == {71: 1}
     assert clock.now == 71.0  # the write goes out in the second that counted it
+
+
+def test_without_a_budget_table_every_write_goes_at_once() -> None:
+    # Given a stack whose write budget table is not configured
+    tables = ("SUBSCRIPTIONS_TABLE", "FLOWS_TABLE", "SECRET_PREFIX", "STATE_KEY_SECRET_ID")
+    services = Services(Settings.from_env({f"BROKER_{name}": "x" for name in tables}))
+    clock = VirtualClock(70.0)
+
+    # When a hundred writes ask for a slot within one second
+    granted = [take_slot(services.write_budget, clock, per_second=1, deadline=70.0) for _ in range(100)]
+
+    # Then each goes at once: nothing counts them, nothing waits
+    assert granted == [True] * 100
+    assert clock.now == 70.0

@@ -1,0 +1,97 @@
+"""The throttle's concurrency slots in one process, on template.yaml's ThrottleTable in moto, with time
+under the test's control: a slot whose caller crashed frees itself after the slot seconds, and full slots
+are refused at once or after the caller's wait. (tests/integration/test_throttle_processes.py checks the
+same across processes against the wall clock; this runs where mutation testing can reach it.)"""
+
+from __future__ import annotations
+
+import pytest
+
+from broker_local.template import Stack
+from tests.clocks import VirtualClock
+from zoho_broker.catalogue import Throttling
+from zoho_broker.logic.throttle import Throttle, Throttled
+from zoho_broker.store.throttle import PREFIX, ThrottleStore
+
+SUBSCRIPTION = "sub_0123456789abcdef"
+ONE_SLOT = Throttling(requests_per_minute=6000, max_concurrent_requests=1)
+SLOT_SECONDS = 35.0
+
+
+def _slots(stack: Stack) -> dict[str, int]:
+    """The live claims as stored: holder -> expiry (µs)."""
+    import boto3
+
+    item = boto3.client("dynamodb").get_item(
+        TableName=stack.physical_ids["ThrottleTable"],
+        Key={"pk": {"S": PREFIX + SUBSCRIPTION}},
+        ConsistentRead=True,
+    )["Item"]
+    return {holder: int(value["N"]) for holder, value in item.get("slots", {}).get("M", {}).items()}
+
+
+@pytest.fixture
+def clock() -> VirtualClock:
+    return VirtualClock(1_800_000_000.0)
+
+
+@pytest.fixture
+def instances(stack: Stack, clock: VirtualClock) -> tuple[Throttle, Throttle]:
+    """Two Lambda instances sharing the table and the clock."""
+    table = stack.physical_ids["ThrottleTable"]
+    return (
+        Throttle(ThrottleStore(table), clock, slot_seconds=SLOT_SECONDS),
+        Throttle(ThrottleStore(table), clock, slot_seconds=SLOT_SECONDS),
+    )
+
+
+def test_full_slots_refuse_a_caller_that_will_not_wait_with_retry_after_one_second(
+    stack: Stack, instances: tuple[Throttle, Throttle], clock: VirtualClock
+) -> None:
+    first, second = instances
+    first.acquire(SUBSCRIPTION, ONE_SLOT, wait_seconds=0)
+    clock.sleep(1)  # the rate allows the next turn: only the slot is missing
+
+    with pytest.raises(Throttled) as refused:
+        second.acquire(SUBSCRIPTION, ONE_SLOT, wait_seconds=0)
+
+    assert refused.value.message == "Too many calls for this subscription: 1 calls are under way."
+    assert refused.value.retry_after_header == "1"
+    assert len(_slots(stack)) == 1  # the refused caller left no claim behind
+
+
+def test_full_slots_refuse_a_waiting_caller_when_none_frees_within_its_wait(
+    stack: Stack, instances: tuple[Throttle, Throttle], clock: VirtualClock
+) -> None:
+    first, second = instances
+    first.acquire(SUBSCRIPTION, ONE_SLOT, wait_seconds=0)
+    began = clock.now
+
+    with pytest.raises(Throttled) as refused:
+        second.acquire(SUBSCRIPTION, ONE_SLOT, wait_seconds=2)
+
+    assert "1 calls are under way" in refused.value.message
+    assert 2 <= clock.now - began < 3  # it waited its 2 s (and a last grace), no longer
+    assert len(_slots(stack)) == 1
+
+
+@pytest.mark.parametrize("wait_seconds", [0, 5], ids=["no wait", "waiting"])
+def test_a_slot_whose_caller_crashed_frees_itself_after_the_slot_seconds(
+    stack: Stack, instances: tuple[Throttle, Throttle], clock: VirtualClock, wait_seconds: float
+) -> None:
+    # Given a caller whose Lambda died holding the only slot (never released)
+    crashed, survivor = instances
+    lost = crashed.acquire(SUBSCRIPTION, ONE_SLOT, wait_seconds=0)
+    clock.sleep(SLOT_SECONDS - 1)
+    with pytest.raises(Throttled):
+        survivor.acquire(SUBSCRIPTION, ONE_SLOT, wait_seconds=0)
+
+    # When its slot seconds have passed
+    clock.sleep(1)
+    turn = survivor.acquire(SUBSCRIPTION, ONE_SLOT, wait_seconds=wait_seconds)
+
+    # Then the next caller gets the slot, and the dead claim is gone from the table
+    assert list(_slots(stack)) == [turn.owner]
+    assert lost.owner != turn.owner
+    survivor.release(turn)
+    assert _slots(stack) == {}
