@@ -272,6 +272,21 @@ def test_a_version_in_use_cannot_be_deleted_and_says_how_many_use_it(admin: http
     assert create_subscription(admin, name="Three", version="2")["version"] == "2"
 
 
+def test_a_version_in_use_is_counted_over_every_page_of_the_table(admin: httpx.Client) -> None:
+    # Given three subscriptions on version 2 and one on version 1
+    _add_version(admin, "zoho-crm", _version("2"))
+    for name in ("One", "Two", "Three"):
+        create_subscription(admin, name=name, version="2")
+    create_subscription(admin, name="Four", version="1")
+
+    # When a delete counts them one table item per page (the table also holds names and integrations)
+    with dynamodb_pages_of(1, "Scan"):
+        refused = admin.delete("/admin/integrations/zoho-crm/versions/2")
+
+    # Then every page counted, and only the version's own subscriptions
+    assert refused.status_code == 409 and "3 subscriptions use version '2'" in refused.json()["message"]
+
+
 def test_an_unused_version_is_deleted(admin: httpx.Client) -> None:
     _add_version(admin, "zoho-crm", _version("2"))
 

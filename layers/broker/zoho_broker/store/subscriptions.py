@@ -125,23 +125,17 @@ class SubscriptionStore:
 
     def count_using(self, integration: str, version: str) -> int:
         """How many subscriptions name this version (strongly consistent: a delete relies on it)."""
-        kwargs: dict[str, Any] = {
-            "TableName": self._table,
-            "FilterExpression": "begins_with(pk, :prefix) AND #integration = :integration AND #version = :version",
-            "ExpressionAttributeNames": {"#integration": "integration", "#version": "version"},
-            "ExpressionAttributeValues": to_item(
+        pages = self._client.get_paginator("scan").paginate(
+            TableName=self._table,
+            FilterExpression="begins_with(pk, :prefix) AND #integration = :integration AND #version = :version",
+            ExpressionAttributeNames={"#integration": "integration", "#version": "version"},
+            ExpressionAttributeValues=to_item(
                 {":prefix": SUBSCRIPTION_PREFIX, ":integration": integration, ":version": version}
             ),
-            "Select": "COUNT",
-            "ConsistentRead": True,
-        }
-        count = 0
-        while True:
-            answer = self._client.scan(**kwargs)
-            count += answer.get("Count", 0)
-            if "LastEvaluatedKey" not in answer:
-                return count
-            kwargs["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+            Select="COUNT",
+            ConsistentRead=True,
+        )
+        return sum(page["Count"] for page in pages)
 
     def update_settings(
         self,
