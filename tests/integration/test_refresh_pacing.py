@@ -26,6 +26,7 @@ from tests.clocks import Jitter
 from tests.integration.test_refresh import _connected, _invoke, _view, _works
 from zoho_broker.logic import refresh, schedule
 from zoho_broker.models import RefreshResult
+from zoho_broker.observability import metrics
 from zoho_broker.services import Services, get_services
 from zoho_broker.store import aws
 
@@ -127,21 +128,43 @@ def test_throttled_writes_keep_the_token_zoho_minted_and_write_it_later(
 
 
 def test_writes_throttled_for_longer_are_deferred_without_counting_a_failing_day(
-    admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn, services: Services, refusals: Refusals
+    admin: httpx.Client,
+    browser: httpx.Client,
+    zoho: ZohoStandIn,
+    services: Services,
+    refusals: Refusals,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO)
     sid = _connected(admin, browser)
     expire_token(services, sid, seconds_left=600)
     before = stored_secret(services, sid)
+    metrics.clear_metrics()
 
     def always(**_: Any) -> None:
         raise _throttled()
 
     refusals.on(aws.secretsmanager(), "PutSecretValue", always)
     outcome = refresh.refresh(services, sid)
+    deferrals = metrics.metric_set["RefreshDeferred"]["Value"]  # before an admin call flushes them
     refusals.clear()
 
     assert outcome.result == RefreshResult.DEFERRED
     assert outcome.error == "secret_write_throttled"
+    assert deferrals == [1.0]
+    assert outcome.next_attempt_at == datetime.fromisoformat(_view(admin, sid)["next_refresh_at"])
+    assert _due_record(services, sid)["consecutive_failures"] == "1"  # a second deferral waits longer
+    formatter = LambdaPowertoolsFormatter()
+    [line] = [
+        json.loads(formatter.format(record))
+        for record in caplog.records
+        if record.getMessage() == "secret write held back; will retry"
+    ]
+    assert (line["level"], line["subscription_id"], line["reason"]) == (
+        "WARNING",
+        sid,
+        "secret_write_throttled",
+    )
     assert stored_secret(services, sid) == before  # the previous token stays, still good for ten minutes
     assert _works(zoho, "eu", before["access_token"])
     view = _view(admin, sid)
