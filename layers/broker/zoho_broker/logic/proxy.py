@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from zoho_broker import api_base as api_target
 from zoho_broker.catalogue import IntegrationVersion
-from zoho_broker.errors import InvalidInput, PayloadTooLarge, ServiceUnavailable, ZohoError
+from zoho_broker.errors import BrokerError, InvalidInput, PayloadTooLarge, ServiceUnavailable, ZohoError
 from zoho_broker.logic import refresh
 from zoho_broker.logic.throttle import Throttle
 from zoho_broker.logic.token_recovery import recover_token
@@ -247,10 +247,11 @@ def _retry_after(value: str | None) -> int:
     return min(MAX_ZOHO_BACKOFF_SECONDS, max(1, seconds))
 
 
-class AnswerTooLarge(ZohoError):
-    def __init__(self, message: str) -> None:
-        super().__init__(message, zoho_code="answer_too_large", transient=False)
-        self.code = "answer_too_large"
+class AnswerTooLarge(BrokerError):
+    """Zoho answered with more than a Lambda can return: not worth retrying as it is (502, not 503)."""
+
+    status_code = 502
+    code = "answer_too_large"
 
 
 def parse_wait(value: str | None) -> float:
