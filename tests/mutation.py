@@ -8,7 +8,8 @@ package lives in layers/broker/ (as the Lambda layer ships it). So the run happe
 the project's tracked files where zoho_broker/ sits at the top, under ~/.cache/zoho-broker/mutation, with
 its own virtualenv (mutmut needs a newer click than the SAM CLI pins; the tests it runs need no SAM).
 Tests run: unit, integration, faults and the stand-in's (mutmut runs, for each mutant, only the tests
-that reached the mutated function). Printed: the score (killed of those with tests) and every survivor.
+that reached the mutated function). Printed: the score (killed of all mutants tried, one that no test
+reaches counting as a survivor) and every survivor.
 """
 
 from __future__ import annotations
@@ -125,23 +126,27 @@ def wilson_interval(killed: int, tested: int) -> tuple[float, float]:
     return centre - spread, centre + spread
 
 
+# A mutant no test reaches survives as surely as one the tests run past: both count against the score.
+UNCAUGHT = ("survived", "no tests")
+
+
 def report(scope: list[str], status_by_name: dict[str, str], sampled: bool) -> None:
     counts = collections.Counter(status_by_name.values())
-    tested = counts["killed"] + counts["timeout"] + counts["survived"]
     killed = counts["killed"] + counts["timeout"]
+    judged = killed + sum(counts[status] for status in UNCAUGHT)
     what = "a random sample of the mutants" if sampled else "the mutants"
-    print(f"\nMutation score over {', '.join(scope)}, {what}: {killed} of {tested} with tests killed", end="")
-    if tested:
-        low, high = wilson_interval(killed, tested)
+    print(f"\nMutation score over {', '.join(scope)}, {what}: {killed} of {judged} killed", end="")
+    if judged:
+        low, high = wilson_interval(killed, judged)
         print(
-            f" ({100 * killed / tested:.1f}%"
+            f" ({100 * killed / judged:.1f}%"
             + (f"; 95% interval {100 * low:.1f}-{100 * high:.1f}%)" if sampled else ")")
         )
     print("  " + "; ".join(f"{status}: {count}" for status, count in sorted(counts.items())))
-    print("Survivors (`mutmut show <name>` in the staged copy shows the diff):")
+    print("Survivors, and mutants no test reaches (`mutmut show <name>` in the staged copy shows the diff):")
     for name, status in sorted(status_by_name.items()):
-        if status == "survived":
-            print(f"  {name}")
+        if status in UNCAUGHT:
+            print(f"  {name} ({status})")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -155,7 +160,8 @@ def main(argv: list[str] | None = None) -> int:
         "--sample",
         type=int,
         metavar="N",
-        help="test N mutants drawn at random (seeded) from the staged copy a full run left, and estimate the score",
+        help="test N mutants drawn at random (seeded) from the staged copy a full run left (stopped as soon as "
+        "it prints 'Running stats' will do), and estimate the score",
     )
     parser.add_argument("--seed", type=int, default=0, help="the sample's seed (default 0)")
     options = parser.parse_args(argv)
@@ -170,8 +176,9 @@ def main(argv: list[str] | None = None) -> int:
         # A full run's mutants and its record of which tests reach which function are reused as they are.
         staged = CACHE / "stage"
         names = [name for name in mutant_names(staged) if any(name.startswith(p) for p in prefixes(scope))]
-        if not names or not (staged / "mutants" / "mutmut-stats.json").exists():
-            print("No staged mutants: run `make mutation` first, at least until it is 'Running clean tests'.")
+        if not names:
+            # mutmut collects the stats itself if the full run was stopped before it saved them.
+            print("No staged mutants: run `make mutation` first, at least until it is 'Running stats'.")
             return 1
         # The same seed draws the same mutants first, so a smaller or interrupted sample resumes: mutmut
         # reruns every mutant it is given by name, so only those not yet tested are given.
