@@ -432,14 +432,18 @@ def _audit(caplog: pytest.LogCaptureFixture, message: str) -> list[dict[str, Any
     ]
 
 
-def test_adding_changing_and_deleting_a_version_is_logged_with_who_did_it(
+def test_creating_an_integration_and_adding_changing_and_deleting_a_version_is_logged_with_who_did_it(
     admin: httpx.Client, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
+    created = admin.post("/admin/integrations", json={"id": "zoho-a", "name": "A", "version": _version("1")})
+    assert created.status_code == 201, created.text
     _add_version(admin, "zoho-crm", _version("2"))
     admin.patch("/admin/integrations/zoho-crm/versions/2", json={"token_path": "/oauth/v2/moved"})
     assert admin.delete("/admin/integrations/zoho-crm/versions/2").status_code == 204
 
+    [line] = _audit(caplog, "integration created")
+    assert (line.get("integration"), line.get("changed_by")) == ("zoho-a", LOCAL_CALLER)
     audit = {"integration": "zoho-crm", "version": "2", "changed_by": LOCAL_CALLER}
     for message in (
         "integration version added",
