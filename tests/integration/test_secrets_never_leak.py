@@ -48,6 +48,8 @@ def test_a_connect_journey_leaks_no_secret(
     seen.append(admin.get(f"/admin/subscriptions/{created['subscription_id']}").text)
     seen.append(admin.get("/admin/subscriptions").text)
     seen.append(admin.patch(f"/admin/subscriptions/{created['subscription_id']}", json={"name": 5}).text)
+    rotated = {"client_secrets_by_data_centre": {"eu": "eu-rotated-client-secret-55555"}}
+    seen.append(admin.patch(f"/admin/subscriptions/{created['subscription_id']}", json=rotated).text)
 
     connected = held_secret(created["secret_name"])
     path = f"/admin/subscriptions/{created['subscription_id']}"
@@ -61,13 +63,14 @@ def test_a_connect_journey_leaks_no_secret(
     secrets = {
         "client secret": CLIENT_SECRET,
         "per-DC client secret": "eu-only-client-secret-987654",
+        "rotated per-DC client secret": "eu-rotated-client-secret-55555",
         "access token": connected["access_token"],
         "refreshed access token": refreshed["access_token"],
         "refresh token": connected["refresh_token"],
         "grant code": code,
     }
     assert refreshed["access_token"] != connected["access_token"]
-    assert connected["client_secrets_by_data_centre"] == {"eu": "eu-only-client-secret-987654"}
+    assert connected["client_secrets_by_data_centre"] == {"eu": "eu-rotated-client-secret-55555"}
     # The logs were captured, and they say what happened.
     messages = [record.getMessage() for record in caplog.records]
     assert "subscription connected" in messages
@@ -76,3 +79,6 @@ def test_a_connect_journey_leaks_no_secret(
     # The token exchange used the EU secret at the EU accounts server.
     exchange = next(r for r in zoho.requests if r.path == "/oauth/v2/token")
     assert exchange.data_centre == "eu" and exchange.params["client_secret"] == "eu-only-client-secret-987654"
+    # The refresh after the rotation used the rotated one.
+    [renewal] = [r for r in zoho.requests if r.params.get("grant_type") == "refresh_token"]
+    assert renewal.params["client_secret"] == "eu-rotated-client-secret-55555"
