@@ -87,7 +87,7 @@ def _unchanged(revision: int) -> dict[str, Any]:
 
 def _parse(item: dict[str, Any]) -> StoredIntegration:
     data = from_item(item)
-    data.pop("pk", None)
+    del data["pk"]  # the table's key, not a field
     return StoredIntegration.model_validate(data)
 
 

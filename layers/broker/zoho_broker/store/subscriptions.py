@@ -143,9 +143,9 @@ class SubscriptionStore:
         *,
         previous_name: str,
         disconnect: bool,
-        revoke_due_at: int | None = None,
-        integration_check: dict[str, Any] | None = None,
-        clear_organization: bool = False,
+        revoke_due_at: int | None,
+        integration_check: dict[str, Any] | None,
+        clear_organization: bool,
     ) -> None:
         """Write the operator's fields only; ``disconnect`` also drops the connection (new client id),
         ``clear_organization`` the organization binding (the next consent binds the one it connects).
