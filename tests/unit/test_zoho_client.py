@@ -7,12 +7,14 @@ shapes of answer (a bare 500 page, an over-long error code) that the stand-in ha
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
 
+from broker_local.zoho_standin import ZohoStandIn
 from zoho_broker.errors import ZohoError
 from zoho_broker.zoho_client import ZohoClient
 
@@ -138,3 +140,20 @@ def test_an_api_call_zoho_does_not_answer_in_time_is_worth_retrying() -> None:
         "timeout",
         True,
     )
+
+
+def test_a_plain_http_accounts_server_is_reached_without_loading_any_certificate(
+    zoho: ZohoStandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The local stand-in speaks plain http: the client makes no TLS context for it (loading the trusted
+    certificates takes tens of milliseconds, paid on a cold start only when Zoho is reached over https)."""
+
+    def no_certificates(*args: Any, **kwargs: Any) -> ssl.SSLContext:
+        raise AssertionError("a verifying TLS context was made for a plain-http server")
+
+    monkeypatch.setattr(ssl, "create_default_context", no_certificates)
+    client = ZohoClient()  # its own transports, made on the first request of each scheme
+
+    client.revoke(revoke_url=zoho.accounts_servers["us"] + "/oauth/v2/token/revoke", refresh_token="1000.x")
+
+    assert [request.path for request in zoho.requests] == ["/oauth/v2/token/revoke"]
