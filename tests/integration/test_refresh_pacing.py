@@ -114,11 +114,14 @@ def test_throttled_writes_keep_the_token_zoho_minted_and_write_it_later(
             raise _throttled()
 
     refusals.on(aws.secretsmanager(), "PutSecretValue", throttle_three_times)
+    metrics.clear_metrics()
 
     outcome = refresh.refresh(services, sid)
+    throttled = dict(metrics.metric_set["SecretWriteThrottled"])  # before an admin call flushes them
 
     assert outcome.result == RefreshResult.REFRESHED
     assert len(attempts) == 4
+    assert (throttled["Unit"], throttled["Value"]) == ("Count", [1.0, 1.0, 1.0])  # one per throttled write
     assert zoho.token_call_count == calls_before + 1  # one token minted, and that one is stored
     after = stored_secret(services, sid)
     assert after["access_token"] != before["access_token"]
@@ -146,12 +149,12 @@ def test_writes_throttled_for_longer_are_deferred_without_counting_a_failing_day
 
     refusals.on(aws.secretsmanager(), "PutSecretValue", always)
     outcome = refresh.refresh(services, sid)
-    deferrals = metrics.metric_set["RefreshDeferred"]["Value"]  # before an admin call flushes them
+    deferrals = dict(metrics.metric_set["RefreshDeferred"])  # before an admin call flushes them
     refusals.clear()
 
     assert outcome.result == RefreshResult.DEFERRED
     assert outcome.error == "secret_write_throttled"
-    assert deferrals == [1.0]
+    assert (deferrals["Unit"], deferrals["Value"]) == ("Count", [1.0])
     assert outcome.next_attempt_at == datetime.fromisoformat(_view(admin, sid)["next_refresh_at"])
     assert _due_record(services, sid)["consecutive_failures"] == "1"  # a second deferral waits longer
     formatter = LambdaPowertoolsFormatter()
