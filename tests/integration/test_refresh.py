@@ -518,3 +518,31 @@ def test_one_broken_subscription_does_not_stop_the_sweep_refreshing_the_others(
 
     assert summary == {"due": 2, "refreshed_inline": 1, "queued": 0}
     assert stored_secret(services, healthy)["access_token"] != before
+
+
+@pytest.mark.parametrize("missing", ["the refresh token", "the data centre"])
+def test_a_connection_missing_half_of_what_a_refresh_needs_is_skipped_without_calling_zoho(
+    admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn, services: Services, missing: str
+) -> None:
+    # Given a connected subscription whose secret lost its refresh token, or whose item its data centre
+    # (written by hand, or half of a disconnection)
+    sid = _connected(admin, browser)
+    if missing == "the refresh token":
+        secret = services.secrets.get(sid)
+        assert secret is not None
+        services.secrets.put(sid, secret.model_copy(update={"refresh_token": None}))
+    else:
+        boto3.client("dynamodb").update_item(
+            TableName=services.settings.subscriptions_table,
+            Key={"pk": {"S": f"sub#{sid}"}},
+            UpdateExpression="REMOVE data_centre",
+        )
+    calls = zoho.token_call_count
+
+    # When the refresher visits it
+    outcome = refresh.refresh(services, sid, force=True)
+
+    # Then Zoho is not asked for a token, and the subscription leaves the refresh index
+    assert (outcome.result, outcome.error) == (RefreshResult.SKIPPED, "not connected")
+    assert zoho.token_call_count == calls
+    assert sid not in set(services.subscriptions.due_for_refresh(due_before=2**40))
