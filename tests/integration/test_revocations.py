@@ -5,6 +5,7 @@ gone. Through the admin API, AWS in moto, the Zoho stand-in over real HTTP."""
 from __future__ import annotations
 
 import time
+from datetime import datetime
 
 import boto3
 import httpx
@@ -69,6 +70,32 @@ def test_a_client_id_change_whose_revocation_zoho_refused_is_revoked_by_the_refr
     assert old not in zoho.live_refresh_tokens(OLD_CLIENT)
     assert stored_secret(services, sid)["pending_revocations"] == []
     assert admin.get(f"/admin/subscriptions/{sid}").json()["revocation_pending"] is False
+
+
+def test_a_revocation_zoho_refuses_again_at_the_refreshers_visit_stays_pending_and_scheduled(
+    admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn, services: Services
+) -> None:
+    # Given a client id change whose revocation Zoho refused
+    sid = create_subscription(admin)["subscription_id"]
+    assert connect(admin, browser, sid).status_code == 200
+    old = stored_secret(services, sid)["refresh_token"]
+    zoho.inject_fault("server_error")
+    assert (
+        admin.patch(f"/admin/subscriptions/{sid}", json={"client_id": "1000.OTHERCLIENT"}).status_code == 200
+    )
+
+    # When Zoho refuses it again when the refresher comes back for it
+    zoho.inject_fault("server_error")
+    visited_at = time.time()
+    refresh.refresh(services, sid, force=True)
+
+    # Then the token is still recorded, and the refresher is due back for it after a backoff
+    view = admin.get(f"/admin/subscriptions/{sid}").json()
+    assert view["revocation_pending"] is True
+    secret = services.secrets.get(sid)
+    assert secret is not None and [pending.refresh_token for pending in secret.pending_revocations] == [old]
+    assert datetime.fromisoformat(view["next_refresh_at"]).timestamp() >= visited_at + 55
+    assert old in zoho.live_refresh_tokens(OLD_CLIENT)
 
 
 def test_revoking_a_subscription_whose_secret_is_gone_says_to_recreate_it(
