@@ -277,6 +277,23 @@ def test_a_refresh_answer_without_api_domain_keeps_the_stored_one(
     assert after["access_token"] != before["access_token"]
 
 
+def test_a_refresh_answer_naming_another_api_domain_replaces_the_stored_one(
+    admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn, services: Services
+) -> None:
+    # Given a connection whose stored API domain Zoho no longer answers with
+    sid = _connected(admin, browser)
+    secret = services.secrets.get(sid)
+    assert secret is not None
+    services.secrets.put(sid, secret.model_copy(update={"api_domain": "https://www.zohoapis.example"}))
+    expire_token(services, sid, seconds_left=60)
+
+    assert refresh.refresh(services, sid).result == RefreshResult.REFRESHED
+
+    # Then the API domain of Zoho's answer is what the secret and the subscription hold from now on
+    assert stored_secret(services, sid)["api_domain"] == zoho.accounts_servers["eu"]
+    assert _view(admin, sid)["api_domain"] == zoho.accounts_servers["eu"]
+
+
 def _invoke(function_id: str, event: dict[str, Any]) -> Any:
     handler = import_handler(function_entry(TEMPLATE, function_id), ROOT)
     return handler(event, LambdaContext.for_function(function_id))
