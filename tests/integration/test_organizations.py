@@ -334,3 +334,36 @@ def test_a_version_without_a_verification_call_connects_unbound(
     assert len(zoho.api.requests) == calls  # no API call was made
     view = _view(admin, sid)
     assert _organization(view) == ACME and view["organization_check_error"] is None
+
+
+def test_the_verification_call_carries_the_versions_api_headers_and_query_parameters(
+    admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn
+) -> None:
+    # Given a version whose API calls carry a header and a query parameter made from custom fields
+    version = {
+        "version": "2",
+        "oauth_url_template": admin.get("/admin/integrations/zoho-crm/versions/1").json()[
+            "oauth_url_template"
+        ],
+        "default_scopes": SCOPE.split(","),
+        "default_api_url": "https://www.zohoapis.com/crm/v8",
+        "default_throttling": {"requests_per_minute": 100, "max_concurrent_requests": 10},
+        "custom_fields": [{"name": "RedirectUrl"}, {"name": "OrgId"}],
+        "verification": {
+            "path": "/org",
+            "organization_id": "org[0].id",
+            "organization_name": "org[0].company_name",
+        },
+        "api_headers": {"X-Org": "{SystemTypeVersion:OrgId}"},
+        "api_query_parameters": {"organization_id": "{SystemTypeVersion:OrgId}"},
+    }
+    assert admin.post("/admin/integrations/zoho-crm/versions", json=version).status_code == 201, version
+    sid = create_subscription(admin, version="2", custom_fields={"OrgId": "4000000001"})["subscription_id"]
+
+    # When a person connects it
+    assert page_title(connect(admin, browser, sid)) == "Connected to Zoho CRM (US): Acme Ltd"
+
+    # Then the verification call was made as every API call of the version is
+    [check] = [request for request in zoho.api.requests if request.path == "/crm/v8/org"]
+    assert check.params == {"organization_id": "4000000001"}
+    assert check.headers["x-org"] == "4000000001"
