@@ -142,6 +142,24 @@ def test_an_api_call_zoho_does_not_answer_in_time_is_worth_retrying() -> None:
     )
 
 
+def test_an_accounts_server_that_cannot_be_reached_is_worth_retrying_and_said_so() -> None:
+    # The sentence is what the person on the callback page reads, above "Nothing was changed."
+    def refused(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    client = client_answering(refused)
+    error = zoho_error(
+        lambda: client.exchange_code(
+            token_url=TOKEN_URL, client_id="1000.X", client_secret="s", code="c", redirect_uri="r"
+        )
+    )
+    assert (str(error), error.zoho_code, error.transient) == (
+        "Zoho could not be reached.",
+        "unreachable",
+        True,
+    )
+
+
 def test_a_plain_http_accounts_server_is_reached_without_loading_any_certificate(
     zoho: ZohoStandIn, monkeypatch: pytest.MonkeyPatch
 ) -> None:
