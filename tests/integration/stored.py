@@ -18,15 +18,20 @@ def stored_secret(services: Services, subscription_id: str) -> dict[str, Any]:
     return held_secret(services.settings.secret_prefix + subscription_id)
 
 
+def edit_secret(services: Services, subscription_id: str, **changes: Any) -> None:
+    """Rewrite fields of the stored secret by hand, as an operator's or a half-finished write would."""
+    secret = services.secrets.get(subscription_id)
+    assert secret is not None
+    services.secrets.put(subscription_id, secret.model_copy(update=changes))
+
+
 def expire_token(
     services: Services, subscription_id: str, *, seconds_left: int, now: float | None = None
 ) -> None:
     """Age the stored token: it expires ``seconds_left`` after ``now`` and its refresh is due at ``now``."""
     moment = time.time() if now is None else now
-    secret = services.secrets.get(subscription_id)
-    assert secret is not None
     expires = datetime.fromtimestamp(int(moment), UTC) + timedelta(seconds=seconds_left)
-    services.secrets.put(subscription_id, secret.model_copy(update={"access_token_expires_at": expires}))
+    edit_secret(services, subscription_id, access_token_expires_at=expires)
     boto3.client("dynamodb").update_item(
         TableName=services.settings.subscriptions_table,
         Key={"pk": {"S": f"sub#{subscription_id}"}},

@@ -14,7 +14,7 @@ import boto3
 import httpx
 import pytest
 from flow import connect, create_subscription
-from stored import Announcements, expire_token, stored_secret
+from stored import Announcements, edit_secret, expire_token, stored_secret
 
 from broker_local.functions import function_entry
 from broker_local.gateway import LambdaContext, import_handler
@@ -282,9 +282,7 @@ def test_a_refresh_answer_naming_another_api_domain_replaces_the_stored_one(
 ) -> None:
     # Given a connection whose stored API domain Zoho no longer answers with
     sid = _connected(admin, browser)
-    secret = services.secrets.get(sid)
-    assert secret is not None
-    services.secrets.put(sid, secret.model_copy(update={"api_domain": "https://www.zohoapis.example"}))
+    edit_secret(services, sid, api_domain="https://www.zohoapis.example")
     expire_token(services, sid, seconds_left=60)
 
     assert refresh.refresh(services, sid).result == RefreshResult.REFRESHED
@@ -545,9 +543,7 @@ def test_a_connection_missing_half_of_what_a_refresh_needs_is_skipped_without_ca
     # (written by hand, or half of a disconnection)
     sid = _connected(admin, browser)
     if missing == "the refresh token":
-        secret = services.secrets.get(sid)
-        assert secret is not None
-        services.secrets.put(sid, secret.model_copy(update={"refresh_token": None}))
+        edit_secret(services, sid, refresh_token=None)
     else:
         boto3.client("dynamodb").update_item(
             TableName=services.settings.subscriptions_table,

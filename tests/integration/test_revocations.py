@@ -50,17 +50,25 @@ def test_revoking_a_subscription_that_holds_no_token_schedules_no_refresher_visi
     assert sid not in set(services.subscriptions.due_for_refresh(due_before=far_ahead))
 
 
-def test_a_client_id_change_whose_revocation_zoho_refused_is_revoked_by_the_refresher(
+def _client_id_changed_while_zoho_refuses(
     admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn, services: Services
-) -> None:
+) -> tuple[str, str, httpx.Response]:
+    """A connected subscription whose client id an operator changed while Zoho refused the revocation:
+    its id, the old refresh token and the PATCH answer."""
     sid = create_subscription(admin)["subscription_id"]
     assert connect(admin, browser, sid).status_code == 200
     old = stored_secret(services, sid)["refresh_token"]
     zoho.inject_fault("server_error")
-
     changed = admin.patch(f"/admin/subscriptions/{sid}", json={"client_id": "1000.OTHERCLIENT"})
-
     assert changed.status_code == 200
+    return sid, old, changed
+
+
+def test_a_client_id_change_whose_revocation_zoho_refused_is_revoked_by_the_refresher(
+    admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn, services: Services
+) -> None:
+    sid, old, changed = _client_id_changed_while_zoho_refuses(admin, browser, zoho, services)
+
     assert (changed.json()["status"], changed.json()["revocation_pending"]) == ("not_connected", True)
     assert changed.json()["next_refresh_at"] is not None  # the refresher comes back for it
     assert old in zoho.live_refresh_tokens(OLD_CLIENT)
@@ -76,13 +84,7 @@ def test_a_revocation_zoho_refuses_again_at_the_refreshers_visit_stays_pending_a
     admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn, services: Services
 ) -> None:
     # Given a client id change whose revocation Zoho refused
-    sid = create_subscription(admin)["subscription_id"]
-    assert connect(admin, browser, sid).status_code == 200
-    old = stored_secret(services, sid)["refresh_token"]
-    zoho.inject_fault("server_error")
-    assert (
-        admin.patch(f"/admin/subscriptions/{sid}", json={"client_id": "1000.OTHERCLIENT"}).status_code == 200
-    )
+    sid, old, _ = _client_id_changed_while_zoho_refuses(admin, browser, zoho, services)
 
     # When Zoho refuses it again when the refresher comes back for it
     zoho.inject_fault("server_error")
