@@ -24,21 +24,29 @@ def test_known_zoho_accounts_servers_are_accepted(
     assert servers.resolve(location=location, accounts_server=accounts_server) == expected
 
 
+NOT_ZOHO = "The accounts server in the callback is not one of Zoho's accounts servers."
+NOT_AN_ORIGIN = "The accounts server is not a plain http(s) origin."
+
+
 @pytest.mark.parametrize(
-    "accounts_server",
+    ("accounts_server", "why"),
     [
-        "https://accounts.zoho.eu.evil.example",
-        "https://evil.example",
-        "https://accounts.zoho.ca",  # Canada is zohocloud.ca
-        "http://accounts.zoho.eu",
-        "https://user@accounts.zoho.eu",
-        "javascript:alert(1)",
-        "//accounts.zoho.eu",
+        ("https://accounts.zoho.eu.evil.example", NOT_ZOHO),
+        ("https://evil.example", NOT_ZOHO),
+        ("https://accounts.zoho.ca", NOT_ZOHO),  # Canada is zohocloud.ca
+        ("http://accounts.zoho.eu", NOT_ZOHO),
+        ("https://user@accounts.zoho.eu", NOT_AN_ORIGIN),
+        ("javascript:alert(1)", NOT_AN_ORIGIN),
+        ("//accounts.zoho.eu", NOT_AN_ORIGIN),
+        ("https://[accounts.zoho.eu", "The accounts server is not a valid URL."),
     ],
 )
-def test_anything_else_is_refused(accounts_server: str) -> None:
-    with pytest.raises(UntrustedAccountsServer):
+def test_anything_else_is_refused_with_the_sentence_the_callback_page_shows(
+    accounts_server: str, why: str
+) -> None:
+    with pytest.raises(UntrustedAccountsServer) as raised:
         servers.resolve(location=None, accounts_server=accounts_server)
+    assert str(raised.value) == why
 
 
 def test_a_location_that_disagrees_with_the_accounts_server_is_refused() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from zoho_broker.clock import SystemClock
@@ -19,6 +21,18 @@ class _FailingStore:
         raise ServiceUnavailable("The throttle's table did not answer.")
 
 
-def test_a_release_that_fails_does_not_fail_the_call_zoho_already_answered() -> None:
+def test_a_release_that_fails_does_not_fail_the_call_zoho_already_answered(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING)
     throttle = Throttle(_FailingStore(), SystemClock(), slot_seconds=35)  # type: ignore[arg-type]
-    throttle.release(Turn("sub_1", "owner", 0))  # the slot expires on its own
+
+    throttle.release(Turn("sub_1", "owner", 0))  # raises nothing
+
+    # The operator reads why the subscription may look busy for a while
+    [warning] = caplog.records
+    assert (warning.levelname, warning.getMessage()) == (
+        "WARNING",
+        "slot not released; it expires on its own",
+    )
+    assert vars(warning)["subscription_id"] == "sub_1"

@@ -160,6 +160,38 @@ def test_an_accounts_server_that_cannot_be_reached_is_worth_retrying_and_said_so
     )
 
 
+@pytest.mark.parametrize(
+    ("answer", "said"),
+    [
+        (
+            httpx.Response(200, text="<html>Service Unavailable</html>"),
+            "Zoho answered something that is not JSON.",
+        ),
+        (httpx.Response(200, json=["access_token"]), "Zoho answered an unexpected document."),
+        (
+            httpx.Response(200, json={"access_token": "", "expires_in": 3600}),
+            "Zoho's token answer was incomplete.",
+        ),
+        (
+            httpx.Response(200, json={"access_token": "1000.a", "expires_in": 0}),
+            "Zoho's token answer was incomplete.",
+        ),
+    ],
+    ids=["not-json", "a-list", "empty-token", "no-lifetime"],
+)
+def test_a_token_answer_the_broker_cannot_use_is_worth_retrying_and_said_so(
+    answer: httpx.Response, said: str
+) -> None:
+    # Nothing is stored from it; the refresher backs off and tries again, and last_error reads it
+    client = client_answering(lambda _: answer)
+    error = zoho_error(
+        lambda: client.refresh(
+            token_url=TOKEN_URL, client_id="1000.X", client_secret="s", refresh_token="1000.r"
+        )
+    )
+    assert (str(error), error.zoho_code, error.transient) == (said, "bad_response", True)
+
+
 def test_a_plain_http_accounts_server_is_reached_without_loading_any_certificate(
     zoho: ZohoStandIn, monkeypatch: pytest.MonkeyPatch
 ) -> None:
