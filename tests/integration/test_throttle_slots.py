@@ -1,16 +1,19 @@
 """The throttle's concurrency slots in one process, on template.yaml's ThrottleTable in moto, with time
 under the test's control: a slot whose caller crashed frees itself after the slot seconds, and full slots
-are refused at once or after the caller's wait. (tests/integration/test_throttle_processes.py checks the
+are refused at once or after the caller's wait, a turn beyond the wait is refused naming the rate, and a
+call at its turn costs two writes. (tests/integration/test_throttle_processes.py checks the
 same across processes against the wall clock; this runs where mutation testing can reach it.)"""
 
 from __future__ import annotations
 
 import pytest
+from aws_calls import counted_calls
 
 from broker_local.template import Stack
 from tests.clocks import VirtualClock
 from zoho_broker.catalogue import Throttling
 from zoho_broker.logic.throttle import Throttle, Throttled
+from zoho_broker.store import aws
 from zoho_broker.store.throttle import PREFIX, ThrottleStore
 
 SUBSCRIPTION = "sub_0123456789abcdef"
@@ -95,3 +98,42 @@ def test_a_slot_whose_caller_crashed_frees_itself_after_the_slot_seconds(
     assert lost.owner != turn.owner
     survivor.release(turn)
     assert _slots(stack) == {}
+
+
+def test_a_caller_whose_turn_lies_beyond_its_wait_is_told_the_rate_and_when_to_try_again(
+    instances: tuple[Throttle, Throttle],
+) -> None:
+    first, second = instances
+    once_a_minute = Throttling(requests_per_minute=1, max_concurrent_requests=5)
+    first.acquire(SUBSCRIPTION, once_a_minute, wait_seconds=0)
+
+    with pytest.raises(Throttled) as refused:
+        second.acquire(SUBSCRIPTION, once_a_minute, wait_seconds=5)
+
+    assert refused.value.message == (
+        "Too many calls for this subscription: the rate of 1 calls a minute is used up."
+    )
+    assert refused.value.retry_after_header == "61"  # turns are 60.25 s apart
+
+
+def test_a_call_that_comes_at_its_turn_costs_one_write_to_start_and_one_to_release(
+    instances: tuple[Throttle, Throttle], clock: VirtualClock
+) -> None:
+    # Given a subscription whose turns are 0.25 s apart, and a call that has just ended
+    throttle, _ = instances
+    four_a_second = Throttling(requests_per_minute=241, max_concurrent_requests=5)
+    throttle.release(throttle.acquire(SUBSCRIPTION, four_a_second, wait_seconds=0))
+    counted = throttle.store.calls
+
+    # When the next call comes exactly at its turn
+    clock.sleep(0.25)
+    with (
+        counted_calls(aws.dynamodb(), "UpdateItem") as updates,
+        counted_calls(aws.dynamodb(), "PutItem") as puts,
+    ):
+        throttle.release(throttle.acquire(SUBSCRIPTION, four_a_second, wait_seconds=0))
+
+    # Then it takes turn and slot in one write and frees the slot in another (the proxy benchmark's
+    # "DynamoDB requests per call" is the store's count of these)
+    assert (len(updates), len(puts)) == (2, 0)
+    assert throttle.store.calls - counted == 2
