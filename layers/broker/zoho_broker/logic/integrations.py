@@ -165,7 +165,7 @@ def _invalid(error: ValidationError) -> InvalidInput:
     """The problems, named as request validation names them (body.<field>), never the value sent."""
     details = []
     for problem in error.errors(include_input=False):
-        location = ".".join(str(part)[:64] for part in ("body", *problem.get("loc", ())))
-        details.append({"field": location, "message": str(problem.get("msg", "invalid value"))})
+        location = ".".join(str(part)[:64] for part in ("body", *problem["loc"]))
+        details.append({"field": location, "message": problem["msg"]})
     fields = ", ".join(d["field"] for d in details)
     return InvalidInput(f"The version is invalid: check {fields}.", details)
