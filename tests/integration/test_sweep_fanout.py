@@ -4,6 +4,7 @@ subscriptions in SendMessageBatch calls of ten. AWS in moto."""
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import boto3
 import httpx
@@ -46,3 +47,26 @@ def test_a_sweep_reads_every_page_of_the_index_and_queues_in_batches_of_ten(
         QueueUrl=stack.physical_ids["RefreshQueue"], AttributeNames=["ApproximateNumberOfMessages"]
     )
     assert queued["Attributes"]["ApproximateNumberOfMessages"] == str(DUE)
+
+
+def test_a_sweep_whose_batch_sqs_partly_refuses_fails_so_lambda_runs_it_again(
+    admin: httpx.Client, services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given more due subscriptions than the sweep refreshes itself, and SQS refusing one entry of a batch
+    for n in range(3):
+        _due_now(services, create_subscription(admin, name=f"Due {n}")["subscription_id"])
+    monkeypatch.setattr(services.settings, "refresh_inline_limit", 1)
+
+    def one_refused(params: dict[str, Any], **_: Any) -> None:
+        params["Entries"][1]["DelaySeconds"] = 901  # over SQS's 900: that entry alone is refused
+
+    client = aws.sqs()
+    event = "before-parameter-build.sqs.SendMessageBatch"
+    client.meta.events.register(event, one_refused, unique_id="one-refused")
+    try:
+        # Then the sweep fails rather than count the refused one as queued: the invocation errs (the
+        # function-errors alarm counts it), Lambda retries it, and each later sweep queues what is still due
+        with pytest.raises(RuntimeError, match=r"^SQS refused 1 of 3 refresh messages$"):
+            refresh.sweep(services)
+    finally:
+        client.meta.events.unregister(event, unique_id="one-refused")
