@@ -283,13 +283,20 @@ def test_a_secure_binding_cookie_carries_the_host_prefix() -> None:
 # Broken secrets, Zoho's odd rate-limit answer, and why a connect failed
 
 
+@pytest.mark.parametrize(
+    ("ending", "where"),
+    [(",", "(document): json_invalid"), ("}", "refresh_token: string_type")],
+    ids=["cut-short", "wrong-type"],
+)
 def test_a_corrupted_secret_is_reported_without_logging_its_content(
-    admin: httpx.Client, caplog: pytest.LogCaptureFixture
+    admin: httpx.Client, caplog: pytest.LogCaptureFixture, ending: str, where: str
 ) -> None:
     caplog.set_level(logging.INFO)
     sid = create_subscription(admin)["subscription_id"]
     name = get_services().settings.secret_prefix + sid
-    broken = '{"client_id": "1000.ABC", "client_secret": "' + CLIENT_SECRET + '", "refresh_token": 12,'
+    broken = (
+        '{"client_id": "1000.ABC", "client_secret": "' + CLIENT_SECRET + '", "refresh_token": 12' + ending
+    )
     boto3.client("secretsmanager").put_secret_value(SecretId=name, SecretString=broken)
 
     answer = admin.get(f"/admin/subscriptions/{sid}")
@@ -298,8 +305,10 @@ def test_a_corrupted_secret_is_reported_without_logging_its_content(
     assert answer.json()["error"] == "secret_unreadable"
     assert CLIENT_SECRET not in answer.text
     logged = "\n".join(json.dumps(vars(record), default=str) for record in caplog.records)
-    assert "subscription secret unreadable" in logged
     assert CLIENT_SECRET[:12] not in logged
+    # The operator reads which subscription, and where the document is wrong
+    [line] = [vars(r) for r in caplog.records if r.getMessage() == "subscription secret unreadable"]
+    assert (line["subscription_id"], line["problems"]) == (sid, [where])
 
 
 @pytest.mark.parametrize(

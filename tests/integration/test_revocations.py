@@ -19,7 +19,7 @@ from zoho_broker.services import Services
 OLD_CLIENT = "1000.CLIENTID0123456789"
 
 
-def test_a_disconnect_shows_no_token_expiry_any_more(
+def test_a_disconnect_shows_no_token_or_expiry_any_more_in_the_api_or_the_secret(
     admin: httpx.Client, browser: httpx.Client, services: Services
 ) -> None:
     sid = create_subscription(admin)["subscription_id"]
@@ -35,6 +35,10 @@ def test_a_disconnect_shows_no_token_expiry_any_more(
         None,
         None,
     )
+    # A sync job reading Secrets Manager directly finds nothing it could take for a live token
+    held = stored_secret(services, sid)
+    gone = ("refresh_token", "access_token", "access_token_expires_at", "api_domain", "data_centre")
+    assert {field: held[field] for field in gone} == dict.fromkeys(gone)
 
 
 def test_revoking_a_subscription_that_holds_no_token_schedules_no_refresher_visit(
