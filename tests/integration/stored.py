@@ -54,13 +54,14 @@ def age_connection(services: Services, subscription_id: str, *, seconds: int) ->
     )
 
 
-def expire_flow(flows_table: str, key: dict[str, Any]) -> None:
-    """A state's or connect link's flow item is past its expiry, though DynamoDB's TTL has not deleted it."""
+def expire_flow(flows_table: str, key: dict[str, Any], *, at: int | None = None) -> None:
+    """A state's or connect link's flow item expires ``at`` (by default a second ago), though DynamoDB's
+    TTL has not deleted it."""
     boto3.client("dynamodb").update_item(
         TableName=flows_table,
         Key=key,
-        UpdateExpression="SET expires_at = :past",
-        ExpressionAttributeValues={":past": {"N": str(int(time.time()) - 1)}},
+        UpdateExpression="SET expires_at = :at",
+        ExpressionAttributeValues={":at": {"N": str(int(time.time()) - 1 if at is None else at)}},
     )
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
@@ -29,6 +29,7 @@ from broker_local.template import Stack
 from broker_local.zoho_standin import ZohoStandIn
 from tests.held_secrets import held_secret
 from tests.whoami import whoami
+from zoho_broker.logic import connect as connect_logic
 from zoho_broker.state import verify
 from zoho_broker.store import aws
 
@@ -169,6 +170,38 @@ def test_an_expired_state_is_refused_even_if_ttl_has_not_deleted_it(
 
     assert refused.status_code == 400
     assert "expired" in refused.text
+    assert zoho.token_call_count == 0
+
+
+@pytest.mark.parametrize(("flow", "status"), [("connect link", 410), ("sign-in", 400)])
+def test_a_connect_link_or_sign_in_is_refused_from_its_expiry_second_on(
+    admin: httpx.Client,
+    browser: httpx.Client,
+    zoho: ZohoStandIn,
+    broker_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    flow: str,
+    status: int,
+) -> None:
+    # Given a connect link, or a sign-in at Zoho's callback, whose expiry is the second the clock reads
+    sid = create_subscription(admin)["subscription_id"]
+    link = connect_link(admin, sid)
+    if flow == "sign-in":
+        callback = decide_at_zoho(browser, open_link(browser, link).headers["location"])
+        key = {"pk": {"S": f"state#{parse_qs(urlsplit(callback).query)['state'][0].split('.')[0]}"}}
+    else:
+        [item] = boto3.client("dynamodb").scan(TableName=broker_env["BROKER_FLOWS_TABLE"])["Items"]
+        key = {"pk": item["pk"]}
+    expiry = int(time.time()) + 60
+    expire_flow(broker_env["BROKER_FLOWS_TABLE"], key, at=expiry)
+    monkeypatch.setattr(connect_logic, "utc_now", lambda: datetime.fromtimestamp(expiry, UTC))
+
+    # When it is used at that second
+    answer = browser.get(callback) if flow == "sign-in" else open_link(browser, link)
+
+    # Then it is refused as expired, and no code goes to Zoho
+    assert answer.status_code == status
+    assert "expired" in answer.text
     assert zoho.token_call_count == 0
 
 
