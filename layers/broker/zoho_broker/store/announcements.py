@@ -23,12 +23,13 @@ class Announcer:
         self._client = client or aws.events()
 
     def announce(self, detail_type: str, detail: dict[str, Any]) -> None:
+        """``detail`` holds JSON values only (text, numbers, None): the event carries it as given."""
         answer = self._client.put_events(
             Entries=[
                 {
                     "Source": SOURCE,
                     "DetailType": detail_type,
-                    "Detail": json.dumps(detail, default=str),
+                    "Detail": json.dumps(detail),
                     "EventBusName": self._bus,
                 }
             ]

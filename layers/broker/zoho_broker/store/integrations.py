@@ -48,7 +48,7 @@ class IntegrationStore:
         }
         while True:
             answer = self._client.scan(**kwargs)
-            found += [_parse(item) for item in answer.get("Items", [])]
+            found += [_parse(item) for item in answer["Items"]]
             if "LastEvaluatedKey" not in answer:
                 return sorted(found, key=lambda integration: integration.id)
             kwargs["ExclusiveStartKey"] = answer["LastEvaluatedKey"]

@@ -115,7 +115,7 @@ class SubscriptionStore:
             if start_key:
                 kwargs["ExclusiveStartKey"] = start_key
             answer = self._client.scan(**kwargs)
-            for item in answer.get("Items", []):
+            for item in answer["Items"]:
                 found.append(Subscription.model_validate(from_item(item)))
                 if len(found) == limit:
                     return found, _encode_cursor({"pk": item["pk"]})
@@ -506,7 +506,7 @@ class SubscriptionStore:
         }
         while True:
             answer = self._client.query(**kwargs)
-            for item in answer.get("Items", []):
+            for item in answer["Items"]:
                 yield item["pk"]["S"].removeprefix(SUBSCRIPTION_PREFIX)
             if "LastEvaluatedKey" not in answer:
                 return
