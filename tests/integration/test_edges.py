@@ -367,8 +367,16 @@ def test_changing_the_client_id_revokes_the_old_clients_refresh_token(
     assert (answer.json()["status"], answer.json()["revocation_pending"]) == ("not_connected", False)
     assert answer.json()["tokens"] == {"access_token": None, "refresh_token": None}
     # Nothing of the old connection is shown as if it still held: where it was, nor since when.
-    shown = {key: answer.json()[key] for key in ("data_centre", "api_domain", "connected_at")}
-    assert shown == {"data_centre": None, "api_domain": None, "connected_at": None}
+    gone = ("data_centre", "api_domain", "connected_at", "access_token_expires_at")
+    assert {key: answer.json()[key] for key in gone} == dict.fromkeys(gone)
+    assert {key: admin.get(f"/admin/subscriptions/{sid}").json()[key] for key in gone} == dict.fromkeys(gone)
+    # A sync job reading Secrets Manager finds the new client and no token of the old one
+    held = stored_secret(get_services(), sid)
+    assert (held["client_id"], held["refresh_token"], held["access_token"]) == (
+        "1000.OTHERCLIENT",
+        None,
+        None,
+    )
     assert old not in zoho.live_refresh_tokens("1000.CLIENTID0123456789")
     assert [r.data_centre for r in zoho.requests if r.path == "/oauth/v2/token/revoke"] == ["us"]
     assert admin.get(f"/admin/subscriptions/{sid}/token").json()["error"] == "not_connected"

@@ -14,6 +14,8 @@ from stored import expire_token, stored_secret
 
 from broker_local.gateway import LocalApiGateway
 from broker_local.zoho_standin import ZohoStandIn
+from zoho_broker.logic import refresh
+from zoho_broker.logic.refresh import RefreshResult
 from zoho_broker.services import Services
 
 T = TypeVar("T")
@@ -105,3 +107,20 @@ def test_two_token_requests_for_an_expiring_token_refresh_once(
     assert [answer.status_code for answer in answers] == [200, 200]
     tokens = {answer.json()["access_token"] for answer in answers}
     assert tokens == {stored_secret(services, sid)["access_token"]}
+
+
+def test_two_forced_refreshes_at_once_both_succeed_one_after_the_other(
+    zoho: ZohoStandIn, connected: Callable[..., str], services: Services
+) -> None:
+    # Given a connected subscription and a slow Zoho
+    sid = connected()
+    calls = _zoho_calls(zoho, "/oauth/v2/token")
+    zoho.set_latency(SLOW_ZOHO_SECONDS)
+
+    # When two operators press Refresh at the same moment, served by two admin function instances (the
+    # local gateway runs one request at a time per function, so the race is run here, in two threads)
+    outcomes = race(*(lambda: refresh.refresh_now(services, sid) for _ in range(2)))
+
+    # Then the second waits for the first's lease instead of being turned away, and refreshes in turn
+    assert [outcome.result for outcome in outcomes] == [RefreshResult.REFRESHED, RefreshResult.REFRESHED]
+    assert _zoho_calls(zoho, "/oauth/v2/token") == calls + 2

@@ -90,9 +90,10 @@ def test_a_connection_records_its_organization_and_the_same_one_reconnects(
 
 
 def test_another_organizations_consent_is_refused_and_its_token_revoked(
-    admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn
+    admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn, caplog: pytest.LogCaptureFixture
 ) -> None:
     # Given a bound subscription, when another organization consents, then it is refused and its token revoked.
+    caplog.set_level(logging.INFO)
     created, sid, before, live_before = _bound_to_acme(admin, browser, zoho)
     exchanges_before = sum(1 for r in zoho.requests if r.params.get("grant_type") == "authorization_code")
 
@@ -114,6 +115,10 @@ def test_another_organizations_consent_is_refused_and_its_token_revoked(
     assert view["status"] == "connected" and _organization(view) == ACME
     assert view["last_error"] == "connect refused: organization_mismatch"
     assert _org_through_api(zoho, admin, sid) == "Acme Ltd"
+    # The operator reads one warning naming the subscription and why
+    [warning] = [vars(r) for r in caplog.records if r.getMessage() == "consent refused"]
+    assert (warning["levelname"], warning["subscription_id"]) == ("WARNING", sid)
+    assert "organization_mismatch" in warning["reason"]
 
 
 def test_after_clearing_the_binding_the_next_consent_binds_its_organization(

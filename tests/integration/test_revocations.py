@@ -9,6 +9,7 @@ from datetime import datetime
 
 import boto3
 import httpx
+import pytest
 from flow import connect, create_subscription
 from stored import stored_secret
 
@@ -52,6 +53,23 @@ def test_revoking_a_subscription_that_holds_no_token_schedules_no_refresher_visi
     assert (revoked.json()["revocation_pending"], revoked.json()["next_refresh_at"]) == (False, None)
     far_ahead = int(time.time()) + 30 * 86400
     assert sid not in set(services.subscriptions.due_for_refresh(due_before=far_ahead))
+
+
+def test_revoking_again_after_zoho_confirmed_leaves_no_refresher_visit_scheduled(
+    admin: httpx.Client, browser: httpx.Client, services: Services
+) -> None:
+    # Given a subscription revoked once, Zoho confirming at once
+    sid = create_subscription(admin)["subscription_id"]
+    assert connect(admin, browser, sid).status_code == 200
+    assert admin.post(f"/admin/subscriptions/{sid}/revoke").json()["revocation_pending"] is False
+
+    # When an operator revokes it again
+    again = admin.post(f"/admin/subscriptions/{sid}/revoke")
+
+    # Then there is nothing left to revoke, and the refresher is not sent to look
+    assert again.status_code == 200
+    assert (again.json()["revocation_pending"], again.json()["next_refresh_at"]) == (False, None)
+    assert sid not in set(services.subscriptions.due_for_refresh(due_before=int(time.time()) + 30 * 86400))
 
 
 def _client_id_changed_while_zoho_refuses(
@@ -104,15 +122,20 @@ def test_a_revocation_zoho_refuses_again_at_the_refreshers_visit_stays_pending_a
     assert old in zoho.live_refresh_tokens(OLD_CLIENT)
 
 
-def test_revoking_a_subscription_whose_secret_is_gone_says_to_recreate_it(
-    admin: httpx.Client, services: Services
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [("POST", "/revoke", None), ("PATCH", "", {"client_secret": "a-new-secret-from-the-api-console"})],
+    ids=["revoke", "update"],
+)
+def test_revoking_or_updating_a_subscription_whose_secret_is_gone_says_to_recreate_it(
+    admin: httpx.Client, services: Services, method: str, path: str, body: dict[str, str] | None
 ) -> None:
     sid = create_subscription(admin)["subscription_id"]
     boto3.client("secretsmanager").delete_secret(
         SecretId=services.secrets.name_for(sid), ForceDeleteWithoutRecovery=True
     )
 
-    answer = admin.post(f"/admin/subscriptions/{sid}/revoke")
+    answer = admin.request(method, f"/admin/subscriptions/{sid}{path}", json=body)
 
     assert answer.status_code == 404
     assert answer.json() == {

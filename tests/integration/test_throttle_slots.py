@@ -137,3 +137,21 @@ def test_a_call_that_comes_at_its_turn_costs_one_write_to_start_and_one_to_relea
     # "DynamoDB requests per call" is the store's count of these)
     assert (len(updates), len(puts)) == (2, 0)
     assert throttle.store.calls - counted == 2
+
+
+def test_a_dead_claim_another_caller_removed_first_is_no_error(
+    stack: Stack, instances: tuple[Throttle, Throttle], clock: VirtualClock
+) -> None:
+    # Given a caller that died holding the only slot, found expired by two callers at once
+    crashed, _ = instances
+    crashed.acquire(SUBSCRIPTION, ONE_SLOT, wait_seconds=0)
+    clock.sleep(SLOT_SECONDS)
+    expired = _slots(stack)
+    first, second = (ThrottleStore(stack.physical_ids["ThrottleTable"]) for _ in range(2))
+
+    # When both remove it, the second finding it gone
+    first.remove_expired(SUBSCRIPTION, expired)
+    second.remove_expired(SUBSCRIPTION, expired)
+
+    # Then neither fails, and the slot is free
+    assert _slots(stack) == {}
