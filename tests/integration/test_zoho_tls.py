@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import certifi
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -111,5 +112,18 @@ def test_a_trusted_certificate_lets_the_code_be_exchanged(
 ) -> None:
     origin, cert_path = https_accounts_server
     monkeypatch.setenv("SSL_CERT_FILE", str(cert_path))  # as httpx's own client: SSL_CERT_FILE is trusted
+
+    assert exchange(ZohoClient(timeout_seconds=5), origin) == "1000.access"
+
+
+def test_without_ssl_cert_file_the_certificates_shipped_with_the_broker_are_trusted(
+    https_accounts_server: tuple[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given no SSL_CERT_FILE (as in Lambda), the CA bundle that ships in the layer (certifi) decides, not
+    # whatever the host's own store holds: here that bundle is the accounts server's certificate.
+    origin, cert_path = https_accounts_server
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    monkeypatch.setattr(certifi, "where", lambda: str(cert_path))
 
     assert exchange(ZohoClient(timeout_seconds=5), origin) == "1000.access"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from zoho_broker.errors import InvalidInput
+from zoho_broker.logic.proxy import zoho_pause_seconds
 from zoho_broker.proxy_rules import answer_headers, forwarded_headers, target_url
 
 BASE = "https://www.zohoapis.eu/crm/v8"
@@ -112,3 +113,13 @@ def test_zohos_answer_keeps_its_headers_but_not_cookies_or_encoding() -> None:
         ]
     )
     assert kept == {"content-type": "application/json", "x-ratelimit-remaining": "9", "vary": "Accept,Origin"}
+
+
+@pytest.mark.parametrize(
+    ("retry_after", "pause"),
+    [(None, 5), ("soon", 5), ("0", 1), ("-3", 1), ("1", 1), ("2", 2), ("30", 30), ("3600", 60)],
+)
+def test_zohos_too_many_requests_pauses_the_subscription_as_its_retry_after_says_within_1_to_60_seconds(
+    retry_after: str | None, pause: int
+) -> None:
+    assert zoho_pause_seconds(retry_after) == pause

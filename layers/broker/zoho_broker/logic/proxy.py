@@ -224,7 +224,7 @@ def _answer(runtime: ProxyRuntime, sid: str, response: httpx.Response) -> ProxyA
     if response.status_code == 429 or (
         response.status_code >= 400 and TOO_MANY_REQUESTS in response.content[:4096]
     ):
-        pause = _retry_after(response.headers.get("retry-after"))
+        pause = zoho_pause_seconds(response.headers.get("retry-after"))
         try:
             runtime.throttle.slow_down(sid, pause)
         except ServiceUnavailable:
@@ -239,9 +239,11 @@ def _answer(runtime: ProxyRuntime, sid: str, response: httpx.Response) -> ProxyA
     return ProxyAnswer(response.status_code, headers, response.content)
 
 
-def _retry_after(value: str | None) -> int:
+def zoho_pause_seconds(retry_after: str | None) -> int:
+    """How long a subscription pauses after Zoho's "too many requests", from Zoho's Retry-After: whole
+    seconds, at least 1 and at most a minute; the sync job is told the same in its Retry-After."""
     try:
-        seconds = int(value) if value is not None else DEFAULT_ZOHO_BACKOFF_SECONDS
+        seconds = int(retry_after) if retry_after is not None else DEFAULT_ZOHO_BACKOFF_SECONDS
     except ValueError:
         seconds = DEFAULT_ZOHO_BACKOFF_SECONDS
     return min(MAX_ZOHO_BACKOFF_SECONDS, max(1, seconds))
