@@ -82,6 +82,13 @@ def https_accounts_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
         server.server_close()
 
 
+@pytest.fixture
+def no_ssl_cert_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As in Lambda: neither SSL_CERT_FILE nor SSL_CERT_DIR names extra certificates to trust."""
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+
+
 def exchange(client: ZohoClient, origin: str) -> str:
     tokens = client.exchange_code(
         token_url=origin + "/oauth/v2/token",
@@ -93,13 +100,10 @@ def exchange(client: ZohoClient, origin: str) -> str:
     return tokens.access_token
 
 
-def test_an_unverifiable_certificate_means_nothing_is_sent(
-    https_accounts_server: tuple[str, Path], monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.mark.usefixtures("no_ssl_cert_env")
+def test_an_unverifiable_certificate_means_nothing_is_sent(https_accounts_server: tuple[str, Path]) -> None:
     # Given an accounts server whose certificate cannot be verified, then nothing is sent.
     origin, _ = https_accounts_server
-    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
-    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
 
     with pytest.raises(ZohoError) as refused:
         exchange(ZohoClient(timeout_seconds=5), origin)
@@ -116,14 +120,13 @@ def test_a_trusted_certificate_lets_the_code_be_exchanged(
     assert exchange(ZohoClient(timeout_seconds=5), origin) == "1000.access"
 
 
+@pytest.mark.usefixtures("no_ssl_cert_env")
 def test_without_ssl_cert_file_the_certificates_shipped_with_the_broker_are_trusted(
     https_accounts_server: tuple[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Given no SSL_CERT_FILE (as in Lambda), the CA bundle that ships in the layer (certifi) decides, not
-    # whatever the host's own store holds: here that bundle is the accounts server's certificate.
+    # The CA bundle that ships in the layer (certifi) decides, not whatever the host's own store holds:
+    # here that bundle is the accounts server's certificate.
     origin, cert_path = https_accounts_server
-    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
-    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
     monkeypatch.setattr(certifi, "where", lambda: str(cert_path))
 
     assert exchange(ZohoClient(timeout_seconds=5), origin) == "1000.access"
