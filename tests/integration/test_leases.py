@@ -1,12 +1,17 @@
 """The lease on every path that writes a subscription's tokens besides the refresh race (tested in
-test_refresh.py): two callbacks, two revokes, two token requests at once. Zoho's stand-in answers slowly
-so that the two callers overlap; each pair must reach Zoho once and leave one outcome."""
+test_refresh.py): two callbacks, two revokes, two token requests, two forced refreshes at once. Zoho's
+stand-in answers slowly so that the two callers overlap; each pair must reach Zoho as often as the flow
+says and leave one outcome.
+
+Each pair runs in two threads as two instances of its function would: the local gateway runs one request
+at a time per function, as one Lambda instance does, so two requests through it would never overlap."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
+from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 from flow import connect_link, create_subscription, decide_at_zoho, open_link
@@ -14,8 +19,10 @@ from stored import expire_token, stored_secret
 
 from broker_local.gateway import LocalApiGateway
 from broker_local.zoho_standin import ZohoStandIn
-from zoho_broker.logic import refresh
+from zoho_broker.logic import connect, refresh, revocation
 from zoho_broker.logic.refresh import RefreshResult
+from zoho_broker.models import AccessToken
+from zoho_broker.page_routes import BINDING_COOKIE
 from zoho_broker.services import Services
 
 T = TypeVar("T")
@@ -43,33 +50,55 @@ def _zoho_calls(zoho: ZohoStandIn, path: str) -> int:
     return sum(1 for request in zoho.requests if request.path == path)
 
 
+def caught[T](call: Callable[[], T]) -> Callable[[], T | Exception]:
+    """The call's result, or the error it raised (a thread's exception is otherwise lost)."""
+
+    def run() -> T | Exception:
+        try:
+            return call()
+        except Exception as error:
+            return error
+
+    return run
+
+
+def _finish_consent(services: Services, person: httpx.Client, callback_url: str) -> Callable[[], Any]:
+    """What the callback function does with Zoho's redirect: the person's query and binding cookie."""
+    query = dict(parse_qsl(urlsplit(callback_url).query))
+    params = connect.CallbackParams(
+        state=query["state"],
+        code=query.get("code"),
+        location=query.get("location"),
+        accounts_server=query.get("accounts-server"),
+    )
+    cookie = person.cookies.get(BINDING_COOKIE)
+    return caught(lambda: connect.complete(services, params, browser_binding=cookie))
+
+
 def test_two_consents_finishing_at_once_connect_once(
     admin: httpx.Client, gateway: LocalApiGateway, zoho: ZohoStandIn, services: Services
 ) -> None:
     # Given two people (two browsers) with a connect link each, both at Zoho's consent page
     sid = create_subscription(admin)["subscription_id"]
-    callbacks = []
-    people = [httpx.Client(base_url=gateway.base_url, timeout=30) for _ in range(2)]
-    for person, data_centre in zip(people, ("us", "eu"), strict=True):
+    finishes = []
+    for data_centre in ("us", "eu"):
+        person = httpx.Client(base_url=gateway.base_url, timeout=30)
         started = open_link(person, connect_link(admin, sid))
-        callbacks.append(decide_at_zoho(person, started.headers["location"], data_centre=data_centre))
+        callback = decide_at_zoho(person, started.headers["location"], data_centre=data_centre)
+        finishes.append(_finish_consent(services, person, callback))
+        person.close()
     zoho.set_latency(SLOW_ZOHO_SECONDS)
 
-    # When both come back to the callback at the same moment
-    pages = race(*(lambda p=person, c=url: p.get(c) for person, url in zip(people, callbacks, strict=True)))
-    for person in people:
-        person.close()
+    # When both come back to the callback at the same moment (two instances of the callback function)
+    outcomes = race(*finishes)
 
     # Then one code is exchanged at Zoho and one connection holds; the other person is told why
     assert _zoho_calls(zoho, "/oauth/v2/token") == 1
-    statuses = sorted(page.status_code for page in pages)
-    assert statuses == [200, 400], [page.text for page in pages]
-    [winner] = [page for page in pages if page.status_code == 200]
-    [loser] = [page for page in pages if page.status_code == 400]
-    assert "was replaced" in loser.text
-    data_centre = "us" if "(US)" in winner.text else "eu"
-    assert admin.get(f"/admin/subscriptions/{sid}").json()["data_centre"] == data_centre
-    assert stored_secret(services, sid)["data_centre"] == data_centre
+    [winner] = [outcome for outcome in outcomes if isinstance(outcome, connect.ConnectOutcome)]
+    [loser] = [outcome for outcome in outcomes if isinstance(outcome, Exception)]
+    assert "was replaced" in str(loser), loser
+    assert admin.get(f"/admin/subscriptions/{sid}").json()["data_centre"] == winner.data_centre
+    assert stored_secret(services, sid)["data_centre"] == winner.data_centre
 
 
 def test_two_revokes_at_once_revoke_at_zoho_once(
@@ -79,19 +108,19 @@ def test_two_revokes_at_once_revoke_at_zoho_once(
     sid = connected()
     zoho.set_latency(SLOW_ZOHO_SECONDS)
 
-    # When two operators revoke it at the same moment
-    answers = race(*(lambda: admin.post(f"/admin/subscriptions/{sid}/revoke") for _ in range(2)))
+    # When two operators revoke it at the same moment (two instances of the admin function)
+    outcomes = race(*(caught(lambda: revocation.disconnect(services, sid)) for _ in range(2)))
 
-    # Then Zoho is asked once, and both see the subscription disconnected with nothing pending
+    # Then Zoho is asked once, and the subscription is disconnected with nothing pending
+    assert outcomes == [None, None]
     assert _zoho_calls(zoho, "/oauth/v2/token/revoke") == 1
-    assert [answer.status_code for answer in answers] == [200, 200]
-    assert [answer.json()["status"] for answer in answers] == ["not_connected", "not_connected"]
-    assert [answer.json()["revocation_pending"] for answer in answers] == [False, False]
+    view = admin.get(f"/admin/subscriptions/{sid}").json()
+    assert (view["status"], view["revocation_pending"]) == ("not_connected", False)
     assert stored_secret(services, sid)["pending_revocations"] == []
 
 
 def test_two_token_requests_for_an_expiring_token_refresh_once(
-    admin: httpx.Client, zoho: ZohoStandIn, connected: Callable[..., str], services: Services
+    zoho: ZohoStandIn, connected: Callable[..., str], services: Services
 ) -> None:
     # Given a token that expires within the token route's five minutes, and a slow Zoho
     sid = connected()
@@ -99,14 +128,13 @@ def test_two_token_requests_for_an_expiring_token_refresh_once(
     calls = _zoho_calls(zoho, "/oauth/v2/token")
     zoho.set_latency(SLOW_ZOHO_SECONDS)
 
-    # When two consumers ask for a token at the same moment
-    answers = race(*(lambda: admin.get(f"/admin/subscriptions/{sid}/token") for _ in range(2)))
+    # When two consumers ask for a token at the same moment (two instances of the admin function)
+    outcomes = race(*(caught(lambda: refresh.vend_token(services, sid)) for _ in range(2)))
 
     # Then Zoho refreshes once and both consumers get that one new token
     assert _zoho_calls(zoho, "/oauth/v2/token") == calls + 1
-    assert [answer.status_code for answer in answers] == [200, 200]
-    tokens = {answer.json()["access_token"] for answer in answers}
-    assert tokens == {stored_secret(services, sid)["access_token"]}
+    tokens = {outcome.access_token for outcome in outcomes if isinstance(outcome, AccessToken)}
+    assert tokens == {stored_secret(services, sid)["access_token"]}, outcomes
 
 
 def test_two_forced_refreshes_at_once_both_succeed_one_after_the_other(
@@ -119,8 +147,9 @@ def test_two_forced_refreshes_at_once_both_succeed_one_after_the_other(
 
     # When two operators press Refresh at the same moment, served by two admin function instances (the
     # local gateway runs one request at a time per function, so the race is run here, in two threads)
-    outcomes = race(*(lambda: refresh.refresh_now(services, sid) for _ in range(2)))
+    outcomes = race(*(caught(lambda: refresh.refresh_now(services, sid)) for _ in range(2)))
 
     # Then the second waits for the first's lease instead of being turned away, and refreshes in turn
-    assert [outcome.result for outcome in outcomes] == [RefreshResult.REFRESHED, RefreshResult.REFRESHED]
+    results = [outcome.result for outcome in outcomes if not isinstance(outcome, Exception)]
+    assert results == [RefreshResult.REFRESHED, RefreshResult.REFRESHED], outcomes
     assert _zoho_calls(zoho, "/oauth/v2/token") == calls + 2

@@ -8,7 +8,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
-from zoho_broker.errors import NotFound, ZohoError
+from zoho_broker.errors import Busy, NotFound, ZohoError
 from zoho_broker.logic import lease, schedule
 from zoho_broker.models import PendingRevocation, Subscription, SubscriptionSecret, utc_now
 from zoho_broker.services import Services
@@ -42,7 +42,7 @@ def disconnect(services: Services, subscription_id: str, *, must_revoke: bool = 
             restore_secret(services, subscription_id, secret)
             raise
         held.released = True
-    settled = settle_revocations(services, subscription, released)
+    settled = settle_pending(services, subscription_id, recorded=released)
     if must_revoke and settled.pending_revocations:
         raise ZohoError(
             "The subscription is disconnected, but Zoho did not confirm revoking its refresh token; "
@@ -79,6 +79,22 @@ def restore_secret(services: Services, subscription_id: str, secret: Subscriptio
         services.secrets.put(subscription_id, secret)
     except Exception:
         logger.exception("could not restore the secret", extra={"subscription_id": subscription_id})
+
+
+def settle_pending(
+    services: Services, subscription_id: str, *, recorded: SubscriptionSecret
+) -> SubscriptionSecret:
+    """Revoke what the secret records as pending, under the lease and as stored now, so two callers at
+    once (two revokes, a revoke and a client-id change) revoke each token once. While another holds the
+    lease, ``recorded`` (the secret as this caller wrote it) stands: the refresher revokes it later."""
+    try:
+        with lease.held(services, subscription_id, purpose="revoke", wait_seconds=5.0) as held:
+            secret = services.secrets.get(subscription_id)
+            if secret is None:
+                raise NotFound("The subscription's secret is missing; recreate the subscription.")
+            return settle_revocations(services, held.subscription, secret)
+    except Busy:
+        return recorded
 
 
 def settle_revocations(

@@ -176,7 +176,7 @@ def update(services: Services, subscription_id: str, body: SubscriptionUpdate) -
         _check_data_centres(services, body.client_secrets_by_data_centre)
 
     # Under the lease: a refresh running now would otherwise write back the secret as it was.
-    with lease.held(services, subscription_id, purpose="update", wait_seconds=5.0) as held:
+    with lease.held(services, subscription_id, purpose="update", wait_seconds=5.0):
         secret = services.secrets.get(subscription_id)
         if secret is None:
             raise NotFound("The subscription's secret is missing; recreate the subscription.")
@@ -204,8 +204,7 @@ def update(services: Services, subscription_id: str, body: SubscriptionUpdate) -
             raise
     if client_changed and new_secret.pending_revocations:
         # The old client's refresh token: revoked now, or by the refresher (the subscription is due).
-        with lease.held(services, subscription_id, purpose="update", wait_seconds=5.0) as held:
-            new_secret = revocation.settle_revocations(services, held.subscription, new_secret)
+        new_secret = revocation.settle_pending(services, subscription_id, recorded=new_secret)
     if clear_organization:
         logger.info("organization binding cleared", extra={"subscription_id": subscription_id})
     logger.info("subscription updated", extra={"subscription_id": subscription_id})
