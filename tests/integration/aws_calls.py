@@ -36,8 +36,9 @@ def counted_calls(client: Any, operation: str) -> Iterator[list[dict[str, Any]]]
         calls.append(dict(params))
 
     event = f"before-parameter-build.{client.meta.service_model.service_id.hyphenize()}.{operation}"
-    client.meta.events.register(event, count, unique_id="counted-calls")
+    unique = f"counted-calls-{operation}"  # one per operation: counts of two operations may nest
+    client.meta.events.register(event, count, unique_id=unique)
     try:
         yield calls
     finally:
-        client.meta.events.unregister(event, unique_id="counted-calls")
+        client.meta.events.unregister(event, unique_id=unique)

@@ -191,6 +191,24 @@ def test_a_token_zoho_invalidated_is_refreshed_once_and_the_call_retried_once(
     )
 
 
+def test_a_refused_token_already_replaced_by_another_refresh_is_retried_with_that_one(
+    gateway: LocalApiGateway, admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn
+) -> None:
+    # Given a proxy instance holding a token Zoho no longer takes, and an operator's refresh since
+    sid = connected(admin, browser)
+    assert admin.get(f"/proxy/{sid}/org").status_code == 200  # the token is now cached in the instance
+    zoho.expire_access_tokens()
+    assert admin.post(f"/admin/subscriptions/{sid}/refresh").status_code == 200
+    refreshes = zoho.token_call_count
+
+    # When a sync job calls through the proxy
+    answer = admin.get(f"/proxy/{sid}/org")
+
+    # Then the call is retried with the stored new token, and no other refresh is made
+    assert answer.status_code == 200, answer.text
+    assert zoho.token_call_count == refreshes
+
+
 def test_zohos_too_many_requests_is_passed_back_and_slows_the_subscription_down(
     gateway: LocalApiGateway, admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn
 ) -> None:
@@ -265,9 +283,13 @@ def test_bodies_beyond_what_lambda_carries_get_413_and_answers_502(
     calls = len(zoho.api.requests)
     too_big = admin.post(f"/proxy/{sid}/files", content=b"x" * (4 * 1024 * 1024 + 1))
     assert (too_big.status_code, too_big.json()["error"]) == (413, "payload_too_large")
+    assert too_big.json()["message"].startswith("The request body is larger than 4 MiB, the most")
     assert len(zoho.api.requests) == calls
     files._files["large"] = b"y" * (4 * 1024 * 1024 + 1)  # as if uploaded elsewhere
     answer = admin.get(f"/proxy/{sid}/files", params={"id": "large"})
     assert answer.status_code == 502
     assert answer.headers["x-broker-error"] == "answer_too_large"
+    assert answer.json()["message"].startswith(
+        "Zoho's answer is larger than 4 MiB, more than Lambda can return"
+    )
     assert "per_page" in answer.json()["message"]

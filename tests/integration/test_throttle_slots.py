@@ -6,8 +6,11 @@ same across processes against the wall clock; this runs where mutation testing c
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from aws_calls import counted_calls
+from botocore.exceptions import ClientError
 
 from broker_local.template import Stack
 from tests.clocks import VirtualClock
@@ -119,10 +122,16 @@ def test_a_caller_whose_turn_lies_beyond_its_wait_is_told_the_rate_and_when_to_t
 def test_a_call_that_comes_at_its_turn_costs_one_write_to_start_and_one_to_release(
     instances: tuple[Throttle, Throttle], clock: VirtualClock
 ) -> None:
-    # Given a subscription whose turns are 0.25 s apart, and a call that has just ended
+    # Given a subscription whose turns are 0.25 s apart, and its first call (which makes its item)
     throttle, _ = instances
     four_a_second = Throttling(requests_per_minute=241, max_concurrent_requests=5)
-    throttle.release(throttle.acquire(SUBSCRIPTION, four_a_second, wait_seconds=0))
+    with (
+        counted_calls(aws.dynamodb(), "UpdateItem") as first_updates,
+        counted_calls(aws.dynamodb(), "PutItem") as first_puts,
+    ):
+        throttle.release(throttle.acquire(SUBSCRIPTION, four_a_second, wait_seconds=0))
+    assert (len(first_updates), len(first_puts)) == (3, 1)  # refused (no item), made, taken, released
+    assert throttle.store.calls == 4
     counted = throttle.store.calls
 
     # When the next call comes exactly at its turn
@@ -155,3 +164,30 @@ def test_a_dead_claim_another_caller_removed_first_is_no_error(
 
     # Then neither fails, and the slot is free
     assert _slots(stack) == {}
+
+
+def test_a_slot_claimed_before_the_item_exists_is_refused_as_dynamodb_does_and_the_item_made(
+    stack: Stack, instances: tuple[Throttle, Throttle]
+) -> None:
+    # Given DynamoDB refusing a claim on a subscription that has no item yet as the real service can:
+    # a ValidationException on the slot's document path (moto answers a failed condition instead)
+    throttle, _ = instances
+    refused: list[str] = []
+
+    def no_document_path(params: dict[str, Any], **_: Any) -> None:
+        if not refused and "slots.#owner" in params.get("UpdateExpression", ""):
+            refused.append(params["UpdateExpression"])
+            message = "The document path provided in the update expression is invalid for update"
+            raise ClientError({"Error": {"Code": "ValidationException", "Message": message}}, "UpdateItem")
+
+    client = aws.dynamodb()
+    event = "before-parameter-build.dynamodb.UpdateItem"
+    client.meta.events.register(event, no_document_path, unique_id="no-document-path")
+    try:
+        # When the subscription's first call comes
+        turn = throttle.acquire(SUBSCRIPTION, ONE_SLOT, wait_seconds=0)
+    finally:
+        client.meta.events.unregister(event, unique_id="no-document-path")
+
+    # Then the item is made and the call holds the slot
+    assert refused and list(_slots(stack)) == [turn.owner]
