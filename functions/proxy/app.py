@@ -12,7 +12,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
-from zoho_broker.errors import BrokerError
+from zoho_broker.errors import BrokerError, ZohoError
 from zoho_broker.logic.proxy import ProxyAnswer, ProxyCall, ProxyRuntime, forward, parse_wait
 from zoho_broker.logic.throttle import Throttled
 from zoho_broker.observability import logger, metrics
@@ -94,7 +94,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         fields = ", ".join(".".join(str(part) for part in problem["loc"]) for problem in error.errors())
         return _error(400, "invalid_request", f"The request is invalid: check {fields}.")
     except BrokerError as error:
-        logger.info("proxy call refused", extra={"error": error.code, "reason": error.message})
+        why = {"zoho_code": error.zoho_code} if isinstance(error, ZohoError) else {}
+        logger.info("proxy call refused", extra={"error": error.code, "reason": error.message, **why})
         transient = getattr(error, "transient", False) and error.status_code == 502
         return _error(503 if transient else error.status_code, error.code, error.message)
     except Exception as error:

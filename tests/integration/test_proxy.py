@@ -4,6 +4,7 @@ to the Zoho stand-in's API, with moto for AWS."""
 from __future__ import annotations
 
 import http.client
+import logging
 import time
 from typing import Any
 
@@ -207,6 +208,33 @@ def test_a_refused_token_already_replaced_by_another_refresh_is_retried_with_tha
     # Then the call is retried with the stored new token, and no other refresh is made
     assert answer.status_code == 200, answer.text
     assert zoho.token_call_count == refreshes
+
+
+def test_a_call_zoho_does_not_answer_in_time_says_it_may_have_been_carried_out(
+    gateway: LocalApiGateway,
+    admin: httpx.Client,
+    browser: httpx.Client,
+    zoho: ZohoStandIn,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Given Zoho's API answering later than the proxy waits
+    caplog.set_level(logging.INFO)
+    sid = connected(admin, browser)
+    monkeypatch.setattr(get_services().zoho_api, "timeout", httpx.Timeout(0.3))
+    zoho.api.set_latency(1.0)
+
+    answer = admin.post(f"/proxy/{sid}/Leads", json={"data": [{"Last_Name": "Late"}]})
+
+    # Then the sync job is told to check before sending again, and the operator's log says why
+    assert (answer.status_code, answer.headers["x-broker-error"]) == (503, "zoho_error")
+    assert answer.json()["message"] == (
+        "Zoho did not answer in time; the call may or may not have been carried out: check, then try again."
+    )
+    [line] = [vars(r) for r in caplog.records if r.getMessage() == "proxy call refused"]
+    assert (line["error"], line["zoho_code"]) == ("zoho_error", "timeout")
+    zoho.api.set_latency(0)
+    assert admin.get(f"/proxy/{sid}/org").status_code == 200  # its slot was released
 
 
 def test_zohos_too_many_requests_is_passed_back_and_slows_the_subscription_down(

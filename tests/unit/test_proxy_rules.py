@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from zoho_broker.errors import InvalidInput
-from zoho_broker.logic.proxy import zoho_pause_seconds
+from zoho_broker.logic.proxy import zoho_pause_seconds, zoho_says_too_many_requests
 from zoho_broker.proxy_rules import answer_headers, forwarded_headers, target_url
 
 BASE = "https://www.zohoapis.eu/crm/v8"
@@ -123,3 +123,24 @@ def test_zohos_too_many_requests_pauses_the_subscription_as_its_retry_after_says
     retry_after: str | None, pause: int
 ) -> None:
     assert zoho_pause_seconds(retry_after) == pause
+
+
+CODE = b"TOO_MANY_REQUESTS"
+MARKER = b'"code":"' + CODE + b'"'
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "too_many"),
+    [
+        (429, b"", True),
+        (400, b'{"data":[{' + MARKER + b"}]}", True),
+        (200, b'{"data":[{' + MARKER + b"}]}", False),  # a record may hold any text
+        (400, b" " * (4096 - len(CODE)) + CODE, True),  # ends at the 4 KiB searched
+        (400, b" " * (4097 - len(CODE)) + CODE, False),  # ends a byte beyond
+    ],
+    ids=["429", "error-naming-it", "success-naming-it", "within-4-KiB", "beyond-4-KiB"],
+)
+def test_zohos_too_many_requests_is_a_429_or_an_error_naming_it_in_its_first_4_kib(
+    status: int, body: bytes, too_many: bool
+) -> None:
+    assert zoho_says_too_many_requests(status, body) is too_many

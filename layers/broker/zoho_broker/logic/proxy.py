@@ -221,9 +221,7 @@ def _send(
 
 def _answer(runtime: ProxyRuntime, sid: str, response: httpx.Response) -> ProxyAnswer:
     headers = answer_headers(response.headers.multi_items())
-    if response.status_code == 429 or (
-        response.status_code >= 400 and TOO_MANY_REQUESTS in response.content[:4096]
-    ):
+    if zoho_says_too_many_requests(response.status_code, response.content):
         pause = zoho_pause_seconds(response.headers.get("retry-after"))
         try:
             runtime.throttle.slow_down(sid, pause)
@@ -237,6 +235,12 @@ def _answer(runtime: ProxyRuntime, sid: str, response: httpx.Response) -> ProxyA
             "return; ask for smaller pages (per_page) or call Zoho directly with the client's token()."
         )
     return ProxyAnswer(response.status_code, headers, response.content)
+
+
+def zoho_says_too_many_requests(status_code: int, content: bytes) -> bool:
+    """A 429, or an error whose first 4 KiB name TOO_MANY_REQUESTS (Zoho puts its code at the start; a
+    large body is not searched further)."""
+    return status_code == 429 or (status_code >= 400 and TOO_MANY_REQUESTS in content[:4096])
 
 
 def zoho_pause_seconds(retry_after: str | None) -> int:
