@@ -4,6 +4,7 @@ SQS fan-out, token vending, refresh now and revoke. AWS in moto, Zoho's stand-in
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import threading
 import time
@@ -13,6 +14,7 @@ from typing import Any
 import boto3
 import httpx
 import pytest
+from botocore.exceptions import ClientError
 from flow import connect, create_subscription
 from stored import Announcements, edit_secret, expire_token, stored_secret
 
@@ -26,6 +28,7 @@ from tests.whoami import whoami
 from zoho_broker.logic import refresh, schedule
 from zoho_broker.models import RefreshResult
 from zoho_broker.services import Services
+from zoho_broker.store import aws
 
 
 def _connected(admin: httpx.Client, browser: httpx.Client, data_centre: str = "eu", **fields: Any) -> str:
@@ -73,6 +76,39 @@ def test_a_due_subscription_is_refreshed_and_keeps_its_refresh_token(
     period = schedule.refresh_period(margin)
     assert timedelta(seconds=margin) <= expires_at - next_at < timedelta(seconds=margin + period)
     assert int(next_at.timestamp()) % period == int(schedule.phase_fraction(sid) * period)
+
+
+def test_a_result_write_dynamodb_throttles_is_retried_and_the_refresh_recorded(
+    admin: httpx.Client, browser: httpx.Client, services: Services, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given a due subscription, and DynamoDB throttling the write that records the refresh, once
+    caplog.set_level(logging.INFO)
+    sid = _connected(admin, browser)
+    expire_token(services, sid, seconds_left=60)
+    throttled: list[str] = []
+
+    def once(params: dict[str, Any], **_: Any) -> None:
+        if not throttled and "last_refreshed_at" in params.get("UpdateExpression", ""):
+            throttled.append(sid)
+            error = {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}
+            raise ClientError({"Error": error}, "UpdateItem")
+
+    client = aws.dynamodb()
+    event = "before-parameter-build.dynamodb.UpdateItem"
+    client.meta.events.register(event, once, unique_id="throttle-result-write")
+    try:
+        outcome = refresh.refresh(services, sid)
+    finally:
+        client.meta.events.unregister(event, unique_id="throttle-result-write")
+
+    # Then the write is tried again, the refresh is recorded, and the operator reads which attempt failed
+    assert throttled and outcome.result == RefreshResult.REFRESHED
+    assert (
+        _view(admin, sid)["access_token_expires_at"]
+        == stored_secret(services, sid)["access_token_expires_at"]
+    )
+    [retry] = [vars(r) for r in caplog.records if r.getMessage() == "result write failed; retrying"]
+    assert (retry["levelname"], retry["attempt"]) == ("WARNING", 1)
 
 
 def test_two_refreshers_racing_for_one_subscription_refresh_it_once(
