@@ -340,8 +340,9 @@ def test_a_new_refresh_token_that_can_be_neither_stored_nor_revoked_is_reported_
 
 
 def test_a_person_who_denies_access_sees_a_friendly_page(
-    admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn
+    admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO)
     subscription = create_subscription(admin)
     started = open_link(browser, connect_link(admin, subscription["subscription_id"]))
 
@@ -351,6 +352,9 @@ def test_a_person_who_denies_access_sees_a_friendly_page(
     assert page.status_code == 200
     assert page_title(page) == "Access was not granted"
     assert zoho.token_call_count == 0
+    # The operator reads it in the subscription's life (docs/operations.md)
+    [line] = [vars(r) for r in caplog.records if r.getMessage() == "consent denied"]
+    assert (line["levelname"], line["subscription_id"]) == ("INFO", subscription["subscription_id"])
     assert (
         admin.get(f"/admin/subscriptions/{subscription['subscription_id']}").json()["status"]
         == "not_connected"
