@@ -19,11 +19,12 @@ from stored import expire_token, stored_secret
 
 from broker_local.gateway import LocalApiGateway
 from broker_local.zoho_standin import ZohoStandIn
+from zoho_broker.errors import ConnectLinkInvalid
 from zoho_broker.logic import connect, refresh, revocation
-from zoho_broker.logic.refresh import RefreshResult
-from zoho_broker.models import AccessToken
+from zoho_broker.models import AccessToken, RefreshResult
 from zoho_broker.page_routes import BINDING_COOKIE
 from zoho_broker.services import Services
+from zoho_broker.store import aws
 
 T = TypeVar("T")
 SLOW_ZOHO_SECONDS = 0.8
@@ -73,6 +74,39 @@ def _finish_consent(services: Services, person: httpx.Client, callback_url: str)
     )
     cookie = person.cookies.get(BINDING_COOKIE)
     return caught(lambda: connect.complete(services, params, browser_binding=cookie))
+
+
+def test_a_connect_link_opened_twice_at_once_is_used_once(
+    admin: httpx.Client, gateway: LocalApiGateway, services: Services
+) -> None:
+    # Given a connect link pressed twice at the same moment (two instances of the start function)
+    sid = create_subscription(admin)["subscription_id"]
+    token = urlsplit(connect_link(admin, sid)).path.rsplit("/", 1)[-1]
+
+    def press() -> Callable[[], Any]:
+        return caught(
+            lambda: connect.start(services, link_token=token, browser_binding=None, base_url=gateway.base_url)
+        )
+
+    both_checked = threading.Barrier(2, timeout=10)
+    client = aws.dynamodb()
+    event = "before-parameter-build.dynamodb.TransactWriteItems"
+
+    def after_both_checked(**_: Any) -> None:
+        both_checked.wait()  # both found the link usable before either uses it up: the transaction decides
+
+    client.meta.events.register(event, after_both_checked, unique_id="both-checked")
+    try:
+        outcomes = race(press(), press())
+    finally:
+        client.meta.events.unregister(event, unique_id="both-checked")
+
+    # Then one is sent to Zoho, and the other is told the link was used, not that the broker failed
+    [sent] = [outcome for outcome in outcomes if isinstance(outcome, connect.StartOutcome)]
+    [refused] = [outcome for outcome in outcomes if isinstance(outcome, Exception)]
+    assert sent.subscription_id == sid
+    assert isinstance(refused, ConnectLinkInvalid), refused
+    assert str(refused) == "This connect link has expired or was already used."
 
 
 def test_two_consents_finishing_at_once_connect_once(
