@@ -423,6 +423,36 @@ def test_a_connect_link_works_once(admin: httpx.Client, browser: httpx.Client) -
     assert "expired or was already used" in again.text
 
 
+def test_a_connect_link_pressed_while_dynamodb_throttles_says_try_again_and_still_works(
+    admin: httpx.Client, browser: httpx.Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given DynamoDB throttling the write that uses up the link, once
+    caplog.set_level(logging.INFO)
+    link = connect_link(admin, create_subscription(admin)["subscription_id"])
+    throttled: list[bool] = []
+
+    def once(**_: Any) -> None:
+        if not throttled:
+            throttled.append(True)
+            error = {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}
+            raise ClientError({"Error": error}, "TransactWriteItems")
+
+    client = aws.dynamodb()
+    event = "before-parameter-build.dynamodb.TransactWriteItems"
+    client.meta.events.register(event, once, unique_id="throttle-start")
+    try:
+        busy = open_link(browser, link)
+    finally:
+        client.meta.events.unregister(event, unique_id="throttle-start")
+
+    # Then the person is asked to try again, and the same link then works
+    assert (busy.status_code, page_title(busy)) == (503, "The broker is busy right now")
+    assert open_link(browser, link).status_code == 302
+    # and the operator reads which AWS error it was
+    [line] = [vars(r) for r in caplog.records if r.getMessage() == "an AWS service failed"]
+    assert line["error"] == "ClientError"
+
+
 def test_an_expired_connect_link_is_refused(
     admin: httpx.Client, browser: httpx.Client, broker_env: dict[str, str]
 ) -> None:
