@@ -3,9 +3,11 @@ a request's Limit), and counting the calls a flow makes."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
+
+from botocore.exceptions import ClientError
 
 from zoho_broker.store import aws
 
@@ -40,5 +42,32 @@ def counted_calls(client: Any, operation: str) -> Iterator[list[dict[str, Any]]]
     client.meta.events.register(event, count, unique_id=unique)
     try:
         yield calls
+    finally:
+        client.meta.events.unregister(event, unique_id=unique)
+
+
+@contextmanager
+def failing_once(
+    client: Any,
+    operation: str,
+    code: str,
+    message: str = "injected by the test",
+    *,
+    when: Callable[[dict[str, Any]], bool] = lambda _: True,
+) -> Iterator[list[dict[str, Any]]]:
+    """The first ``operation`` call of ``client`` that ``when`` picks fails with AWS error ``code``, as the
+    service would answer it; yields the parameters of the call that failed (empty if none did)."""
+    failed: list[dict[str, Any]] = []
+
+    def fail(params: dict[str, Any], **_: Any) -> None:
+        if not failed and when(params):
+            failed.append(dict(params))
+            raise ClientError({"Error": {"Code": code, "Message": message}}, operation)
+
+    event = f"before-parameter-build.{client.meta.service_model.service_id.hyphenize()}.{operation}"
+    unique = f"failing-once-{operation}"
+    client.meta.events.register(event, fail, unique_id=unique)
+    try:
+        yield failed
     finally:
         client.meta.events.unregister(event, unique_id=unique)

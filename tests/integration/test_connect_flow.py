@@ -13,6 +13,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 import boto3
 import httpx
 import pytest
+from aws_calls import failing_once
 from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 from botocore.exceptions import ClientError
 from flow import (
@@ -429,21 +430,10 @@ def test_a_connect_link_pressed_while_dynamodb_throttles_says_try_again_and_stil
     # Given DynamoDB throttling the write that uses up the link, once
     caplog.set_level(logging.INFO)
     link = connect_link(admin, create_subscription(admin)["subscription_id"])
-    throttled: list[bool] = []
-
-    def once(**_: Any) -> None:
-        if not throttled:
-            throttled.append(True)
-            error = {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}
-            raise ClientError({"Error": error}, "TransactWriteItems")
-
-    client = aws.dynamodb()
-    event = "before-parameter-build.dynamodb.TransactWriteItems"
-    client.meta.events.register(event, once, unique_id="throttle-start")
-    try:
+    throttling = "ProvisionedThroughputExceededException"
+    with failing_once(aws.dynamodb(), "TransactWriteItems", throttling) as failed:
         busy = open_link(browser, link)
-    finally:
-        client.meta.events.unregister(event, unique_id="throttle-start")
+    assert failed
 
     # Then the person is asked to try again, and the same link then works
     assert (busy.status_code, page_title(busy)) == (503, "The broker is busy right now")

@@ -14,7 +14,7 @@ from typing import Any
 import boto3
 import httpx
 import pytest
-from botocore.exceptions import ClientError
+from aws_calls import failing_once
 from flow import connect, create_subscription
 from stored import Announcements, edit_secret, expire_token, stored_secret
 
@@ -85,21 +85,13 @@ def test_a_result_write_dynamodb_throttles_is_retried_and_the_refresh_recorded(
     caplog.set_level(logging.INFO)
     sid = _connected(admin, browser)
     expire_token(services, sid, seconds_left=60)
-    throttled: list[str] = []
-
-    def once(params: dict[str, Any], **_: Any) -> None:
-        if not throttled and "last_refreshed_at" in params.get("UpdateExpression", ""):
-            throttled.append(sid)
-            error = {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}
-            raise ClientError({"Error": error}, "UpdateItem")
-
-    client = aws.dynamodb()
-    event = "before-parameter-build.dynamodb.UpdateItem"
-    client.meta.events.register(event, once, unique_id="throttle-result-write")
-    try:
+    with failing_once(
+        aws.dynamodb(),
+        "UpdateItem",
+        "ProvisionedThroughputExceededException",
+        when=lambda params: "last_refreshed_at" in params.get("UpdateExpression", ""),
+    ) as throttled:
         outcome = refresh.refresh(services, sid)
-    finally:
-        client.meta.events.unregister(event, unique_id="throttle-result-write")
 
     # Then the write is tried again, the refresh is recorded, and the operator reads which attempt failed
     assert throttled and outcome.result == RefreshResult.REFRESHED

@@ -6,11 +6,8 @@ same across processes against the wall clock; this runs where mutation testing c
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
-from aws_calls import counted_calls
-from botocore.exceptions import ClientError
+from aws_calls import counted_calls, failing_once
 
 from broker_local.template import Stack
 from tests.clocks import VirtualClock
@@ -172,22 +169,15 @@ def test_a_slot_claimed_before_the_item_exists_is_refused_as_dynamodb_does_and_t
     # Given DynamoDB refusing a claim on a subscription that has no item yet as the real service can:
     # a ValidationException on the slot's document path (moto answers a failed condition instead)
     throttle, _ = instances
-    refused: list[str] = []
-
-    def no_document_path(params: dict[str, Any], **_: Any) -> None:
-        if not refused and "slots.#owner" in params.get("UpdateExpression", ""):
-            refused.append(params["UpdateExpression"])
-            message = "The document path provided in the update expression is invalid for update"
-            raise ClientError({"Error": {"Code": "ValidationException", "Message": message}}, "UpdateItem")
-
-    client = aws.dynamodb()
-    event = "before-parameter-build.dynamodb.UpdateItem"
-    client.meta.events.register(event, no_document_path, unique_id="no-document-path")
-    try:
+    with failing_once(
+        aws.dynamodb(),
+        "UpdateItem",
+        "ValidationException",
+        "The document path provided in the update expression is invalid for update",
+        when=lambda params: "slots.#owner" in params.get("UpdateExpression", ""),
+    ) as refused:
         # When the subscription's first call comes
         turn = throttle.acquire(SUBSCRIPTION, ONE_SLOT, wait_seconds=0)
-    finally:
-        client.meta.events.unregister(event, unique_id="no-document-path")
 
     # Then the item is made and the call holds the slot
     assert refused and list(_slots(stack)) == [turn.owner]
