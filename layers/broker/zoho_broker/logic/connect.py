@@ -312,9 +312,7 @@ def _connect_with_code(
             raise StateRejected(
                 "This connect link was replaced: the subscription was connected or disconnected since."
             )
-        secret = services.secrets.get(subscription.subscription_id)
-        if secret is None:
-            raise NotFound("The subscription's secret is missing; recreate the subscription.")
+        secret = services.secrets.require(subscription.subscription_id)
         try:
             tokens = services.zoho.exchange_code(
                 token_url=token_url,

@@ -8,7 +8,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
-from zoho_broker.errors import Busy, NotFound, ZohoError
+from zoho_broker.errors import Busy, ZohoError
 from zoho_broker.logic import lease, schedule
 from zoho_broker.models import PendingRevocation, Subscription, SubscriptionSecret, utc_now
 from zoho_broker.services import Services
@@ -25,9 +25,7 @@ def disconnect(services: Services, subscription_id: str, *, must_revoke: bool = 
     """
     with lease.held(services, subscription_id, purpose="revoke", wait_seconds=5.0) as held:
         subscription = held.subscription
-        secret = services.secrets.get(subscription_id)
-        if secret is None:
-            raise NotFound("The subscription's secret is missing; recreate the subscription.")
+        secret = services.secrets.require(subscription_id)
         released = release_tokens(secret)
         if released is not secret:
             services.secrets.put(subscription_id, released)
@@ -89,9 +87,7 @@ def settle_pending(
     lease, ``recorded`` (the secret as this caller wrote it) stands: the refresher revokes it later."""
     try:
         with lease.held(services, subscription_id, purpose="revoke", wait_seconds=5.0) as held:
-            secret = services.secrets.get(subscription_id)
-            if secret is None:
-                raise NotFound("The subscription's secret is missing; recreate the subscription.")
+            secret = services.secrets.require(subscription_id)
             return settle_revocations(services, held.subscription, secret)
     except Busy:
         return recorded

@@ -177,9 +177,7 @@ def update(services: Services, subscription_id: str, body: SubscriptionUpdate) -
 
     # Under the lease: a refresh running now would otherwise write back the secret as it was.
     with lease.held(services, subscription_id, purpose="update", wait_seconds=5.0):
-        secret = services.secrets.get(subscription_id)
-        if secret is None:
-            raise NotFound("The subscription's secret is missing; recreate the subscription.")
+        secret = services.secrets.require(subscription_id)
         client_changed = body.client_id is not None and body.client_id != current.client_id
         new_secret = _apply_secret_changes(secret, body, client_changed=client_changed)
         # The secret first; if the item's write fails after it, the secret is put back as it was.

@@ -8,7 +8,7 @@ from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
-from zoho_broker.errors import SecretUnreadable
+from zoho_broker.errors import NotFound, SecretUnreadable
 from zoho_broker.models import SubscriptionSecret
 from zoho_broker.store import aws
 
@@ -58,6 +58,12 @@ class SecretStore:
                 "The subscription's secret in Secrets Manager is not in the broker's format. Restore its "
                 "previous version (AWSPREVIOUS) or delete and recreate the subscription."
             ) from None
+
+    def require(self, subscription_id: str) -> SubscriptionSecret:
+        secret = self.get(subscription_id)
+        if secret is None:
+            raise NotFound("The subscription's secret is missing; recreate the subscription.")
+        return secret
 
     def put(self, subscription_id: str, secret: SubscriptionSecret) -> None:
         self._client.put_secret_value(
