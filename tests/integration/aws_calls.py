@@ -1,5 +1,5 @@
 """Hooks on the broker's own AWS clients: DynamoDB answering in small pages (as it does past 1 MB or at
-a request's Limit), and counting the calls a flow makes."""
+a request's Limit), counting the calls a flow makes, and a call failing as the service would."""
 
 from __future__ import annotations
 
@@ -13,6 +13,20 @@ from zoho_broker.store import aws
 
 
 @contextmanager
+def on_call(client: Any, operation: str, hook: Callable[..., None], *, name: str) -> Iterator[None]:
+    """``hook(params=...)`` runs before each ``operation`` call of ``client`` is built, meanwhile: it may
+    change the parameters, wait, or raise as the service would. ``name`` with the operation identifies the
+    hook, so hooks of different operations (or names) nest."""
+    event = f"before-parameter-build.{client.meta.service_model.service_id.hyphenize()}.{operation}"
+    unique = f"{name}-{operation}"
+    client.meta.events.register(event, hook, unique_id=unique)
+    try:
+        yield
+    finally:
+        client.meta.events.unregister(event, unique_id=unique)
+
+
+@contextmanager
 def dynamodb_pages_of(size: int, operation: str) -> Iterator[None]:
     """Every ``operation`` (Scan, Query) of the broker's DynamoDB client answers at most ``size`` items
     a page, so a reader that stops after the first page misses the rest."""
@@ -20,13 +34,8 @@ def dynamodb_pages_of(size: int, operation: str) -> Iterator[None]:
     def limit(params: dict[str, Any], **_: Any) -> None:
         params["Limit"] = size
 
-    client = aws.dynamodb()
-    event = f"before-parameter-build.dynamodb.{operation}"
-    client.meta.events.register(event, limit, unique_id="small-pages")
-    try:
+    with on_call(aws.dynamodb(), operation, limit, name="small-pages"):
         yield
-    finally:
-        client.meta.events.unregister(event, unique_id="small-pages")
 
 
 @contextmanager
@@ -37,13 +46,8 @@ def counted_calls(client: Any, operation: str) -> Iterator[list[dict[str, Any]]]
     def count(params: dict[str, Any], **_: Any) -> None:
         calls.append(dict(params))
 
-    event = f"before-parameter-build.{client.meta.service_model.service_id.hyphenize()}.{operation}"
-    unique = f"counted-calls-{operation}"  # one per operation: counts of two operations may nest
-    client.meta.events.register(event, count, unique_id=unique)
-    try:
+    with on_call(client, operation, count, name="counted-calls"):
         yield calls
-    finally:
-        client.meta.events.unregister(event, unique_id=unique)
 
 
 @contextmanager
@@ -64,10 +68,5 @@ def failing_once(
             failed.append(dict(params))
             raise ClientError({"Error": {"Code": code, "Message": message}}, operation)
 
-    event = f"before-parameter-build.{client.meta.service_model.service_id.hyphenize()}.{operation}"
-    unique = f"failing-once-{operation}"
-    client.meta.events.register(event, fail, unique_id=unique)
-    try:
+    with on_call(client, operation, fail, name="failing-once"):
         yield failed
-    finally:
-        client.meta.events.unregister(event, unique_id=unique)

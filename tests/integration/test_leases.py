@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
 import httpx
+from aws_calls import on_call
 from flow import connect_link, create_subscription, decide_at_zoho, open_link
 from stored import expire_token, stored_secret
 
@@ -89,17 +90,12 @@ def test_a_connect_link_opened_twice_at_once_is_used_once(
         )
 
     both_checked = threading.Barrier(2, timeout=10)
-    client = aws.dynamodb()
-    event = "before-parameter-build.dynamodb.TransactWriteItems"
 
     def after_both_checked(**_: Any) -> None:
         both_checked.wait()  # both found the link usable before either uses it up: the transaction decides
 
-    client.meta.events.register(event, after_both_checked, unique_id="both-checked")
-    try:
+    with on_call(aws.dynamodb(), "TransactWriteItems", after_both_checked, name="both-checked"):
         outcomes = race(press(), press())
-    finally:
-        client.meta.events.unregister(event, unique_id="both-checked")
 
     # Then one is sent to Zoho, and the other is told the link was used, not that the broker failed
     [sent] = [outcome for outcome in outcomes if isinstance(outcome, connect.StartOutcome)]

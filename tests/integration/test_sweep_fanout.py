@@ -9,7 +9,7 @@ from typing import Any
 import boto3
 import httpx
 import pytest
-from aws_calls import counted_calls, dynamodb_pages_of
+from aws_calls import counted_calls, dynamodb_pages_of, on_call
 from flow import create_subscription
 
 from broker_local.template import Stack
@@ -60,13 +60,10 @@ def test_a_sweep_whose_batch_sqs_partly_refuses_fails_so_lambda_runs_it_again(
     def one_refused(params: dict[str, Any], **_: Any) -> None:
         params["Entries"][1]["DelaySeconds"] = 901  # over SQS's 900: that entry alone is refused
 
-    client = aws.sqs()
-    event = "before-parameter-build.sqs.SendMessageBatch"
-    client.meta.events.register(event, one_refused, unique_id="one-refused")
-    try:
-        # Then the sweep fails rather than count the refused one as queued: the invocation errs (the
-        # function-errors alarm counts it), Lambda retries it, and each later sweep queues what is still due
-        with pytest.raises(RuntimeError, match=r"^SQS refused 1 of 3 refresh messages$"):
-            refresh.sweep(services)
-    finally:
-        client.meta.events.unregister(event, unique_id="one-refused")
+    # Then the sweep fails rather than count the refused one as queued: the invocation errs (the
+    # function-errors alarm counts it), Lambda retries it, and each later sweep queues what is still due
+    with (
+        on_call(aws.sqs(), "SendMessageBatch", one_refused, name="one-refused"),
+        pytest.raises(RuntimeError, match=r"^SQS refused 1 of 3 refresh messages$"),
+    ):
+        refresh.sweep(services)
