@@ -324,3 +324,20 @@ def test_with_snapstart_the_api_invokes_the_published_version(
         for method in api["Properties"]["Body"]["paths"][path].values():
             uri = method["x-amazon-apigateway-integration"]["uri"]["Fn::Sub"]
             assert f"${{{function}Aliaslive}}" in uri
+
+
+def test_the_deployed_api_asks_for_a_signature_on_every_route_but_the_pages_a_person_opens(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    resources = sam_transformed(monkeypatch, {})["Resources"]
+
+    api = next(r for r in resources.values() if r["Type"] == "AWS::ApiGatewayV2::Api")
+    security = {
+        (method, path): spec["security"]
+        for path, methods in api["Properties"]["Body"]["paths"].items()
+        for method, spec in methods.items()
+    }
+    public = {route for route, needs in security.items() if needs == [{"NONE": []}]}
+    assert public == {("get", "/connect/{link}"), ("post", "/connect/{link}"), ("get", "/oauth/callback")}
+    assert all(needs == [{"AWS_IAM": []}] for route, needs in security.items() if route not in public)
+    assert len(security) == 23

@@ -110,6 +110,14 @@ def test_public_and_admin_routes_are_listed(
         assert (ROOT / route.code_uri / "app.py").is_file()
 
 
+def test_only_the_three_pages_a_person_opens_are_public(template: dict[str, Any]) -> None:
+    # The API's default authorizer is AWS_IAM: a route added without an Auth block is closed, not open.
+    public = {(route.method, route.path) for route in http_routes(template) if route.auth is None}
+
+    assert public == {("GET", "/connect/{link}"), ("POST", "/connect/{link}"), ("GET", "/oauth/callback")}
+    assert template["Resources"]["HttpApi"]["Properties"]["Auth"]["DefaultAuthorizer"] == "AWS_IAM"
+
+
 def test_a_non_local_api_id_resolves_to_empty(
     template: dict[str, Any], session: boto3.session.Session
 ) -> None:
