@@ -60,6 +60,7 @@ class Scenario:
     grant_code: str = ""  # a Self Client grant code the account owner generated
     account: str | None = None  # who signs in at Zoho's consent page; None: the stand-in's first account
     callback_statuses: tuple[int, ...] = (200,)  # what a callback that did its job answers
+    throttling: dict[str, int] | None = None  # the subscription's own; None: the version's
 
     @property
     def name(self) -> str:
@@ -72,6 +73,7 @@ class Scenario:
             "client_id": self.client_id,
             "client_secret": SECRET,
             **({"version": self.version} if self.version else {}),
+            **({"throttling": self.throttling} if self.throttling else {}),
         }
 
 

@@ -26,13 +26,17 @@ pytestmark = pytest.mark.slow
 __all__ = ["fresh_services"]  # the fixture
 
 
-def _proxied(s: Scenario) -> Outcome:
+def _proxied(s: Scenario, *, max_wait: int = 0) -> Outcome:
     """A sync job's call; Zoho's own answers (passed through) are Zoho's words, not the broker's."""
-    response = s.admin.get(f"/proxy/{s.subscription_id}/org")
+    response = s.admin.get(f"/proxy/{s.subscription_id}/org", headers={"X-Broker-Max-Wait": str(max_wait)})
     s.last_page = response.headers.get("retry-after", "")
     if not response.is_success and "x-broker-error" not in response.headers:
         return Outcome(False, None, f"Zoho answered {response.status_code}")
     return _answer(response, 200)
+
+
+def _waiting_for_its_turn(s: Scenario) -> Outcome:
+    return _proxied(s, max_wait=5)
 
 
 def _as_retry_after_says(s: Scenario) -> Outcome:
@@ -46,15 +50,39 @@ def _as_retry_after_says(s: Scenario) -> Outcome:
     return outcome
 
 
+# A call waits for its turn only while the previous call's turn lies ahead, so how fast a flow's steps
+# run would pick its path, and the matrix fails a run whose path differs from the first run's (a slow
+# machine, mutmut's trampolines). Each flow's rate makes the choice certain instead.
+TURNS_NEVER_AHEAD = {"requests_per_minute": 100_000, "max_concurrent_requests": 10}  # 0.6 ms apart
+TURNS_AHEAD = {"requests_per_minute": 30, "max_concurrent_requests": 10}  # 2 s apart
+
+
 def _token_refused_by_zoho(s: Scenario) -> None:
-    """Connected over a minute ago; Zoho has since invalidated the access token."""
+    """Connected over a minute ago; Zoho has since invalidated the access token. The retry after the
+    refresh starts at once (its turn has passed)."""
+    s.throttling = TURNS_NEVER_AHEAD
     _connected(s)
     age_connection(get_services(), s.subscription_id, seconds=120)
     s.zoho.expire_access_tokens()
 
 
+def _call_just_made(s: Scenario) -> None:
+    """A sync job's call a moment ago: the next one's turn is 2 s ahead, so a call willing to wait
+    (X-Broker-Max-Wait) reserves it, sleeps and then takes a slot."""
+    s.throttling = TURNS_AHEAD
+    _connected(s)
+    assert _proxied(s).ok
+
+
 PROXY_FLOWS = [
     Flow("proxy", _connected, _proxied, ends_connected=True, retry=_as_retry_after_says),
+    Flow(
+        "proxy (turn ahead)",
+        _call_just_made,
+        _waiting_for_its_turn,
+        ends_connected=True,
+        retry=_as_retry_after_says,
+    ),
     Flow(
         "proxy (token refused by Zoho)",
         _token_refused_by_zoho,
