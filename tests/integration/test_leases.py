@@ -21,7 +21,7 @@ from stored import expire_token, stored_secret
 from broker_local.gateway import LocalApiGateway
 from broker_local.zoho_standin import ZohoStandIn
 from zoho_broker.errors import ConnectLinkInvalid
-from zoho_broker.logic import connect, refresh, revocation
+from zoho_broker.logic import connect, lease, refresh, revocation
 from zoho_broker.models import AccessToken, RefreshResult
 from zoho_broker.page_routes import BINDING_COOKIE
 from zoho_broker.services import Services
@@ -183,3 +183,22 @@ def test_two_forced_refreshes_at_once_both_succeed_one_after_the_other(
     results = [outcome.result for outcome in outcomes if not isinstance(outcome, Exception)]
     assert results == [RefreshResult.REFRESHED, RefreshResult.REFRESHED], outcomes
     assert _zoho_calls(zoho, "/oauth/v2/token") == calls + 2
+
+
+def test_a_forced_refresh_while_another_holds_the_lease_past_the_wait_says_to_try_again(
+    admin: httpx.Client, zoho: ZohoStandIn, connected: Callable[..., str], services: Services
+) -> None:
+    # Given a refresh elsewhere that holds the subscription's lease longer than an operator's 5 s wait
+    sid = connected()
+    calls = _zoho_calls(zoho, "/oauth/v2/token")
+    with lease.held(services, sid, purpose="refresh"):
+        # When an operator presses Refresh
+        answer = admin.post(f"/admin/subscriptions/{sid}/refresh")
+
+    # Then they are told to try again (nothing was sent to Zoho), and trying again works
+    assert (answer.status_code, answer.json()["error"]) == (503, "busy")
+    assert answer.json()["message"] == (
+        "Another refresh of this subscription is under way; try again in a few seconds."
+    )
+    assert _zoho_calls(zoho, "/oauth/v2/token") == calls
+    assert admin.post(f"/admin/subscriptions/{sid}/refresh").status_code == 200

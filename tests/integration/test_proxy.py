@@ -17,6 +17,7 @@ from broker_local.zoho_standin_files import FilesApi
 from tests.integration.flow import assert_never_shown, create_subscription
 from tests.integration.proxying import ORGANIZATION, connected
 from tests.integration.stored import age_connection
+from zoho_broker.logic import lease, token_recovery
 from zoho_broker.services import get_services
 
 
@@ -207,6 +208,59 @@ def test_a_refused_token_already_replaced_by_another_refresh_is_retried_with_tha
 
     # Then the call is retried with the stored new token, and no other refresh is made
     assert answer.status_code == 200, answer.text
+    assert zoho.token_call_count == refreshes
+
+
+def _holding_a_token_zoho_refuses(admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn) -> str:
+    """A subscription connected over a minute ago whose token the proxy instance caches and Zoho has
+    since invalidated; its id."""
+    sid = connected(admin, browser)
+    assert admin.get(f"/proxy/{sid}/org").status_code == 200  # the token is now cached in the instance
+    age_connection(get_services(), sid, seconds=120)
+    zoho.expire_access_tokens()
+    return sid
+
+
+def test_a_refused_token_whose_refresh_fails_passes_zohos_401_back_and_says_why_in_the_log(
+    gateway: LocalApiGateway,
+    admin: httpx.Client,
+    browser: httpx.Client,
+    zoho: ZohoStandIn,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Given a proxy instance holding a token Zoho no longer takes, and Zoho's token endpoint down
+    sid = _holding_a_token_zoho_refuses(admin, browser, zoho)
+    zoho.inject_fault("unavailable")
+
+    # When a sync job calls through the proxy
+    answer = admin.get(f"/proxy/{sid}/org")
+
+    # Then Zoho's 401 is passed back, the operator's log says the refresh failed, and it stays connected
+    assert (answer.status_code, answer.json()["code"]) == (401, "INVALID_OAUTHTOKEN")
+    [line] = [
+        vars(r) for r in caplog.records if r.getMessage() == "token refused by Zoho and the refresh failed"
+    ]
+    assert (line["subscription_id"], line["result"]) == (sid, "failed")
+    assert admin.get(f"/admin/subscriptions/{sid}").json()["status"] == "connected"
+
+
+def test_a_refused_token_while_another_refresh_holds_the_lease_passes_zohos_401_back(
+    gateway: LocalApiGateway,
+    admin: httpx.Client,
+    browser: httpx.Client,
+    zoho: ZohoStandIn,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a token Zoho no longer takes, and a refresh elsewhere holding the lease past the proxy's wait
+    sid = _holding_a_token_zoho_refuses(admin, browser, zoho)
+    monkeypatch.setattr(token_recovery, "LEASE_WAIT_SECONDS", 0.3)
+    refreshes = zoho.token_call_count
+    with lease.held(get_services(), sid, purpose="refresh"):
+        # When a sync job calls through the proxy
+        answer = admin.get(f"/proxy/{sid}/org")
+
+    # Then Zoho's 401 is passed back (that refresh has stored no other token yet) and none is made here
+    assert (answer.status_code, answer.json()["code"]) == (401, "INVALID_OAUTHTOKEN")
     assert zoho.token_call_count == refreshes
 
 

@@ -3,6 +3,7 @@ subscriptions in SendMessageBatch calls of ten. AWS in moto."""
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -30,8 +31,13 @@ def _due_now(services: Services, subscription_id: str) -> None:
 
 
 def test_a_sweep_reads_every_page_of_the_index_and_queues_in_batches_of_ten(
-    admin: httpx.Client, services: Services, stack: Stack, monkeypatch: pytest.MonkeyPatch
+    admin: httpx.Client,
+    services: Services,
+    stack: Stack,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO)
     due = {create_subscription(admin, name=f"Due {n}")["subscription_id"] for n in range(DUE)}
     for sid in due:
         _due_now(services, sid)
@@ -47,6 +53,8 @@ def test_a_sweep_reads_every_page_of_the_index_and_queues_in_batches_of_ten(
         QueueUrl=stack.physical_ids["RefreshQueue"], AttributeNames=["ApproximateNumberOfMessages"]
     )
     assert queued["Attributes"]["ApproximateNumberOfMessages"] == str(DUE)
+    [line] = [vars(r) for r in caplog.records if r.getMessage() == "refresh sweep"]  # the operator's count
+    assert (line["due"], line["queued"]) == (DUE, DUE)
 
 
 def test_a_sweep_whose_batch_sqs_partly_refuses_fails_so_lambda_runs_it_again(
