@@ -16,6 +16,7 @@ from typing import Any
 import boto3
 import httpx
 import pytest
+from aws_calls import failing_once
 from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 from botocore.exceptions import ClientError
 from stored import expire_token, stored_secret
@@ -245,6 +246,33 @@ def test_an_announcement_eventbridge_refuses_is_logged_with_its_detail_type(
     ]
     assert line["level"] == "ERROR"
     assert line["detail_type"] == "SubscriptionNeedsReauthentication"
+
+
+def test_a_refresh_while_the_write_budget_fails_still_stores_the_token_and_logs_which_subscription(
+    admin: httpx.Client, browser: httpx.Client, services: Services, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given a token about to run out, and the write budget's table failing (a pacing aid, not a gate)
+    sid = _connected(admin, browser)
+    expire_token(services, sid, seconds_left=120)
+    before = stored_secret(services, sid)
+    budget = services.settings.write_budget_table
+
+    # When the refresher refreshes it
+    with failing_once(
+        aws.dynamodb(),
+        "UpdateItem",
+        "ProvisionedThroughputExceededException",
+        when=lambda p: p["TableName"] == budget,
+    ) as failed:
+        outcome = refresh.refresh(services, sid)
+
+    # Then the new token is stored all the same, and the operator's log says whose write went unpaced
+    assert failed and outcome.result == RefreshResult.REFRESHED
+    assert stored_secret(services, sid)["access_token"] != before["access_token"]
+    [line] = [
+        vars(r) for r in caplog.records if r.getMessage() == "write budget unavailable; writing unpaced"
+    ]
+    assert line["subscription_id"] == sid
 
 
 def test_a_write_refused_for_another_reason_is_a_failure_that_keeps_the_old_secret(
