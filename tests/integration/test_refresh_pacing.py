@@ -383,7 +383,12 @@ def test_a_redelivered_message_for_a_subscription_in_backoff_does_nothing(
 
 
 def test_a_lost_lease_is_reported_as_such_and_the_new_token_is_kept(
-    admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn, services: Services, refusals: Refusals
+    admin: httpx.Client,
+    browser: httpx.Client,
+    zoho: ZohoStandIn,
+    services: Services,
+    refusals: Refusals,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     sid = _connected(admin, browser)
     expire_token(services, sid, seconds_left=120)
@@ -404,6 +409,9 @@ def test_a_lost_lease_is_reported_as_such_and_the_new_token_is_kept(
 
     assert outcome.result == RefreshResult.LEASE_LOST
     assert _view(admin, sid)["status"] == "connected"  # not taken for a deleted subscription
+    lost = "lease lost before the result was recorded; its new holder finishes"
+    [line] = [vars(r) for r in caplog.records if r.getMessage() == lost]
+    assert line["subscription_id"] == sid
     assert _works(zoho, "eu", stored_secret(services, sid)["access_token"])
 
 

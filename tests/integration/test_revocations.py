@@ -103,10 +103,15 @@ def test_a_client_id_change_whose_revocation_zoho_refused_is_revoked_by_the_refr
 
 
 def test_a_revocation_zoho_refuses_again_at_the_refreshers_visit_stays_pending_and_scheduled(
-    admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn, services: Services
+    admin: httpx.Client,
+    browser: httpx.Client,
+    zoho: ZohoStandIn,
+    services: Services,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     # Given a client id change whose revocation Zoho refused
     sid, old, _ = _client_id_changed_while_zoho_refuses(admin, browser, zoho, services)
+    caplog.clear()
 
     # When Zoho refuses it again when the refresher comes back for it
     zoho.inject_fault("server_error")
@@ -120,6 +125,8 @@ def test_a_revocation_zoho_refuses_again_at_the_refreshers_visit_stays_pending_a
     assert secret is not None and [pending.refresh_token for pending in secret.pending_revocations] == [old]
     assert datetime.fromisoformat(view["next_refresh_at"]).timestamp() >= visited_at + 55
     assert old in zoho.live_refresh_tokens(OLD_CLIENT)
+    [line] = [vars(r) for r in caplog.records if r.getMessage() == "refresh token revocation postponed"]
+    assert (line["subscription_id"], line["error"]) == (sid, "http_500")  # whose, and what Zoho said
 
 
 @pytest.mark.parametrize(
