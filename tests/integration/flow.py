@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import re
 from typing import Any
@@ -90,6 +91,12 @@ def connect(
 def page_title(response: httpx.Response) -> str:
     match = re.search(r"<h1>(.*?)</h1>", response.text)
     return match.group(1) if match else ""
+
+
+def page_message(response: httpx.Response) -> str:
+    """The sentence under an error page's heading, as the person reads it."""
+    match = re.search(r"</h1><p>(.*?)</p>", response.text)
+    return html.unescape(match.group(1)) if match else ""
 
 
 def assert_never_shown(

@@ -22,6 +22,7 @@ from flow import (
     create_subscription,
     decide_at_zoho,
     open_link,
+    page_message,
     page_title,
 )
 from stored import expire_flow
@@ -242,7 +243,7 @@ def test_a_state_bound_to_another_subscription_is_refused(
     redirected = browser.get(callback)
 
     assert redirected.status_code == 400
-    assert "belongs to another subscription" in redirected.text
+    assert page_message(redirected) == "This sign-in belongs to another subscription's connect link."
     assert zoho.token_call_count == 0
     for subscription in (first, second):
         view = admin.get(f"/admin/subscriptions/{subscription['subscription_id']}").json()
@@ -396,20 +397,31 @@ def test_a_callback_without_code_or_error_is_refused(admin: httpx.Client, browse
 
 
 @pytest.mark.parametrize(
-    ("link", "status", "title"),
+    ("link", "status", "title", "message"),
     [
-        ("nope", 410, "This connect link can&#x27;t be used"),
-        ("x" * 40, 410, "This connect link can&#x27;t be used"),
-        ("%00%01", 410, "This connect link can&#x27;t be used"),
-        ("a" * 129, 400, "This link is incomplete"),  # longer than any link the broker makes
+        ("nope", 410, "This connect link can&#x27;t be used", "This connect link is not valid."),
+        (
+            "x" * 40,
+            410,
+            "This connect link can&#x27;t be used",
+            "This connect link has expired or was already used.",
+        ),
+        ("%00%01", 410, "This connect link can&#x27;t be used", "This connect link is not valid."),
+        # longer than any link the broker makes
+        (
+            "a" * 129,
+            400,
+            "This link is incomplete",
+            "The address is missing or has an invalid value for: path.link.",
+        ),
     ],
 )
 def test_an_unknown_or_malformed_connect_link_is_refused(
-    browser: httpx.Client, link: str, status: int, title: str
+    browser: httpx.Client, link: str, status: int, title: str, message: str
 ) -> None:
     page = browser.get(f"/connect/{link}")
 
-    assert (page.status_code, page_title(page)) == (status, title)
+    assert (page.status_code, page_title(page), page_message(page)) == (status, title, message)
     assert "Ask whoever sent you the connect link for a new one" in page.text
 
 
