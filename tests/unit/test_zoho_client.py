@@ -120,6 +120,16 @@ def test_an_api_call_sends_the_token_in_the_header_its_parameters_and_its_own_ti
     assert request.extensions["timeout"] == {"connect": 3.0, "read": 5.0, "write": 5.0, "pool": 5.0}
 
 
+def test_a_token_request_connects_within_three_seconds_and_waits_ten_for_zohos_answer() -> None:
+    seen: list[httpx.Request] = []
+    client = client_answering(lambda _: httpx.Response(200, json={"status": "success"}), seen)
+
+    client.revoke(revoke_url=REVOKE_URL, refresh_token="1000.r")
+
+    # An accounts server that cannot be reached is given up early; one that is slow to answer is not
+    assert seen[0].extensions["timeout"] == {"connect": 3.0, "read": 10.0, "write": 10.0, "pool": 10.0}
+
+
 def test_an_api_call_under_three_seconds_connects_within_its_budget() -> None:
     seen: list[httpx.Request] = []
     client = client_answering(lambda _: httpx.Response(200, json={}), seen)
