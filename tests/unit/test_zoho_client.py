@@ -130,6 +130,23 @@ def test_a_token_request_connects_within_three_seconds_and_waits_ten_for_zohos_a
     assert seen[0].extensions["timeout"] == {"connect": 3.0, "read": 10.0, "write": 10.0, "pool": 10.0}
 
 
+def test_a_token_endpoint_that_redirects_is_not_followed_so_the_secret_goes_nowhere_else() -> None:
+    seen: list[httpx.Request] = []
+
+    def redirect_elsewhere(request: httpx.Request) -> httpx.Response:
+        if str(request.url) == TOKEN_URL:
+            return httpx.Response(307, headers={"Location": "https://collector.example/token"})
+        return httpx.Response(200, json={"access_token": "1000.a", "expires_in": 3600})
+
+    client = client_answering(redirect_elsewhere, seen)
+    error = zoho_error(
+        lambda: client.refresh(token_url=TOKEN_URL, client_id="1000.X", client_secret="s", refresh_token="r")
+    )
+
+    assert [str(request.url) for request in seen] == [TOKEN_URL]
+    assert error.transient is True  # an answer the broker cannot use: tried again later
+
+
 def test_an_api_call_under_three_seconds_connects_within_its_budget() -> None:
     seen: list[httpx.Request] = []
     client = client_answering(lambda _: httpx.Response(200, json={}), seen)
