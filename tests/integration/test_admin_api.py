@@ -11,9 +11,12 @@ from typing import Any
 import boto3
 import httpx
 import pytest
+from aws_calls import on_call
+from botocore.exceptions import ClientError
 from flow import CLIENT_SECRET, create_subscription
 
 from zoho_broker.services import get_services
+from zoho_broker.store import aws
 
 
 def _count(admin: httpx.Client) -> int:
@@ -223,6 +226,32 @@ def test_renaming_onto_a_taken_name_is_a_conflict_and_changes_nothing(admin: htt
 
     assert answer.status_code == 409
     assert admin.get(f"/admin/subscriptions/{other['subscription_id']}").json()["name"] == "Other"
+
+
+def test_a_rename_dynamodb_cancels_for_a_conflicting_write_says_try_again_not_gone(
+    admin: httpx.Client,
+) -> None:
+    # Given a subscription, and DynamoDB cancelling the rename's transaction: another write to the item
+    sid = create_subscription(admin, name="Before")["subscription_id"]
+
+    def conflict(params: dict[str, Any], **_: Any) -> None:
+        others = [{"Code": "None"}] * (len(params["TransactItems"]) - 1)
+        raise ClientError(
+            {
+                "Error": {"Code": "TransactionCanceledException", "Message": "Transaction cancelled"},
+                "CancellationReasons": [{"Code": "TransactionConflict"}, *others],
+            },
+            "TransactWriteItems",
+        )
+
+    # When an operator renames it
+    with on_call(aws.dynamodb(), "TransactWriteItems", conflict, name="conflict"):
+        answer = admin.patch(f"/admin/subscriptions/{sid}", json={"name": "After"})
+
+    # Then they are told to try again (not that it does not exist), nothing changed, and trying again works
+    assert (answer.status_code, answer.json()["error"]) == (503, "service_unavailable")
+    assert admin.get(f"/admin/subscriptions/{sid}").json()["name"] == "Before"
+    assert admin.patch(f"/admin/subscriptions/{sid}", json={"name": "After"}).status_code == 200
 
 
 @pytest.mark.parametrize(
