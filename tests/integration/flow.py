@@ -99,6 +99,13 @@ def page_message(response: httpx.Response) -> str:
     return html.unescape(match.group(1)) if match else ""
 
 
+def logged_once(caplog: pytest.LogCaptureFixture, message: str) -> dict[str, Any]:
+    """The fields of the one record logged with ``message``, as an operator's log query finds it."""
+    lines = [vars(record) for record in caplog.records if record.getMessage() == message]
+    assert len(lines) == 1, f"{message!r} logged {len(lines)} times"
+    return lines[0]
+
+
 def assert_never_shown(
     seen: list[str],
     secrets: dict[str, str],

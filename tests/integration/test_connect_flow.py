@@ -21,6 +21,7 @@ from flow import (
     connect_link,
     create_subscription,
     decide_at_zoho,
+    logged_once,
     open_link,
     page_message,
     page_title,
@@ -355,7 +356,7 @@ def test_a_person_who_denies_access_sees_a_friendly_page(
     assert page_title(page) == "Access was not granted"
     assert zoho.token_call_count == 0
     # The operator reads it in the subscription's life (docs/operations.md)
-    [line] = [vars(r) for r in caplog.records if r.getMessage() == "consent denied"]
+    line = logged_once(caplog, "consent denied")
     assert (line["levelname"], line["subscription_id"]) == ("INFO", subscription["subscription_id"])
     assert (
         admin.get(f"/admin/subscriptions/{subscription['subscription_id']}").json()["status"]
@@ -451,7 +452,7 @@ def test_a_connect_link_pressed_while_dynamodb_throttles_says_try_again_and_stil
     assert (busy.status_code, page_title(busy)) == (503, "The broker is busy right now")
     assert open_link(browser, link).status_code == 302
     # and the operator reads which AWS error it was
-    [line] = [vars(r) for r in caplog.records if r.getMessage() == "an AWS service failed"]
+    line = logged_once(caplog, "an AWS service failed")
     assert line["error"] == "ClientError"
 
 

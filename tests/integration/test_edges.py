@@ -19,6 +19,7 @@ from flow import (
     connect_link,
     create_subscription,
     decide_at_zoho,
+    logged_once,
     open_link,
     page_title,
 )
@@ -307,7 +308,7 @@ def test_a_corrupted_secret_is_reported_without_logging_its_content(
     logged = "\n".join(json.dumps(vars(record), default=str) for record in caplog.records)
     assert CLIENT_SECRET[:12] not in logged
     # The operator reads which subscription, and where the document is wrong
-    [line] = [vars(r) for r in caplog.records if r.getMessage() == "subscription secret unreadable"]
+    line = logged_once(caplog, "subscription secret unreadable")
     assert (line["subscription_id"], line["problems"]) == (sid, [where])
 
 

@@ -19,6 +19,7 @@ from flow import (
     connect_link,
     create_subscription,
     decide_at_zoho,
+    logged_once,
     open_link,
     page_title,
 )
@@ -116,7 +117,7 @@ def test_another_organizations_consent_is_refused_and_its_token_revoked(
     assert view["last_error"] == "connect refused: organization_mismatch"
     assert _org_through_api(zoho, admin, sid) == "Acme Ltd"
     # The operator reads one warning naming the subscription and why
-    [warning] = [vars(r) for r in caplog.records if r.getMessage() == "consent refused"]
+    warning = logged_once(caplog, "consent refused")
     assert (warning["levelname"], warning["subscription_id"]) == ("WARNING", sid)
     assert "organization_mismatch" in warning["reason"]
 

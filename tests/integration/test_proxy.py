@@ -14,7 +14,7 @@ import pytest
 from broker_local.gateway import LocalApiGateway
 from broker_local.zoho_standin import ZohoStandIn
 from broker_local.zoho_standin_files import FilesApi
-from tests.integration.flow import assert_never_shown, create_subscription
+from tests.integration.flow import assert_never_shown, create_subscription, logged_once
 from tests.integration.proxying import ORGANIZATION, connected
 from tests.integration.stored import age_connection
 from zoho_broker.logic import lease, token_recovery
@@ -237,9 +237,7 @@ def test_a_refused_token_whose_refresh_fails_passes_zohos_401_back_and_says_why_
 
     # Then Zoho's 401 is passed back, the operator's log says the refresh failed, and it stays connected
     assert (answer.status_code, answer.json()["code"]) == (401, "INVALID_OAUTHTOKEN")
-    [line] = [
-        vars(r) for r in caplog.records if r.getMessage() == "token refused by Zoho and the refresh failed"
-    ]
+    line = logged_once(caplog, "token refused by Zoho and the refresh failed")
     assert (line["subscription_id"], line["result"]) == (sid, "failed")
     assert admin.get(f"/admin/subscriptions/{sid}").json()["status"] == "connected"
 
@@ -285,7 +283,7 @@ def test_a_call_zoho_does_not_answer_in_time_says_it_may_have_been_carried_out(
     assert answer.json()["message"] == (
         "Zoho did not answer in time; the call may or may not have been carried out: check, then try again."
     )
-    [line] = [vars(r) for r in caplog.records if r.getMessage() == "proxy call refused"]
+    line = logged_once(caplog, "proxy call refused")
     assert (line["error"], line["zoho_code"]) == ("zoho_error", "timeout")
     zoho.api.set_latency(0)
     assert admin.get(f"/proxy/{sid}/org").status_code == 200  # its slot was released

@@ -15,7 +15,7 @@ import boto3
 import httpx
 import pytest
 from aws_calls import failing_once
-from flow import connect, create_subscription
+from flow import connect, create_subscription, logged_once
 from stored import Announcements, edit_secret, expire_token, stored_secret
 
 from broker_local.functions import function_entry
@@ -99,7 +99,7 @@ def test_a_result_write_dynamodb_throttles_is_retried_and_the_refresh_recorded(
         _view(admin, sid)["access_token_expires_at"]
         == stored_secret(services, sid)["access_token_expires_at"]
     )
-    [retry] = [vars(r) for r in caplog.records if r.getMessage() == "result write failed; retrying"]
+    retry = logged_once(caplog, "result write failed; retrying")
     assert (retry["levelname"], retry["attempt"]) == ("WARNING", 1)
 
 

@@ -19,6 +19,7 @@ import pytest
 from aws_calls import failing_once
 from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 from botocore.exceptions import ClientError
+from flow import logged_once
 from stored import expire_token, stored_secret
 
 from broker_local.scheduler import sqs_event
@@ -269,9 +270,7 @@ def test_a_refresh_while_the_write_budget_fails_still_stores_the_token_and_logs_
     # Then the new token is stored all the same, and the operator's log says whose write went unpaced
     assert failed and outcome.result == RefreshResult.REFRESHED
     assert stored_secret(services, sid)["access_token"] != before["access_token"]
-    [line] = [
-        vars(r) for r in caplog.records if r.getMessage() == "write budget unavailable; writing unpaced"
-    ]
+    line = logged_once(caplog, "write budget unavailable; writing unpaced")
     assert line["subscription_id"] == sid
 
 
@@ -410,7 +409,7 @@ def test_a_lost_lease_is_reported_as_such_and_the_new_token_is_kept(
     assert outcome.result == RefreshResult.LEASE_LOST
     assert _view(admin, sid)["status"] == "connected"  # not taken for a deleted subscription
     lost = "lease lost before the result was recorded; its new holder finishes"
-    [line] = [vars(r) for r in caplog.records if r.getMessage() == lost]
+    line = logged_once(caplog, lost)
     assert line["subscription_id"] == sid
     assert _works(zoho, "eu", stored_secret(services, sid)["access_token"])
 

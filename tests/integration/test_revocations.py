@@ -10,7 +10,7 @@ from datetime import datetime
 import boto3
 import httpx
 import pytest
-from flow import connect, create_subscription
+from flow import connect, create_subscription, logged_once
 from stored import stored_secret
 
 from broker_local.zoho_standin import ZohoStandIn
@@ -125,7 +125,7 @@ def test_a_revocation_zoho_refuses_again_at_the_refreshers_visit_stays_pending_a
     assert secret is not None and [pending.refresh_token for pending in secret.pending_revocations] == [old]
     assert datetime.fromisoformat(view["next_refresh_at"]).timestamp() >= visited_at + 55
     assert old in zoho.live_refresh_tokens(OLD_CLIENT)
-    [line] = [vars(r) for r in caplog.records if r.getMessage() == "refresh token revocation postponed"]
+    line = logged_once(caplog, "refresh token revocation postponed")
     assert (line["subscription_id"], line["error"]) == (sid, "http_500")  # whose, and what Zoho said
 
 

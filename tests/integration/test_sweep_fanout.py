@@ -11,7 +11,7 @@ import boto3
 import httpx
 import pytest
 from aws_calls import counted_calls, dynamodb_pages_of, on_call
-from flow import create_subscription
+from flow import create_subscription, logged_once
 
 from broker_local.template import Stack
 from zoho_broker.logic import refresh
@@ -53,7 +53,7 @@ def test_a_sweep_reads_every_page_of_the_index_and_queues_in_batches_of_ten(
         QueueUrl=stack.physical_ids["RefreshQueue"], AttributeNames=["ApproximateNumberOfMessages"]
     )
     assert queued["Attributes"]["ApproximateNumberOfMessages"] == str(DUE)
-    [line] = [vars(r) for r in caplog.records if r.getMessage() == "refresh sweep"]  # the operator's count
+    line = logged_once(caplog, "refresh sweep")  # the operator's count
     assert (line["due"], line["queued"]) == (DUE, DUE)
 
 
