@@ -58,15 +58,21 @@ def failing_once(
     message: str = "injected by the test",
     *,
     when: Callable[[dict[str, Any]], bool] = lambda _: True,
+    reasons: tuple[str, ...] = (),
 ) -> Iterator[list[dict[str, Any]]]:
     """The first ``operation`` call of ``client`` that ``when`` picks fails with AWS error ``code``, as the
-    service would answer it; yields the parameters of the call that failed (empty if none did)."""
+    service would answer it; yields the parameters of the call that failed (empty if none did).
+    ``reasons``: a cancelled transaction's first items' reasons (the rest "None", one per item)."""
     failed: list[dict[str, Any]] = []
 
     def fail(params: dict[str, Any], **_: Any) -> None:
         if not failed and when(params):
             failed.append(dict(params))
-            raise ClientError({"Error": {"Code": code, "Message": message}}, operation)
+            answer: dict[str, Any] = {"Error": {"Code": code, "Message": message}}
+            if reasons:
+                rest = ["None"] * (len(params["TransactItems"]) - len(reasons))
+                answer["CancellationReasons"] = [{"Code": reason} for reason in (*reasons, *rest)]
+            raise ClientError(answer, operation)  # type: ignore[arg-type]
 
     with on_call(client, operation, fail, name="failing-once"):
         yield failed

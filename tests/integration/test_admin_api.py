@@ -11,8 +11,7 @@ from typing import Any
 import boto3
 import httpx
 import pytest
-from aws_calls import on_call
-from botocore.exceptions import ClientError
+from aws_calls import failing_once
 from flow import CLIENT_SECRET, create_subscription
 
 from zoho_broker.services import get_services
@@ -234,19 +233,17 @@ def test_a_rename_dynamodb_cancels_for_a_conflicting_write_says_try_again_not_go
     # Given a subscription, and DynamoDB cancelling the rename's transaction: another write to the item
     sid = create_subscription(admin, name="Before")["subscription_id"]
 
-    def conflict(params: dict[str, Any], **_: Any) -> None:
-        others = [{"Code": "None"}] * (len(params["TransactItems"]) - 1)
-        raise ClientError(
-            {
-                "Error": {"Code": "TransactionCanceledException", "Message": "Transaction cancelled"},
-                "CancellationReasons": [{"Code": "TransactionConflict"}, *others],
-            },
-            "TransactWriteItems",
-        )
-
     # When an operator renames it
-    with on_call(aws.dynamodb(), "TransactWriteItems", conflict, name="conflict"):
+    cancelled = "TransactionCanceledException"
+    with failing_once(
+        aws.dynamodb(),
+        "TransactWriteItems",
+        cancelled,
+        "Transaction cancelled",
+        reasons=("TransactionConflict",),
+    ) as failed:
         answer = admin.patch(f"/admin/subscriptions/{sid}", json={"name": "After"})
+    assert failed
 
     # Then they are told to try again (not that it does not exist), nothing changed, and trying again works
     assert (answer.status_code, answer.json()["error"]) == (503, "service_unavailable")
