@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,7 +34,28 @@ _GLOBALS = TEMPLATE["Globals"]["Function"]["Environment"]["Variables"]
 for _name in ("POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE"):
     os.environ.setdefault(_name, str(resolve(_GLOBALS[_name], Stack.from_template(TEMPLATE))))
 
+from tests import log_catalogue  # noqa: E402
 from zoho_broker.services import reset_services  # noqa: E402
+
+
+class _Kept(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture(autouse=True)
+def log_lines_follow_the_catalogue() -> Iterator[None]:
+    """Every line the broker logs in any test is in docs/operations.md's catalogue, level and fields."""
+    kept = _Kept()
+    logging.getLogger().addHandler(kept)
+    yield
+    logging.getLogger().removeHandler(kept)
+    problems = {found for record in kept.records if (found := log_catalogue.problem(record))}
+    assert not problems, "\n".join(sorted(problems))
 
 
 @pytest.fixture(scope="session")
