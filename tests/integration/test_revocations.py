@@ -10,12 +10,14 @@ from datetime import datetime
 import boto3
 import httpx
 import pytest
+from aws_calls import counted_calls
 from flow import connect, create_subscription, logged_once
 from stored import stored_secret
 
 from broker_local.zoho_standin import ZohoStandIn
 from zoho_broker.logic import refresh
 from zoho_broker.services import Services
+from zoho_broker.store import aws
 
 OLD_CLIENT = "1000.CLIENTID0123456789"
 
@@ -149,3 +151,60 @@ def test_revoking_or_updating_a_subscription_whose_secret_is_gone_says_to_recrea
         "error": "not_found",
         "message": "The subscription's secret is missing; recreate the subscription.",
     }
+
+
+def test_deleting_while_zoho_does_not_confirm_the_revocation_says_try_again_and_keeps_the_subscription(
+    admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn, services: Services
+) -> None:
+    # Given a connected subscription, and Zoho failing the revocation
+    sid = create_subscription(admin)["subscription_id"]
+    assert connect(admin, browser, sid).status_code == 200
+    token = stored_secret(services, sid)["refresh_token"]
+    zoho.inject_fault("server_error")
+
+    # When an operator deletes it
+    asked_at = time.time()
+    refused = admin.delete(f"/admin/subscriptions/{sid}")
+
+    # Then: try again (503, a passing condition); disconnected but kept, the token recorded, and the
+    # refresher due back for it after the first backoff (1 to 2 minutes)
+    assert (refused.status_code, refused.json()) == (
+        503,
+        {
+            "error": "zoho_error",
+            "message": "The subscription is disconnected, but Zoho did not confirm revoking its refresh "
+            "token; try again in a few minutes.",
+        },
+    )
+    view = admin.get(f"/admin/subscriptions/{sid}").json()
+    assert (view["status"], view["revocation_pending"]) == ("not_connected", True)
+    base = services.settings.retry_base_seconds
+    due = datetime.fromisoformat(view["next_refresh_at"]).timestamp()
+    assert asked_at + base - 5 <= due <= time.time() + 2 * base
+    assert token in zoho.live_refresh_tokens(OLD_CLIENT)
+
+    # And when Zoho answers again, the same request deletes it
+    assert admin.delete(f"/admin/subscriptions/{sid}").status_code == 204
+    assert token not in zoho.live_refresh_tokens(OLD_CLIENT)
+    assert admin.get(f"/admin/subscriptions/{sid}").status_code == 404
+
+
+def test_a_revoke_writes_the_subscription_four_times(
+    admin: httpx.Client, browser: httpx.Client, services: Services
+) -> None:
+    # Given a connected subscription
+    sid = create_subscription(admin)["subscription_id"]
+    assert connect(admin, browser, sid).status_code == 200
+
+    # When an operator revokes it, Zoho confirming
+    with counted_calls(aws.dynamodb(), "UpdateItem") as writes:
+        assert admin.post(f"/admin/subscriptions/{sid}/revoke").status_code == 200
+
+    # Then: the lease taken, the disconnection (which lets the lease go in the same write), the lease
+    # taken again to revoke at Zoho, and let go; a write that let the lease go is not followed by another
+    assert [" ".join(write["UpdateExpression"].split()[:2]) for write in writes] == [
+        "SET lease_owner",
+        "SET #status",
+        "SET lease_owner",
+        "REMOVE lease_owner,",
+    ]
