@@ -20,11 +20,11 @@ from aws_calls import failing_once
 from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 from botocore.exceptions import ClientError
 from flow import logged_once
-from stored import expire_token, stored_secret
+from stored import edit_secret, expire_token, stored_secret
 
 from broker_local.scheduler import sqs_event
 from broker_local.zoho_standin import ZohoStandIn
-from tests.clocks import Jitter
+from tests.clocks import Jitter, VirtualClock
 from tests.integration.test_refresh import _connected, _invoke, _view, _works
 from zoho_broker.logic import refresh, schedule
 from zoho_broker.models import RefreshResult
@@ -247,6 +247,34 @@ def test_an_announcement_eventbridge_refuses_is_logged_with_its_detail_type(
     ]
     assert line["level"] == "ERROR"
     assert line["detail_type"] == "SubscriptionNeedsReauthentication"
+
+
+def test_an_announcement_eventbridge_answers_with_a_failed_entry_is_logged_and_counted(
+    admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn, services: Services
+) -> None:
+    # Given a subscription Zoho no longer honours, and EventBridge answering 200 with its one entry
+    # failed (as it does per entry, for example when throttled inside)
+    sid = _connected(admin, browser)
+    zoho.revoke_all()
+    events = aws.events()
+    event = f"after-call.{events.meta.service_model.service_id.hyphenize()}.PutEvents"
+
+    def failed_entry(parsed: dict[str, Any], **_: Any) -> None:
+        parsed["FailedEntryCount"] = 1
+        parsed["Entries"] = [{"ErrorCode": "InternalFailure", "ErrorMessage": "injected by the test"}]
+
+    metrics.clear_metrics()
+    events.meta.events.register(event, failed_entry, unique_id="failed-entry")
+    try:
+        outcome = refresh.refresh(services, sid, force=True)
+        failures = dict(metrics.metric_set).get("AnnouncementFailed")
+    finally:
+        events.meta.events.unregister(event, unique_id="failed-entry")
+
+    # Then the flag stands, and the lost event is logged and counted
+    assert outcome.result == RefreshResult.NEEDS_REAUTHENTICATION
+    assert _view(admin, sid)["status"] == "needs_reauthentication"
+    assert failures is not None and (failures["Unit"], failures["Value"]) == ("Count", [1.0])
 
 
 def test_a_refresh_while_the_write_budget_fails_still_stores_the_token_and_logs_which_subscription(
@@ -494,3 +522,77 @@ def test_a_result_write_that_keeps_failing_is_put_right_by_the_next_visit(
     assert zoho.token_call_count == calls
     visited_at = int(visit_started)
     assert sid not in list(services.subscriptions.due_for_refresh(due_before=visited_at))
+
+
+def test_refresh_now_while_secrets_manager_refuses_writes_says_try_again_and_keeps_the_token(
+    admin: httpx.Client, browser: httpx.Client, services: Services, refusals: Refusals
+) -> None:
+    # Given a connected subscription, and Secrets Manager throttling every write
+    sid = _connected(admin, browser)
+    before = stored_secret(services, sid)
+
+    def always(**_: Any) -> None:
+        raise _throttled()
+
+    refusals.on(aws.secretsmanager(), "PutSecretValue", always)
+
+    # When an operator forces a refresh
+    answer = admin.post(f"/admin/subscriptions/{sid}/refresh")
+    refusals.clear()
+
+    # Then try again (503), and the stored token is the one it was
+    assert (answer.status_code, answer.json()) == (
+        503,
+        {
+            "error": "busy",
+            "message": "Secrets Manager is busy with other writes; nothing changed, try again in a few seconds.",
+        },
+    )
+    assert stored_secret(services, sid) == before
+    assert admin.post(f"/admin/subscriptions/{sid}/refresh").status_code == 200
+
+
+def test_a_queued_refresh_runs_for_a_subscription_due_this_second_and_skips_one_due_the_next(
+    admin: httpx.Client, browser: httpx.Client, services: Services, zoho: ZohoStandIn
+) -> None:
+    # Given time standing still half-way through a second, and two subscriptions about to run out:
+    # one due at this second, one at the next
+    now = float(int(time.time())) + 0.5
+    services.clock = VirtualClock(now)
+    this_second, next_second = _connected(admin, browser, name="Now"), _connected(admin, browser, name="Next")
+    expire_token(services, this_second, seconds_left=120, now=now + 1)  # due at int(now)
+    expire_token(services, next_second, seconds_left=120, now=now + 2)  # due at int(now) + 1
+    calls = zoho.token_call_count
+
+    # When the worker takes a queued message for each
+    ran = refresh.refresh_queued(services, this_second)
+    skipped = refresh.refresh_queued(services, next_second)
+
+    # Then the one due now is refreshed, and the other is left for its time
+    assert (ran.result, skipped.result) == (RefreshResult.REFRESHED, RefreshResult.NOT_DUE)
+    assert zoho.token_call_count == calls + 1
+
+
+def test_a_token_with_exactly_five_minutes_left_is_refreshed_before_it_is_handed_out(
+    admin: httpx.Client,
+    browser: httpx.Client,
+    services: Services,
+    zoho: ZohoStandIn,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given time standing still, and a stored token that runs out exactly five minutes from now
+    sid = _connected(admin, browser)
+    now = datetime.now(UTC).replace(microsecond=0)
+    services.clock = VirtualClock(now.timestamp())
+    monkeypatch.setattr(refresh, "utc_now", lambda: now)
+    edit_secret(services, sid, access_token_expires_at=now + timedelta(minutes=5))
+    old = stored_secret(services, sid)["access_token"]
+    calls = zoho.token_call_count
+
+    # When a sync job asks for a token
+    vended = refresh.vend_token(services, sid)
+
+    # Then it gets a new one: a token handed out always has more than five minutes left
+    assert zoho.token_call_count == calls + 1
+    assert vended.access_token != old
+    assert vended.expires_at > now + timedelta(minutes=5)
