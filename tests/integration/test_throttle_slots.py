@@ -145,6 +145,39 @@ def test_a_call_that_comes_at_its_turn_costs_one_write_to_start_and_one_to_relea
     assert throttle.store.calls - counted == 2
 
 
+def test_a_call_before_its_turn_reserves_it_in_one_write_and_takes_its_slot_at_the_turn(
+    instances: tuple[Throttle, Throttle], clock: VirtualClock
+) -> None:
+    # Given a subscription whose turns are 0.25 s apart, and a call just made (which made its item)
+    throttle, _ = instances
+    four_a_second = Throttling(requests_per_minute=241, max_concurrent_requests=5)
+    throttle.release(throttle.acquire(SUBSCRIPTION, four_a_second, wait_seconds=0))
+    counted, began = throttle.store.calls, clock.now
+
+    # When the next call comes at once, willing to wait a second
+    throttle.release(throttle.acquire(SUBSCRIPTION, four_a_second, wait_seconds=1))
+
+    # Then it waited for its turn: one write reserved it, one took the slot then, one freed it
+    assert 0.24 <= clock.now - began <= 0.25
+    assert throttle.store.calls - counted == 3
+
+
+def test_an_instance_making_the_item_another_made_first_leaves_its_claims(
+    stack: Stack, instances: tuple[Throttle, Throttle], clock: VirtualClock
+) -> None:
+    # Given a call under way; the other instance found no item a moment before the first made it
+    first, second = instances
+    first.acquire(SUBSCRIPTION, ONE_SLOT, wait_seconds=0)
+    claims = _slots(stack)
+
+    # When that instance makes the item too
+    second.store.create(SUBSCRIPTION, int(clock.now * 1_000_000))
+
+    # Then nothing fails, and the call under way still holds its slot
+    assert _slots(stack) == claims
+    assert len(claims) == 1
+
+
 def test_a_dead_claim_another_caller_removed_first_is_no_error(
     stack: Stack, instances: tuple[Throttle, Throttle], clock: VirtualClock
 ) -> None:
