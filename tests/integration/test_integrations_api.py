@@ -11,7 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-from aws_calls import dynamodb_pages_of
+from aws_calls import dynamodb_pages_of, on_call
 from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 from flow import connect, connect_link, create_subscription, decide_at_zoho, open_link, page_title
 
@@ -20,6 +20,7 @@ from tests.seeds import SEED_COMMERCE_TEMPLATE
 from zoho_broker.errors import Conflict
 from zoho_broker.models import Subscription, utc_now
 from zoho_broker.services import get_services
+from zoho_broker.store import aws
 
 CRM_TEMPLATE = (
     "https://accounts.zoho.com/oauth/v2/auth?scope={Scopes}&client_id={Client_Id}&response_type=code"
@@ -369,6 +370,27 @@ def test_two_edits_from_the_same_read_cannot_both_be_stored(broker_env: dict[str
         catalogue.store.put(read.model_copy(update={"name": "Second"}), read_revision=read.revision)
 
     assert catalogue.get("zoho-crm").name == "First"
+
+
+def test_renaming_a_subscription_while_an_operator_saves_its_integration_lands(admin: httpx.Client) -> None:
+    # Given a subscription staying on its version
+    sid = create_subscription(admin, name="Before")["subscription_id"]
+    services = get_services()
+    saved: list[int] = []
+
+    def save_integration(**_: Any) -> None:
+        if not saved:  # another operator saves the integration between the rename's read and its write
+            read = services.catalogue.current("zoho-crm")
+            saved.append(services.catalogue.store.put(read, read_revision=read.revision).revision)
+
+    # When an operator renames it meanwhile
+    with on_call(aws.dynamodb(), "TransactWriteItems", save_integration, name="save-integration"):
+        renamed = admin.patch(f"/admin/subscriptions/{sid}", json={"name": "After"})
+
+    # Then the rename lands: only a change of version depends on the integration as it was read
+    assert saved, "the rename wrote no transaction"
+    assert (renamed.status_code, renamed.json()["name"]) == (200, "After")
+    assert admin.get(f"/admin/subscriptions/{sid}").json()["name"] == "After"
 
 
 def test_a_version_marked_for_deletion_after_it_was_read_takes_no_subscription(
