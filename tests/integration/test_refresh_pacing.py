@@ -11,6 +11,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from typing import Any
 
 import boto3
@@ -596,3 +597,26 @@ def test_a_token_with_exactly_five_minutes_left_is_refreshed_before_it_is_handed
     assert zoho.token_call_count == calls + 1
     assert vended.access_token != old
     assert vended.expires_at > now + timedelta(minutes=5)
+
+
+def test_a_throttled_secret_write_is_tried_again_after_doubling_pauses_until_the_wait_runs_out(
+    admin: httpx.Client, browser: httpx.Client, services: Services, refusals: Refusals
+) -> None:
+    # Given Secrets Manager throttling every write
+    sid = _connected(admin, browser)
+    expire_token(services, sid, seconds_left=600)
+    attempts: list[float] = []
+
+    def always(**_: Any) -> None:
+        attempts.append(services.clock.time())
+        raise _throttled()
+
+    refusals.on(aws.secretsmanager(), "PutSecretValue", always)
+
+    # When the refresher refreshes it (its wait for a write: 20 s)
+    outcome = refresh.refresh(services, sid)
+
+    # Then each try waits twice as long as the one before, and none starts a pause past the wait
+    assert outcome.result == RefreshResult.DEFERRED
+    pauses = [later - earlier for earlier, later in pairwise(attempts)]
+    assert pauses == pytest.approx([0.25, 0.5, 1.0, 2.0, 4.0, 8.0], abs=0.2)
