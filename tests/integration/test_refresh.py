@@ -433,8 +433,10 @@ def test_token_vending_refuses_subscriptions_that_are_not_connected(admin: httpx
 
     answer = admin.get(f"/admin/subscriptions/{sid}/token")
 
-    assert answer.status_code == 409
-    assert "not connected" in answer.json()["message"]
+    assert (answer.status_code, answer.json()) == (
+        409,
+        {"error": "not_connected", "message": "The subscription is not connected yet: send a connect link."},
+    )
     assert admin.get("/admin/subscriptions/sub_0000000000000000/token").status_code == 404
     assert admin.post(f"/admin/subscriptions/{sid}/refresh").status_code == 409
 
@@ -561,6 +563,10 @@ def test_one_broken_subscription_does_not_stop_the_sweep_refreshing_the_others(
 
     assert summary == {"due": 2, "refreshed_inline": 1, "queued": 0}
     assert stored_secret(services, healthy)["access_token"] != before
+    # and the broken one is flagged, saying why (the API answers 409 secret_unreadable for it)
+    flagged = services.subscriptions.require(broken)
+    assert (flagged.status, flagged.last_error) == ("needs_reauthentication", "secret_unreadable")
+    assert admin.get(f"/admin/subscriptions/{broken}").json()["error"] == "secret_unreadable"
 
 
 @pytest.mark.parametrize("missing", ["the refresh token", "the data centre"])
