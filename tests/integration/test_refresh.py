@@ -14,7 +14,7 @@ from typing import Any
 import boto3
 import httpx
 import pytest
-from aws_calls import failing_once
+from aws_calls import counted_calls, failing_once
 from flow import connect, create_subscription, logged_once
 from stored import Announcements, edit_secret, expire_token, stored_secret
 
@@ -587,9 +587,12 @@ def test_a_connection_missing_half_of_what_a_refresh_needs_is_skipped_without_ca
     calls = zoho.token_call_count
 
     # When the refresher visits it
-    outcome = refresh.refresh(services, sid, force=True)
+    with counted_calls(aws.dynamodb(), "UpdateItem") as writes:
+        outcome = refresh.refresh(services, sid, force=True)
 
-    # Then Zoho is not asked for a token, and the subscription leaves the refresh index
+    # Then Zoho is not asked for a token, and the subscription leaves the refresh index in the write
+    # that lets the lease go (two writes in all)
     assert (outcome.result, outcome.error) == (RefreshResult.SKIPPED, "not connected")
     assert zoho.token_call_count == calls
+    assert len(writes) == 2
     assert sid not in set(services.subscriptions.due_for_refresh(due_before=2**40))
