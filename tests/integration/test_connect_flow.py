@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 import boto3
 import httpx
 import pytest
-from aws_calls import failing_once
+from aws_calls import counted_calls, failing_once
 from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 from botocore.exceptions import ClientError
 from flow import (
@@ -498,3 +498,18 @@ def test_opening_or_previewing_a_connect_link_uses_nothing_up(
     assert "script-src" not in policy
     assert "default-src 'none'" in policy
     assert open_link(browser, link).status_code == 302  # the person's Continue still works, once
+
+
+def test_every_item_a_connection_reads_is_read_strongly_consistent(
+    admin: httpx.Client, browser: httpx.Client
+) -> None:
+    # DynamoDB answers from a possibly stale copy unless asked not to, and a link or sign-in is read
+    # moments after it was written. Moto always reads the latest, so the requests must say it.
+    sid = create_subscription(admin)["subscription_id"]
+
+    with counted_calls(aws.dynamodb(), "GetItem") as reads:
+        assert connect(admin, browser, sid).status_code == 200
+
+    read = {call["Key"]["pk"]["S"].partition("#")[0] for call in reads}
+    assert {"link", "sub"} <= read
+    assert [call["Key"]["pk"]["S"] for call in reads if call.get("ConsistentRead") is not True] == []

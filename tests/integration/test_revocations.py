@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import time
 from datetime import datetime
+from typing import Any
 
 import boto3
 import httpx
 import pytest
-from aws_calls import counted_calls
+from aws_calls import counted_calls, on_call
 from flow import connect, create_subscription, logged_once
 from stored import stored_secret
 
@@ -208,3 +209,42 @@ def test_a_revoke_writes_the_subscription_four_times(
         "SET lease_owner",
         "REMOVE lease_owner,",
     ]
+
+
+def test_a_revoke_whose_lease_another_took_over_says_try_again_and_leaves_the_connection(
+    admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn, services: Services
+) -> None:
+    # Given a connected subscription, and its lease taken over (it ran out) while the revoke wrote the
+    # secret
+    sid = create_subscription(admin)["subscription_id"]
+    assert connect(admin, browser, sid).status_code == 200
+    before = stored_secret(services, sid)
+    table = services.settings.subscriptions_table
+    taken: list[bool] = []
+
+    def take_over(**_: Any) -> None:
+        if not taken:
+            taken.append(True)
+            boto3.client("dynamodb").update_item(
+                TableName=table,
+                Key={"pk": {"S": f"sub#{sid}"}},
+                UpdateExpression="SET lease_owner = :other",
+                ExpressionAttributeValues={":other": {"S": "refresh:someone-else"}},
+            )
+
+    # When an operator revokes it
+    with on_call(aws.secretsmanager(), "PutSecretValue", take_over, name="take-over"):
+        answer = admin.post(f"/admin/subscriptions/{sid}/revoke")
+
+    # Then try again, and the connection is as it was, its tokens still working
+    assert (answer.status_code, answer.json()) == (
+        503,
+        {
+            "error": "busy",
+            "message": "The lease ran out and another refresh took the subscription over; "
+            "try again in a few seconds.",
+        },
+    )
+    assert admin.get(f"/admin/subscriptions/{sid}").json()["status"] == "connected"
+    assert stored_secret(services, sid)["refresh_token"] == before["refresh_token"]
+    assert before["refresh_token"] in zoho.live_refresh_tokens(OLD_CLIENT)
