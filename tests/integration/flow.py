@@ -99,6 +99,12 @@ def page_message(response: httpx.Response) -> str:
     return html.unescape(match.group(1)) if match else ""
 
 
+def refusal(response: httpx.Response) -> tuple[int, str, str]:
+    """An admin API error as the operator reads it: status, error code and message."""
+    body = response.json()
+    return response.status_code, body["error"], body["message"]
+
+
 def logged_once(caplog: pytest.LogCaptureFixture, message: str) -> dict[str, Any]:
     """The fields of the one record logged with ``message``, as an operator's log query finds it."""
     lines = [vars(record) for record in caplog.records if record.getMessage() == message]

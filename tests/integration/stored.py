@@ -84,3 +84,13 @@ class Announcements:
             self.received.append(json.loads(message["Body"]))
             self._sqs.delete_message(QueueUrl=self._url, ReceiptHandle=message["ReceiptHandle"])
         return self.received
+
+
+def take_over_lease(services: Services, subscription_id: str) -> None:
+    """Another refresher holds the subscription's lease now (this caller's ran out meanwhile)."""
+    boto3.client("dynamodb").update_item(
+        TableName=services.settings.subscriptions_table,
+        Key={"pk": {"S": f"sub#{subscription_id}"}},
+        UpdateExpression="SET lease_owner = :other",
+        ExpressionAttributeValues={":other": {"S": "refresh:someone-else"}},
+    )

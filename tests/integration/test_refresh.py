@@ -15,7 +15,7 @@ import boto3
 import httpx
 import pytest
 from aws_calls import counted_calls, failing_once
-from flow import connect, create_subscription, logged_once
+from flow import connect, create_subscription, logged_once, refusal
 from stored import Announcements, edit_secret, expire_token, stored_secret
 
 from broker_local.functions import function_entry
@@ -433,9 +433,10 @@ def test_token_vending_refuses_subscriptions_that_are_not_connected(admin: httpx
 
     answer = admin.get(f"/admin/subscriptions/{sid}/token")
 
-    assert (answer.status_code, answer.json()) == (
+    assert refusal(answer) == (
         409,
-        {"error": "not_connected", "message": "The subscription is not connected yet: send a connect link."},
+        "not_connected",
+        "The subscription is not connected yet: send a connect link.",
     )
     assert admin.get("/admin/subscriptions/sub_0000000000000000/token").status_code == 404
     assert admin.post(f"/admin/subscriptions/{sid}/refresh").status_code == 409

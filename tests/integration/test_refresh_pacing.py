@@ -20,8 +20,8 @@ import pytest
 from aws_calls import failing_once
 from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 from botocore.exceptions import ClientError
-from flow import logged_once
-from stored import edit_secret, expire_token, stored_secret
+from flow import logged_once, refusal
+from stored import edit_secret, expire_token, stored_secret, take_over_lease
 
 from broker_local.scheduler import sqs_event
 from broker_local.zoho_standin import ZohoStandIn
@@ -420,16 +420,10 @@ def test_a_lost_lease_is_reported_as_such_and_the_new_token_is_kept(
 ) -> None:
     sid = _connected(admin, browser)
     expire_token(services, sid, seconds_left=120)
-    table = services.settings.subscriptions_table
 
     def lease_taken_over(**_: Any) -> None:
         # The lease ran out while Zoho answered slowly, and another refresher took it.
-        boto3.client("dynamodb").update_item(
-            TableName=table,
-            Key={"pk": {"S": f"sub#{sid}"}},
-            UpdateExpression="SET lease_owner = :other",
-            ExpressionAttributeValues={":other": {"S": "refresh:someone-else"}},
-        )
+        take_over_lease(services, sid)
 
     refusals.on(aws.secretsmanager(), "PutSecretValue", lease_taken_over)
 
@@ -542,12 +536,10 @@ def test_refresh_now_while_secrets_manager_refuses_writes_says_try_again_and_kee
     refusals.clear()
 
     # Then try again (503), and the stored token is the one it was
-    assert (answer.status_code, answer.json()) == (
+    assert refusal(answer) == (
         503,
-        {
-            "error": "busy",
-            "message": "Secrets Manager is busy with other writes; nothing changed, try again in a few seconds.",
-        },
+        "busy",
+        "Secrets Manager is busy with other writes; nothing changed, try again in a few seconds.",
     )
     assert stored_secret(services, sid) == before
     assert admin.post(f"/admin/subscriptions/{sid}/refresh").status_code == 200

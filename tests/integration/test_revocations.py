@@ -12,8 +12,8 @@ import boto3
 import httpx
 import pytest
 from aws_calls import counted_calls, on_call
-from flow import connect, create_subscription, logged_once
-from stored import stored_secret
+from flow import connect, create_subscription, logged_once, refusal
+from stored import stored_secret, take_over_lease
 
 from broker_local.zoho_standin import ZohoStandIn
 from zoho_broker.logic import refresh
@@ -169,13 +169,11 @@ def test_deleting_while_zoho_does_not_confirm_the_revocation_says_try_again_and_
 
     # Then: try again (503, a passing condition); disconnected but kept, the token recorded, and the
     # refresher due back for it after the first backoff (1 to 2 minutes)
-    assert (refused.status_code, refused.json()) == (
+    assert refusal(refused) == (
         503,
-        {
-            "error": "zoho_error",
-            "message": "The subscription is disconnected, but Zoho did not confirm revoking its refresh "
-            "token; try again in a few minutes.",
-        },
+        "zoho_error",
+        "The subscription is disconnected, but Zoho did not confirm revoking its refresh token; "
+        "try again in a few minutes.",
     )
     view = admin.get(f"/admin/subscriptions/{sid}").json()
     assert (view["status"], view["revocation_pending"]) == ("not_connected", True)
@@ -219,31 +217,22 @@ def test_a_revoke_whose_lease_another_took_over_says_try_again_and_leaves_the_co
     sid = create_subscription(admin)["subscription_id"]
     assert connect(admin, browser, sid).status_code == 200
     before = stored_secret(services, sid)
-    table = services.settings.subscriptions_table
     taken: list[bool] = []
 
     def take_over(**_: Any) -> None:
         if not taken:
             taken.append(True)
-            boto3.client("dynamodb").update_item(
-                TableName=table,
-                Key={"pk": {"S": f"sub#{sid}"}},
-                UpdateExpression="SET lease_owner = :other",
-                ExpressionAttributeValues={":other": {"S": "refresh:someone-else"}},
-            )
+            take_over_lease(services, sid)
 
     # When an operator revokes it
     with on_call(aws.secretsmanager(), "PutSecretValue", take_over, name="take-over"):
         answer = admin.post(f"/admin/subscriptions/{sid}/revoke")
 
     # Then try again, and the connection is as it was, its tokens still working
-    assert (answer.status_code, answer.json()) == (
+    assert refusal(answer) == (
         503,
-        {
-            "error": "busy",
-            "message": "The lease ran out and another refresh took the subscription over; "
-            "try again in a few seconds.",
-        },
+        "busy",
+        "The lease ran out and another refresh took the subscription over; try again in a few seconds.",
     )
     assert admin.get(f"/admin/subscriptions/{sid}").json()["status"] == "connected"
     assert stored_secret(services, sid)["refresh_token"] == before["refresh_token"]
