@@ -29,7 +29,6 @@ LEVELS = {"debug": "DEBUG", "info": "INFO", "warning": "WARNING", "error": "ERRO
 _ROW = re.compile(r"^\| `(?P<message>[^`]+)` \| (?P<level>[A-Z]+) \|(?P<fields>[^|]*)\|")
 _EVENT = re.compile(r"^\| `(?P<detail_type>Subscription[A-Za-z]+)` \|[^|]*\|(?P<keys>[^|]*)\|")
 _FIELD = re.compile(r"(\[?)`([a-z_]+)`")
-_FIELD_NAME = re.compile(r"`([a-z_]+)`")
 # What a LogRecord carries before any ``extra``; logging adds "message" when it formats.
 _STANDARD = {*vars(logging.LogRecord("", 0, "", 0, "", None, None)), "message", "asctime"}
 
@@ -67,7 +66,9 @@ def catalogue() -> dict[str, Entry]:
 def events() -> dict[str, frozenset[str]]:
     """Each event's detail keys, by detail type."""
     rows = (_EVENT.match(line) for line in EVENTS_DOCUMENT.read_text().splitlines())
-    return {row["detail_type"]: frozenset(_FIELD_NAME.findall(row["keys"])) for row in rows if row}
+    return {
+        row["detail_type"]: frozenset(name for _, name in _FIELD.findall(row["keys"])) for row in rows if row
+    }
 
 
 CATALOGUE = catalogue()

@@ -13,11 +13,19 @@ from zoho_broker.store import aws
 
 
 @contextmanager
-def on_call(client: Any, operation: str, hook: Callable[..., None], *, name: str) -> Iterator[None]:
+def on_call(
+    client: Any,
+    operation: str,
+    hook: Callable[..., None],
+    *,
+    name: str,
+    stage: str = "before-parameter-build",
+) -> Iterator[None]:
     """``hook(params=...)`` runs before each ``operation`` call of ``client`` is built, meanwhile: it may
     change the parameters, wait, or raise as the service would. ``name`` with the operation identifies the
-    hook, so hooks of different operations (or names) nest."""
-    event = f"before-parameter-build.{client.meta.service_model.service_id.hyphenize()}.{operation}"
+    hook, so hooks of different operations (or names) nest. ``stage="after-call"``: ``hook(parsed=...)``
+    sees the answer instead, and may change it."""
+    event = f"{stage}.{client.meta.service_model.service_id.hyphenize()}.{operation}"
     unique = f"{name}-{operation}"
     client.meta.events.register(event, hook, unique_id=unique)
     try:

@@ -17,7 +17,7 @@ from typing import Any
 import boto3
 import httpx
 import pytest
-from aws_calls import failing_once
+from aws_calls import failing_once, on_call
 from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 from botocore.exceptions import ClientError
 from flow import logged_once, refusal
@@ -68,6 +68,10 @@ def _throttled(operation: str = "PutSecretValue") -> ClientError:
         },
         operation,
     )
+
+
+def _always_throttled(**_: Any) -> None:
+    raise _throttled()
 
 
 class Refusals:
@@ -147,10 +151,7 @@ def test_writes_throttled_for_longer_are_deferred_without_counting_a_failing_day
     before = stored_secret(services, sid)
     metrics.clear_metrics()
 
-    def always(**_: Any) -> None:
-        raise _throttled()
-
-    refusals.on(aws.secretsmanager(), "PutSecretValue", always)
+    refusals.on(aws.secretsmanager(), "PutSecretValue", _always_throttled)
     outcome = refresh.refresh(services, sid)
     deferrals = dict(metrics.metric_set["RefreshDeferred"])  # before an admin call flushes them
     refusals.clear()
@@ -206,10 +207,7 @@ def test_a_long_backoff_of_deferred_writes_still_retries_before_the_token_runs_o
     )
     monkeypatch.setattr(schedule, "random", Jitter(highest=True))
 
-    def always(**_: Any) -> None:
-        raise _throttled()
-
-    refusals.on(aws.secretsmanager(), "PutSecretValue", always)
+    refusals.on(aws.secretsmanager(), "PutSecretValue", _always_throttled)
     outcome = refresh.refresh(services, sid, force=True)
     refusals.clear()
 
@@ -257,20 +255,15 @@ def test_an_announcement_eventbridge_answers_with_a_failed_entry_is_logged_and_c
     # failed (as it does per entry, for example when throttled inside)
     sid = _connected(admin, browser)
     zoho.revoke_all()
-    events = aws.events()
-    event = f"after-call.{events.meta.service_model.service_id.hyphenize()}.PutEvents"
 
     def failed_entry(parsed: dict[str, Any], **_: Any) -> None:
         parsed["FailedEntryCount"] = 1
         parsed["Entries"] = [{"ErrorCode": "InternalFailure", "ErrorMessage": "injected by the test"}]
 
     metrics.clear_metrics()
-    events.meta.events.register(event, failed_entry, unique_id="failed-entry")
-    try:
+    with on_call(aws.events(), "PutEvents", failed_entry, name="failed-entry", stage="after-call"):
         outcome = refresh.refresh(services, sid, force=True)
         failures = dict(metrics.metric_set).get("AnnouncementFailed")
-    finally:
-        events.meta.events.unregister(event, unique_id="failed-entry")
 
     # Then the flag stands, and the lost event is logged and counted
     assert outcome.result == RefreshResult.NEEDS_REAUTHENTICATION
@@ -526,10 +519,7 @@ def test_refresh_now_while_secrets_manager_refuses_writes_says_try_again_and_kee
     sid = _connected(admin, browser)
     before = stored_secret(services, sid)
 
-    def always(**_: Any) -> None:
-        raise _throttled()
-
-    refusals.on(aws.secretsmanager(), "PutSecretValue", always)
+    refusals.on(aws.secretsmanager(), "PutSecretValue", _always_throttled)
 
     # When an operator forces a refresh
     answer = admin.post(f"/admin/subscriptions/{sid}/refresh")
