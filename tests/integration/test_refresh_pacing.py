@@ -10,6 +10,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from typing import Any
@@ -74,29 +75,18 @@ def _always_throttled(**_: Any) -> None:
     raise _throttled()
 
 
-class Refusals:
-    """Makes the broker's own Secrets Manager or DynamoDB client refuse chosen calls."""
-
-    def __init__(self) -> None:
-        self._hooks: list[tuple[Any, str]] = []
+class Refusals(ExitStack):
+    """Makes the broker's own AWS clients refuse chosen calls, until ``close()`` or the test's end."""
 
     def on(self, client: Any, operation: str, hook: Any) -> None:
         """``hook(params=...)`` sees the call's parameters before the call is made; raising refuses it."""
-        event = f"before-parameter-build.{client.meta.service_model.service_id.hyphenize()}.{operation}"
-        client.meta.events.register(event, hook, unique_id=f"refusal-{operation}")
-        self._hooks.append((client, event))
-
-    def clear(self) -> None:
-        for client, event in self._hooks:
-            client.meta.events.unregister(event, unique_id=f"refusal-{event.rsplit('.', 1)[-1]}")
-        self._hooks.clear()
+        self.enter_context(on_call(client, operation, hook, name="refusal"))
 
 
 @pytest.fixture
 def refusals() -> Iterator[Refusals]:
-    made = Refusals()
-    yield made
-    made.clear()
+    with Refusals() as made:
+        yield made
 
 
 def _due_record(services: Services, subscription_id: str) -> dict[str, Any]:
@@ -154,7 +144,7 @@ def test_writes_throttled_for_longer_are_deferred_without_counting_a_failing_day
     refusals.on(aws.secretsmanager(), "PutSecretValue", _always_throttled)
     outcome = refresh.refresh(services, sid)
     deferrals = dict(metrics.metric_set["RefreshDeferred"])  # before an admin call flushes them
-    refusals.clear()
+    refusals.close()
 
     assert outcome.result == RefreshResult.DEFERRED
     assert outcome.error == "secret_write_throttled"
@@ -209,7 +199,7 @@ def test_a_long_backoff_of_deferred_writes_still_retries_before_the_token_runs_o
 
     refusals.on(aws.secretsmanager(), "PutSecretValue", _always_throttled)
     outcome = refresh.refresh(services, sid, force=True)
-    refusals.clear()
+    refusals.close()
 
     assert outcome.result == RefreshResult.DEFERRED
     view = _view(admin, sid)
@@ -495,7 +485,7 @@ def test_a_result_write_that_keeps_failing_is_put_right_by_the_next_visit(
     refusals.on(aws.dynamodb(), "UpdateItem", refuse_results)
     with pytest.raises(ClientError):
         refresh.refresh(services, sid)
-    refusals.clear()
+    refusals.close()
     calls = zoho.token_call_count
     boto3.client("dynamodb").update_item(  # the lease runs out (60 s)
         TableName=services.settings.subscriptions_table,
@@ -523,7 +513,7 @@ def test_refresh_now_while_secrets_manager_refuses_writes_says_try_again_and_kee
 
     # When an operator forces a refresh
     answer = admin.post(f"/admin/subscriptions/{sid}/refresh")
-    refusals.clear()
+    refusals.close()
 
     # Then try again (503), and the stored token is the one it was
     assert refusal(answer) == (
