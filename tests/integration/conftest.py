@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
-from flow import connect, create_subscription
+from flow import connected as connected_subscription
 from stored import Announcements
 
 from broker_local.template import Stack
@@ -23,15 +24,7 @@ def services(gateway: Any) -> Services:
 @pytest.fixture
 def connected(admin: httpx.Client, browser: httpx.Client) -> Callable[..., str]:
     """Make a subscription and connect it through Zoho's consent page; returns its id."""
-
-    def make(data_centre: str = "eu", **fields: Any) -> str:
-        subscription = create_subscription(admin, **fields)
-        sid = str(subscription["subscription_id"])
-        answer = connect(admin, browser, sid, data_centre=data_centre)
-        assert answer.status_code == 200, answer.text
-        return sid
-
-    return make
+    return functools.partial(connected_subscription, admin, browser)
 
 
 @pytest.fixture

@@ -88,6 +88,14 @@ def connect(
     return browser.get(callback_url)
 
 
+def connected(admin: httpx.Client, browser: httpx.Client, data_centre: str = "eu", **fields: Any) -> str:
+    """A new subscription (``fields`` over the defaults) that a person connected; its id."""
+    subscription_id = str(create_subscription(admin, **fields)["subscription_id"])
+    answer = connect(admin, browser, subscription_id, data_centre=data_centre)
+    assert answer.status_code == 200, answer.text
+    return subscription_id
+
+
 def page_title(response: httpx.Response) -> str:
     match = re.search(r"<h1>(.*?)</h1>", response.text)
     return match.group(1) if match else ""

@@ -6,7 +6,7 @@ from typing import Any
 
 import httpx
 
-from tests.integration.flow import connect, create_subscription
+from tests.integration import flow
 
 ORGANIZATION = "4000000001"  # the stand-in's first account's organization
 
@@ -14,7 +14,4 @@ ORGANIZATION = "4000000001"  # the stand-in's first account's organization
 def connected(admin: httpx.Client, browser: httpx.Client, **fields: Any) -> str:
     # A rate that lets a test's calls follow each other at once, unless the test is about the rate.
     fields.setdefault("throttling", {"requests_per_minute": 60_000, "max_concurrent_requests": 10})
-    subscription = create_subscription(admin, **fields)
-    sid = str(subscription["subscription_id"])
-    assert connect(admin, browser, sid, data_centre="eu").status_code == 200
-    return sid
+    return flow.connected(admin, browser, **fields)

@@ -15,7 +15,7 @@ import boto3
 import httpx
 import pytest
 from aws_calls import counted_calls, failing_once
-from flow import connect, create_subscription, logged_once, refusal
+from flow import connect, connected, create_subscription, logged_once, refusal
 from stored import Announcements, edit_secret, expire_token, stored_secret
 
 from broker_local.functions import function_entry
@@ -31,14 +31,6 @@ from zoho_broker.services import Services
 from zoho_broker.store import aws
 
 
-def _connected(admin: httpx.Client, browser: httpx.Client, data_centre: str = "eu", **fields: Any) -> str:
-    subscription = create_subscription(admin, **fields)
-    assert (
-        connect(admin, browser, subscription["subscription_id"], data_centre=data_centre).status_code == 200
-    )
-    return str(subscription["subscription_id"])
-
-
 def _view(admin: httpx.Client, subscription_id: str) -> dict[str, Any]:
     answer: dict[str, Any] = admin.get(f"/admin/subscriptions/{subscription_id}").json()
     return answer
@@ -51,7 +43,7 @@ def _works(zoho: ZohoStandIn, data_centre: str, access_token: str) -> bool:
 def test_a_due_subscription_is_refreshed_and_keeps_its_refresh_token(
     admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn, services: Services
 ) -> None:
-    sid = _connected(admin, browser)
+    sid = connected(admin, browser)
     before = stored_secret(services, sid)
     expire_token(services, sid, seconds_left=60)
 
@@ -83,7 +75,7 @@ def test_a_result_write_dynamodb_throttles_is_retried_and_the_refresh_recorded(
 ) -> None:
     # Given a due subscription, and DynamoDB throttling the write that records the refresh, once
     caplog.set_level(logging.INFO)
-    sid = _connected(admin, browser)
+    sid = connected(admin, browser)
     expire_token(services, sid, seconds_left=60)
     with failing_once(
         aws.dynamodb(),
@@ -106,7 +98,7 @@ def test_a_result_write_dynamodb_throttles_is_retried_and_the_refresh_recorded(
 def test_two_refreshers_racing_for_one_subscription_refresh_it_once(
     admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn, services: Services
 ) -> None:
-    sid = _connected(admin, browser)
+    sid = connected(admin, browser)
     expire_token(services, sid, seconds_left=60)
     calls_before = zoho.token_call_count
     zoho.set_latency(0.5)
@@ -135,7 +127,7 @@ def test_many_racers_for_one_lease_take_it_once(
     admin: httpx.Client, browser: httpx.Client, services: Services
 ) -> None:
     """The lease is one conditional write; whoever loses the race sees it taken, as in DynamoDB."""
-    sid = _connected(admin, browser)
+    sid = connected(admin, browser)
     racers, rounds = 8, 20
     winners: list[list[str]] = [[] for _ in range(rounds)]
     barrier = threading.Barrier(racers, timeout=30)
@@ -182,7 +174,7 @@ def test_zoho_down_for_a_while_backs_off_then_recovers_without_anyone_acting(
     fault: str,
     error: str,
 ) -> None:
-    sid = _connected(admin, browser)
+    sid = connected(admin, browser)
     before = stored_secret(services, sid)
     expire_token(services, sid, seconds_left=60)
     zoho.inject_fault(fault, count=2)
@@ -224,7 +216,7 @@ def test_failing_on_too_many_days_asks_for_re_authentication_and_announces_it(
     services: Services,
     announcements: Announcements,
 ) -> None:
-    sid = _connected(admin, browser)
+    sid = connected(admin, browser)
     expire_token(services, sid, seconds_left=60)
     yesterday = (date.today() - timedelta(days=1)).isoformat()
     boto3.client("dynamodb").update_item(
@@ -255,7 +247,7 @@ def test_a_revoked_refresh_token_flags_the_subscription_at_once_and_reconnecting
     services: Services,
     announcements: Announcements,
 ) -> None:
-    sid = _connected(admin, browser, name="Revoked Co")
+    sid = connected(admin, browser, name="Revoked Co")
     secret = stored_secret(services, sid)
     expire_token(services, sid, seconds_left=60)
     zoho.revoke_all()
@@ -292,7 +284,7 @@ def test_a_revoked_refresh_token_flags_the_subscription_at_once_and_reconnecting
 def test_a_refresh_answer_without_api_domain_keeps_the_stored_one(
     admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn, services: Services
 ) -> None:
-    sid = _connected(admin, browser)
+    sid = connected(admin, browser)
     before = stored_secret(services, sid)
     expire_token(services, sid, seconds_left=60)
     zoho.inject_fault("no_api_domain")
@@ -309,7 +301,7 @@ def test_a_refresh_answer_naming_another_api_domain_replaces_the_stored_one(
     admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn, services: Services
 ) -> None:
     # Given a connection whose stored API domain Zoho no longer answers with
-    sid = _connected(admin, browser)
+    sid = connected(admin, browser)
     edit_secret(services, sid, api_domain="https://www.zohoapis.example")
     expire_token(services, sid, seconds_left=60)
 
@@ -328,8 +320,8 @@ def _invoke(function_id: str, event: dict[str, Any]) -> Any:
 def test_the_worker_reports_only_the_messages_that_failed(
     admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn, services: Services
 ) -> None:
-    good = _connected(admin, browser, name="Good")
-    fresh = _connected(admin, browser, name="Fresh")
+    good = connected(admin, browser, name="Good")
+    fresh = connected(admin, browser, name="Fresh")
     expire_token(services, good, seconds_left=60)
     tokens = {sid: stored_secret(services, sid)["access_token"] for sid in (good, fresh)}
     bodies = [
@@ -362,8 +354,8 @@ def test_the_scheduled_sweep_finds_due_subscriptions_by_index_and_fans_out_throu
     stack: Stack,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    due = [_connected(admin, browser, name=f"Due {n}") for n in range(3)]
-    not_due = _connected(admin, browser, name="Not due")
+    due = [connected(admin, browser, name=f"Due {n}") for n in range(3)]
+    not_due = connected(admin, browser, name="Not due")
     never_connected = create_subscription(admin, name="Never connected")["subscription_id"]
     for sid in due:
         expire_token(services, sid, seconds_left=120)
@@ -389,7 +381,7 @@ def test_the_scheduled_sweep_finds_due_subscriptions_by_index_and_fans_out_throu
 def test_a_small_sweep_refreshes_inline(
     admin: httpx.Client, browser: httpx.Client, services: Services, stack: Stack
 ) -> None:
-    sid = _connected(admin, browser)
+    sid = connected(admin, browser)
     expire_token(services, sid, seconds_left=120)
 
     summary = _invoke("RefresherFunction", {"source": "aws.events", "detail-type": "Scheduled Event"})
@@ -407,7 +399,7 @@ def test_a_small_sweep_refreshes_inline(
 def test_token_vending_hands_out_a_fresh_token_and_refreshes_only_when_needed(
     admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn, services: Services
 ) -> None:
-    sid = _connected(admin, browser)
+    sid = connected(admin, browser)
     calls = zoho.token_call_count
 
     fresh = admin.get(f"/admin/subscriptions/{sid}/token")
@@ -428,7 +420,7 @@ def test_token_vending_hands_out_a_fresh_token_and_refreshes_only_when_needed(
     assert _works(zoho, "eu", renewed["access_token"])
 
 
-def test_token_vending_refuses_subscriptions_that_are_not_connected(admin: httpx.Client) -> None:
+def test_token_vending_refuses_subscriptions_that_are_notconnected(admin: httpx.Client) -> None:
     sid = create_subscription(admin)["subscription_id"]
 
     answer = admin.get(f"/admin/subscriptions/{sid}/token")
@@ -445,7 +437,7 @@ def test_token_vending_refuses_subscriptions_that_are_not_connected(admin: httpx
 def test_refresh_now_forces_a_refresh(
     admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn, services: Services
 ) -> None:
-    sid = _connected(admin, browser)
+    sid = connected(admin, browser)
     before = stored_secret(services, sid)["access_token"]
 
     answer = admin.post(f"/admin/subscriptions/{sid}/refresh")
@@ -458,7 +450,7 @@ def test_refresh_now_forces_a_refresh(
 def test_revoke_disconnects_at_zoho_and_keeps_the_subscription_for_reconnecting(
     admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn, services: Services
 ) -> None:
-    sid = _connected(admin, browser)
+    sid = connected(admin, browser)
     old = stored_secret(services, sid)
 
     answer = admin.post(f"/admin/subscriptions/{sid}/revoke")
@@ -479,7 +471,7 @@ def test_revoke_disconnects_at_zoho_and_keeps_the_subscription_for_reconnecting(
 def test_revoke_when_zoho_is_down_disconnects_and_the_refresher_revokes_later(
     admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn, services: Services
 ) -> None:
-    sid = _connected(admin, browser)
+    sid = connected(admin, browser)
     before = stored_secret(services, sid)
     zoho.inject_fault("server_error")
 
@@ -502,7 +494,7 @@ def test_revoke_when_zoho_is_down_disconnects_and_the_refresher_revokes_later(
 def test_reconnecting_revokes_the_replaced_refresh_token(
     admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn, services: Services
 ) -> None:
-    sid = _connected(admin, browser)
+    sid = connected(admin, browser)
     first = stored_secret(services, sid)
 
     assert connect(admin, browser, sid, data_centre="eu").status_code == 200
@@ -523,7 +515,7 @@ def test_reconnecting_revokes_the_replaced_refresh_token(
 def test_deleting_a_connected_subscription_revokes_its_refresh_token_at_zoho(
     admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn, services: Services
 ) -> None:
-    sid = _connected(admin, browser)
+    sid = connected(admin, browser)
     access_token = stored_secret(services, sid)["access_token"]
 
     assert admin.delete(f"/admin/subscriptions/{sid}").status_code == 204
@@ -535,7 +527,7 @@ def test_deleting_a_connected_subscription_revokes_its_refresh_token_at_zoho(
 def test_refresh_now_says_when_zoho_fails_instead_of_answering_ok(
     admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn, services: Services
 ) -> None:
-    sid = _connected(admin, browser)
+    sid = connected(admin, browser)
     zoho.inject_fault("unavailable")
 
     failed = admin.post(f"/admin/subscriptions/{sid}/refresh")
@@ -551,8 +543,8 @@ def test_refresh_now_says_when_zoho_fails_instead_of_answering_ok(
 def test_one_broken_subscription_does_not_stop_the_sweep_refreshing_the_others(
     admin: httpx.Client, browser: httpx.Client, services: Services
 ) -> None:
-    broken = _connected(admin, browser, name="Broken")
-    healthy = _connected(admin, browser, name="Healthy")
+    broken = connected(admin, browser, name="Broken")
+    healthy = connected(admin, browser, name="Healthy")
     for sid in (broken, healthy):
         expire_token(services, sid, seconds_left=120)
     before = stored_secret(services, healthy)["access_token"]
@@ -576,7 +568,7 @@ def test_a_connection_missing_half_of_what_a_refresh_needs_is_skipped_without_ca
 ) -> None:
     # Given a connected subscription whose secret lost its refresh token, or whose item its data centre
     # (written by hand, or half of a disconnection)
-    sid = _connected(admin, browser)
+    sid = connected(admin, browser)
     if missing == "the refresh token":
         edit_secret(services, sid, refresh_token=None)
     else:

@@ -21,13 +21,13 @@ import pytest
 from aws_calls import failing_once, on_call
 from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 from botocore.exceptions import ClientError
-from flow import logged_once, refusal
+from flow import connected, logged_once, refusal
 from stored import edit_secret, expire_token, stored_secret, take_over_lease
 
 from broker_local.scheduler import sqs_event
 from broker_local.zoho_standin import ZohoStandIn
 from tests.clocks import Jitter, VirtualClock
-from tests.integration.test_refresh import _connected, _invoke, _view, _works
+from tests.integration.test_refresh import _invoke, _view, _works
 from zoho_broker.logic import refresh, schedule
 from zoho_broker.models import RefreshResult
 from zoho_broker.observability import metrics
@@ -99,7 +99,7 @@ def _due_record(services: Services, subscription_id: str) -> dict[str, Any]:
 def test_throttled_writes_keep_the_token_zoho_minted_and_write_it_later(
     admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn, services: Services, refusals: Refusals
 ) -> None:
-    sid = _connected(admin, browser)
+    sid = connected(admin, browser)
     expire_token(services, sid, seconds_left=120)
     before = stored_secret(services, sid)
     calls_before = zoho.token_call_count
@@ -136,7 +136,7 @@ def test_writes_throttled_for_longer_are_deferred_without_counting_a_failing_day
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO)
-    sid = _connected(admin, browser)
+    sid = connected(admin, browser)
     expire_token(services, sid, seconds_left=600)
     before = stored_secret(services, sid)
     metrics.clear_metrics()
@@ -186,7 +186,7 @@ def test_a_long_backoff_of_deferred_writes_still_retries_before_the_token_runs_o
     refusals: Refusals,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    sid = _connected(admin, browser)
+    sid = connected(admin, browser)
     expire_token(services, sid, seconds_left=1200)
     # Deferred many times already: the backoff's draw alone would wait the full hour (its cap).
     boto3.client("dynamodb").update_item(
@@ -217,7 +217,7 @@ def test_an_announcement_eventbridge_refuses_is_logged_with_its_detail_type(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO)
-    sid = _connected(admin, browser)
+    sid = connected(admin, browser)
     zoho.revoke_all()
 
     def refused(**_: Any) -> None:
@@ -243,7 +243,7 @@ def test_an_announcement_eventbridge_answers_with_a_failed_entry_is_logged_and_c
 ) -> None:
     # Given a subscription Zoho no longer honours, and EventBridge answering 200 with its one entry
     # failed (as it does per entry, for example when throttled inside)
-    sid = _connected(admin, browser)
+    sid = connected(admin, browser)
     zoho.revoke_all()
 
     def failed_entry(parsed: dict[str, Any], **_: Any) -> None:
@@ -265,7 +265,7 @@ def test_a_refresh_while_the_write_budget_fails_still_stores_the_token_and_logs_
     admin: httpx.Client, browser: httpx.Client, services: Services, caplog: pytest.LogCaptureFixture
 ) -> None:
     # Given a token about to run out, and the write budget's table failing (a pacing aid, not a gate)
-    sid = _connected(admin, browser)
+    sid = connected(admin, browser)
     expire_token(services, sid, seconds_left=120)
     before = stored_secret(services, sid)
     budget = services.settings.write_budget_table
@@ -289,7 +289,7 @@ def test_a_refresh_while_the_write_budget_fails_still_stores_the_token_and_logs_
 def test_a_write_refused_for_another_reason_is_a_failure_that_keeps_the_old_secret(
     admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn, services: Services, refusals: Refusals
 ) -> None:
-    sid = _connected(admin, browser)
+    sid = connected(admin, browser)
     expire_token(services, sid, seconds_left=120)
     before = stored_secret(services, sid)
 
@@ -318,7 +318,7 @@ def test_many_concurrent_refreshers_never_write_more_than_the_budget_in_one_seco
     services.clock = SteppingClock()  # shared by the workers, as the region's second is
     # One API Console client each: Zoho grants a client only a few codes a minute.
     due = [
-        _connected(admin, browser, name=f"Paced {n}", client_id=f"1000.PACED{n:014d}") for n in range(workers)
+        connected(admin, browser, name=f"Paced {n}", client_id=f"1000.PACED{n:014d}") for n in range(workers)
     ]
     for sid in due:
         expire_token(services, sid, seconds_left=600)
@@ -372,7 +372,7 @@ def test_many_concurrent_refreshers_never_write_more_than_the_budget_in_one_seco
 def test_a_redelivered_message_for_a_subscription_in_backoff_does_nothing(
     admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn, services: Services
 ) -> None:
-    sid = _connected(admin, browser)
+    sid = connected(admin, browser)
     expire_token(services, sid, seconds_left=600)
     zoho.inject_fault("unavailable")
     assert refresh.refresh(services, sid).result == RefreshResult.FAILED
@@ -401,7 +401,7 @@ def test_a_lost_lease_is_reported_as_such_and_the_new_token_is_kept(
     refusals: Refusals,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    sid = _connected(admin, browser)
+    sid = connected(admin, browser)
     expire_token(services, sid, seconds_left=120)
 
     def lease_taken_over(**_: Any) -> None:
@@ -423,7 +423,7 @@ def test_a_lost_lease_is_reported_as_such_and_the_new_token_is_kept(
 def test_a_subscription_deleted_during_a_refresh_is_still_reported_as_gone(
     admin: httpx.Client, browser: httpx.Client, services: Services, refusals: Refusals
 ) -> None:
-    sid = _connected(admin, browser)
+    sid = connected(admin, browser)
     expire_token(services, sid, seconds_left=120)
     table = services.settings.subscriptions_table
 
@@ -443,7 +443,7 @@ def test_a_subscription_deleted_during_a_refresh_is_still_reported_as_gone(
 def test_a_failed_result_write_is_retried_and_never_leaves_the_subscription_due_now(
     admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn, services: Services, refusals: Refusals
 ) -> None:
-    sid = _connected(admin, browser)
+    sid = connected(admin, browser)
     expire_token(services, sid, seconds_left=120)
     written: list[int] = []
     refused: list[int] = []
@@ -475,7 +475,7 @@ def test_a_result_write_that_keeps_failing_is_put_right_by_the_next_visit(
     admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn, services: Services, refusals: Refusals
 ) -> None:
     # The next visit puts it right without a new token from Zoho.
-    sid = _connected(admin, browser)
+    sid = connected(admin, browser)
     expire_token(services, sid, seconds_left=120)
 
     def refuse_results(params: dict[str, Any], **_: Any) -> None:
@@ -506,7 +506,7 @@ def test_refresh_now_while_secrets_manager_refuses_writes_says_try_again_and_kee
     admin: httpx.Client, browser: httpx.Client, services: Services, refusals: Refusals
 ) -> None:
     # Given a connected subscription, and Secrets Manager throttling every write
-    sid = _connected(admin, browser)
+    sid = connected(admin, browser)
     before = stored_secret(services, sid)
 
     refusals.on(aws.secretsmanager(), "PutSecretValue", _always_throttled)
@@ -532,7 +532,7 @@ def test_a_queued_refresh_runs_for_a_subscription_due_this_second_and_skips_one_
     # one due at this second, one at the next
     now = float(int(time.time())) + 0.5
     services.clock = VirtualClock(now)
-    this_second, next_second = _connected(admin, browser, name="Now"), _connected(admin, browser, name="Next")
+    this_second, next_second = connected(admin, browser, name="Now"), connected(admin, browser, name="Next")
     expire_token(services, this_second, seconds_left=120, now=now + 1)  # due at int(now)
     expire_token(services, next_second, seconds_left=120, now=now + 2)  # due at int(now) + 1
     calls = zoho.token_call_count
@@ -554,7 +554,7 @@ def test_a_token_with_exactly_five_minutes_left_is_refreshed_before_it_is_handed
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Given time standing still, and a stored token that runs out exactly five minutes from now
-    sid = _connected(admin, browser)
+    sid = connected(admin, browser)
     now = datetime.now(UTC).replace(microsecond=0)
     services.clock = VirtualClock(now.timestamp())
     monkeypatch.setattr(refresh, "utc_now", lambda: now)
@@ -575,7 +575,7 @@ def test_a_throttled_secret_write_is_tried_again_after_doubling_pauses_until_the
     admin: httpx.Client, browser: httpx.Client, services: Services, refusals: Refusals
 ) -> None:
     # Given Secrets Manager throttling every write
-    sid = _connected(admin, browser)
+    sid = connected(admin, browser)
     expire_token(services, sid, seconds_left=600)
     attempts: list[float] = []
 

@@ -12,7 +12,7 @@ import boto3
 import httpx
 import pytest
 from aws_calls import counted_calls, on_call
-from flow import connect, create_subscription, logged_once, refusal
+from flow import connected, create_subscription, logged_once, refusal
 from stored import stored_secret, take_over_lease
 
 from broker_local.zoho_standin import ZohoStandIn
@@ -26,8 +26,7 @@ OLD_CLIENT = "1000.CLIENTID0123456789"
 def test_a_disconnect_shows_no_token_or_expiry_any_more_in_the_api_or_the_secret(
     admin: httpx.Client, browser: httpx.Client, services: Services
 ) -> None:
-    sid = create_subscription(admin)["subscription_id"]
-    assert connect(admin, browser, sid).status_code == 200
+    sid = connected(admin, browser, data_centre="us")
     assert admin.get(f"/admin/subscriptions/{sid}").json()["access_token_expires_at"] is not None
 
     revoked = admin.post(f"/admin/subscriptions/{sid}/revoke")
@@ -62,8 +61,7 @@ def test_revoking_again_after_zoho_confirmed_leaves_no_refresher_visit_scheduled
     admin: httpx.Client, browser: httpx.Client, services: Services
 ) -> None:
     # Given a subscription revoked once, Zoho confirming at once
-    sid = create_subscription(admin)["subscription_id"]
-    assert connect(admin, browser, sid).status_code == 200
+    sid = connected(admin, browser, data_centre="us")
     assert admin.post(f"/admin/subscriptions/{sid}/revoke").json()["revocation_pending"] is False
 
     # When an operator revokes it again
@@ -80,8 +78,7 @@ def _client_id_changed_while_zoho_refuses(
 ) -> tuple[str, str, httpx.Response]:
     """A connected subscription whose client id an operator changed while Zoho refused the revocation:
     its id, the old refresh token and the PATCH answer."""
-    sid = create_subscription(admin)["subscription_id"]
-    assert connect(admin, browser, sid).status_code == 200
+    sid = connected(admin, browser, data_centre="us")
     old = stored_secret(services, sid)["refresh_token"]
     zoho.inject_fault("server_error")
     changed = admin.patch(f"/admin/subscriptions/{sid}", json={"client_id": "1000.OTHERCLIENT"})
@@ -158,8 +155,7 @@ def test_deleting_while_zoho_does_not_confirm_the_revocation_says_try_again_and_
     admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn, services: Services
 ) -> None:
     # Given a connected subscription, and Zoho failing the revocation
-    sid = create_subscription(admin)["subscription_id"]
-    assert connect(admin, browser, sid).status_code == 200
+    sid = connected(admin, browser, data_centre="us")
     token = stored_secret(services, sid)["refresh_token"]
     zoho.inject_fault("server_error")
 
@@ -192,8 +188,7 @@ def test_a_revoke_writes_the_subscription_four_times(
     admin: httpx.Client, browser: httpx.Client, services: Services
 ) -> None:
     # Given a connected subscription
-    sid = create_subscription(admin)["subscription_id"]
-    assert connect(admin, browser, sid).status_code == 200
+    sid = connected(admin, browser, data_centre="us")
 
     # When an operator revokes it, Zoho confirming
     with counted_calls(aws.dynamodb(), "UpdateItem") as writes:
@@ -214,8 +209,7 @@ def test_a_revoke_whose_lease_another_took_over_says_try_again_and_leaves_the_co
 ) -> None:
     # Given a connected subscription, and its lease taken over (it ran out) while the revoke wrote the
     # secret
-    sid = create_subscription(admin)["subscription_id"]
-    assert connect(admin, browser, sid).status_code == 200
+    sid = connected(admin, browser, data_centre="us")
     before = stored_secret(services, sid)
     taken: list[bool] = []
 
