@@ -7,6 +7,7 @@ When Docker cannot run here the tests are skipped with the reason; under CI=true
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import subprocess
@@ -45,15 +46,17 @@ def engine() -> Iterator[None]:
 
 def docker_bridge_gateway() -> str:
     """The host's address on Docker's bridge: containers and this machine both reach it, as a browser and
-    a Lambda both reach Zoho at one URL."""
+    a Lambda both reach Zoho at one URL. Some engines (Debian's 20.10, freshly started) leave the IPAM
+    config's Gateway out; the bridge then has its subnet's first address, as Docker assigns it."""
     result = subprocess.run(
-        ["docker", "network", "inspect", "bridge", "--format", "{{(index .IPAM.Config 0).Gateway}}"],
+        ["docker", "network", "inspect", "bridge", "--format", "{{json .IPAM.Config}}"],
         capture_output=True,
         text=True,
         timeout=30,
         check=True,
     )
-    return result.stdout.strip()
+    [config] = json.loads(result.stdout)
+    return str(config.get("Gateway") or next(ipaddress.ip_network(config["Subnet"]).hosts()))
 
 
 @pytest.fixture(scope="session")
