@@ -40,7 +40,7 @@ samlocal-down: $(BIN)/.installed
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/cfn-lint template.yaml
+	$(BIN)/cfn-lint template.yaml monitoring.yaml
 
 typecheck: $(BIN)/.installed
 	$(BIN)/mypy

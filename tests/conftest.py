@@ -27,6 +27,8 @@ from tests.sam_build import SamBuild, build_stack
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = load_template(ROOT / "template.yaml")
+# The alarms, their topic and the dashboard: template.yaml's nested stack Monitoring.
+MONITORING = load_template(ROOT / "monitoring.yaml")
 
 # Powertools reads its service name and metrics namespace when the broker's modules are imported, which
 # in a Lambda happens after the template's Globals are in the environment: do the same here.

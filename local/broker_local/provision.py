@@ -1,4 +1,4 @@
-"""`python -m broker_local.provision`: create template.yaml's tables, secrets, queues and topics at an AWS
+"""`python -m broker_local.provision`: create template.yaml's tables, secrets and queues at an AWS
 endpoint (a moto server) and print the environment the functions need there.
 
     moto_server -H 0.0.0.0 -p 5000
@@ -122,7 +122,7 @@ def container_environment(
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m broker_local.provision",
-        description="Create template.yaml's tables, secrets, queues and topics at an AWS endpoint (a moto "
+        description="Create template.yaml's tables, secrets and queues at an AWS endpoint (a moto "
         "server) and print the functions' environment.",
     )
     parser.add_argument("--endpoint", default=DEFAULT_ENDPOINT, help=f"default {DEFAULT_ENDPOINT}")

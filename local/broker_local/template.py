@@ -286,7 +286,7 @@ def provision(
     parameters: Mapping[str, str] | None = None,
     session: boto3.session.Session | None = None,
 ) -> Stack:
-    """Create the template's tables, secrets, queues, event buses and topics, in dependency order.
+    """Create the template's tables, secrets and queues, in dependency order.
 
     Works under moto's mock_aws and against a moto server (AWS_ENDPOINT_URL). Resources that already
     exist are adopted, not replaced, so a restarted runner keeps its data and signing key.
@@ -435,22 +435,8 @@ def _create_queue(
     stack.attributes[logical_id] = {"Arn": str(arn), "QueueName": name, "QueueUrl": url}
 
 
-def _create_topic(
-    logical_id: str, properties: dict[str, Any], stack: Stack, session: boto3.session.Session
-) -> None:
-    client: Any = session.client("sns")
-    name = str(properties.get("TopicName") or f"{stack.name}-{logical_id}")
-    request: dict[str, Any] = {"Name": name}
-    if "DisplayName" in properties:
-        request["Attributes"] = {"DisplayName": str(properties["DisplayName"])}
-    arn = str(client.create_topic(**request)["TopicArn"])
-    stack.physical_ids[logical_id] = arn
-    stack.attributes[logical_id] = {"Arn": arn, "TopicArn": arn, "TopicName": name}
-
-
 _PROVISIONERS: dict[str, _Provisioner] = {
     "AWS::DynamoDB::Table": _create_table,
     "AWS::SecretsManager::Secret": _create_secret,
     "AWS::SQS::Queue": _create_queue,
-    "AWS::SNS::Topic": _create_topic,
 }

@@ -21,6 +21,7 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
+MONITORING = ROOT / "monitoring.yaml"  # template.yaml's nested stack Monitoring
 FUNCTIONS = ("StartFunction", "CallbackFunction", "AdminFunction")
 LAYER = "CoreLayer"
 RUNTIME_PROVIDED = ("boto3", "botocore", "s3transfer")  # the Lambda runtime carries them
@@ -46,9 +47,13 @@ def shared_objects(directory: Path) -> list[Path]:
     )
 
 
-def test_cfn_lint_finds_nothing_in_the_template() -> None:
+def test_cfn_lint_finds_nothing_in_the_template_or_its_nested_stack() -> None:
     result = subprocess.run(
-        [venv_tool("cfn-lint"), str(TEMPLATE)], cwd=ROOT, capture_output=True, text=True, timeout=300
+        [venv_tool("cfn-lint"), str(TEMPLATE), str(MONITORING)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
     assert result.returncode == 0, f"cfn-lint exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
@@ -58,6 +63,27 @@ def test_sam_build_succeeds_without_a_container(sam_build: SamBuild) -> None:
     build_dir = sam_build.require()
 
     assert (build_dir / "template.yaml").is_file()
+
+
+def test_the_build_carries_the_monitoring_stack_that_sam_deploy_uploads(sam_build: SamBuild) -> None:
+    from broker_local.template import load_template
+
+    built = sam_build.require()
+
+    # The built template points its nested stack at a built copy that sam deploy packages with it
+    location = load_template(built / "template.yaml")["Resources"]["Monitoring"]["Properties"]["Location"]
+    nested = load_template(built / location)
+    kinds = sorted(resource["Type"] for resource in nested["Resources"].values())
+    assert kinds == [
+        "AWS::CloudWatch::Alarm",
+        "AWS::CloudWatch::Alarm",
+        "AWS::CloudWatch::Alarm",
+        "AWS::CloudWatch::Alarm",
+        "AWS::CloudWatch::Dashboard",
+        "AWS::SNS::Subscription",
+        "AWS::SNS::Topic",
+    ]
+    assert nested == load_template(MONITORING)
 
 
 def test_every_built_function_has_its_handler(sam_build: SamBuild) -> None:
@@ -290,6 +316,8 @@ def sam_transformed(monkeypatch: pytest.MonkeyPatch, parameters: dict[str, str])
             resource["Properties"]["CodeUri"] = "s3://bucket/function.zip"
         if resource["Type"] == "AWS::Serverless::LayerVersion":
             resource["Properties"]["ContentUri"] = "s3://bucket/layer.zip"
+        if resource["Type"] == "AWS::Serverless::Application":
+            resource["Properties"]["Location"] = "https://bucket.s3.amazonaws.com/monitoring.yaml"
 
     class NoManagedPolicies:
         def load(self) -> dict[str, str]:

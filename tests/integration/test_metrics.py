@@ -1,7 +1,7 @@
 """The alarms and the dashboard watch metrics by name: every metric of the broker's namespace that
-template.yaml names must be emitted, under that name, namespace and dimension, by the flow that should
-emit it. The flows run through the functions' handlers and their EMF output is read back, so renaming a
-metric in code (or in the template) fails here."""
+monitoring.yaml (template.yaml's nested stack) names must be emitted, under that name, namespace and
+dimension, by the flow that should emit it. The flows run through the functions' handlers and their EMF
+output is read back, so renaming a metric in code (or in the template) fails here."""
 
 from __future__ import annotations
 
@@ -19,17 +19,17 @@ from broker_local.functions import function_entry
 from broker_local.gateway import LambdaContext, import_handler
 from broker_local.template import Stack
 from broker_local.zoho_standin import ZohoStandIn
-from tests.conftest import ROOT, TEMPLATE
+from tests.conftest import MONITORING, ROOT, TEMPLATE
 from zoho_broker.services import Services
 
-RESOURCES = TEMPLATE["Resources"]
+MONITORED = MONITORING["Resources"]
 NAMESPACE = TEMPLATE["Parameters"]["MetricsNamespace"]["Default"]
 SERVICE = {"service": "zoho-broker"}
 
 
 def _dashboard_metrics() -> set[str]:
     """Names the dashboard's widgets plot from the broker's own namespace."""
-    body = RESOURCES["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+    body = MONITORED["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
     dashboard = json.loads(re.sub(r"\$\{([^}]+)\}", r"\1", body))  # "${MetricsNamespace}" -> the parameter
     names = set()
     for widget in dashboard["widgets"]:
@@ -43,7 +43,7 @@ def _dashboard_metrics() -> set[str]:
 
 def _alarm_metrics() -> set[str]:
     names = set()
-    for resource in RESOURCES.values():
+    for resource in MONITORED.values():
         properties = resource["Properties"]
         if resource["Type"] == "AWS::CloudWatch::Alarm" and properties.get("Namespace") == {
             "Ref": "MetricsNamespace"

@@ -1,6 +1,7 @@
-"""What "Operating" promises of the stack, checked on template.yaml itself: the refresh queue's
-dead-letter queue after five receives (in moto, as SQS does it), the four alarms, the dashboard's
-widgets and an access log that never records paths or query strings."""
+"""What "Operating" promises of the stack, checked on template.yaml and its nested monitoring.yaml
+themselves: the refresh queue's dead-letter queue after five receives (in moto, as SQS does it), the four
+alarms, the dashboard's widgets, what the broker's stack hands the monitoring stack, and an access log
+that never records paths or query strings."""
 
 from __future__ import annotations
 
@@ -14,10 +15,20 @@ import pytest
 from moto import mock_aws
 
 from broker_local.template import Stack, provision, resolve
-from tests.conftest import TEMPLATE
+from tests.conftest import MONITORING, TEMPLATE
 
 RESOURCES = TEMPLATE["Resources"]
 STACK = Stack.from_template(TEMPLATE, stack_name="zoho-broker")
+# What the broker's stack hands its nested monitoring stack (alarms, their topic, the dashboard).
+WIRING = RESOURCES["Monitoring"]["Properties"]["Parameters"]
+MONITORED = MONITORING["Resources"]
+# Names resolve with the broker's stack name passed down; every other parameter stands for itself.
+MONITORING_STACK = Stack.from_template(
+    MONITORING,
+    stack_name="zoho-broker-Monitoring-1A2B3C4D",
+    parameters={name: name for name in MONITORING["Parameters"]}
+    | {"BrokerStackName": resolve(WIRING["BrokerStackName"], STACK)},
+)
 # Every function the template declares: a function added later is in the alarm and the widgets, or fails here.
 FUNCTIONS = [name for name, resource in RESOURCES.items() if resource["Type"] == "AWS::Serverless::Function"]
 
@@ -49,8 +60,8 @@ def test_a_refresh_message_received_five_times_moves_to_the_dead_letter_queue(pr
 
 def _alarms() -> dict[str, dict[str, Any]]:
     return {
-        resolve(resource["Properties"]["AlarmName"], STACK): resource["Properties"]
-        for resource in RESOURCES.values()
+        resolve(resource["Properties"]["AlarmName"], MONITORING_STACK): resource["Properties"]
+        for resource in MONITORED.values()
         if resource["Type"] == "AWS::CloudWatch::Alarm"
     }
 
@@ -86,6 +97,7 @@ def test_the_four_alarms_fire_as_the_readme_says_and_notify_the_alarm_topic() ->
         "GreaterThanThreshold",
     )
     assert failures["Threshold"] == {"Ref": "RefreshFailureAlarmThreshold"}
+    assert WIRING["RefreshFailureAlarmThreshold"] == {"Ref": "RefreshFailureAlarmThreshold"}
     assert TEMPLATE["Parameters"]["RefreshFailureAlarmThreshold"]["Default"] == 5
     reauth = alarms["zoho-broker-needs-reauthentication"]
     assert {k: reauth[k] for k in ("Namespace", "MetricName", "Dimensions")} == _broker_metric(
@@ -104,9 +116,7 @@ def test_the_four_alarms_fire_as_the_readme_says_and_notify_the_alarm_topic() ->
         1,
         "GreaterThanOrEqualToThreshold",
     )
-    assert dead["Dimensions"] == [
-        {"Name": "QueueName", "Value": {"Fn::GetAtt": ["RefreshDeadLetterQueue", "QueueName"]}}
-    ]
+    assert dead["Dimensions"] == [{"Name": "QueueName", "Value": {"Ref": "RefreshDeadLetterQueueName"}}]
     errors = alarms["zoho-broker-function-errors"]
     summed = {
         m["MetricStat"]["Metric"]["Dimensions"][0]["Value"]["Ref"]
@@ -120,7 +130,7 @@ def test_the_four_alarms_fire_as_the_readme_says_and_notify_the_alarm_topic() ->
 
 
 def _dashboard() -> list[dict[str, Any]]:
-    body = RESOURCES["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+    body = MONITORED["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
     widgets: list[dict[str, Any]] = json.loads(re.sub(r"\$\{([^}]+)\}", r"\1", body))["widgets"]
     return widgets
 
@@ -151,9 +161,9 @@ def test_the_dashboard_shows_what_the_readme_lists() -> None:
         )
     }
     queues = {
-        ("AWS/SQS", "ApproximateNumberOfMessagesVisible", "RefreshDeadLetterQueue.QueueName"),
-        ("AWS/SQS", "ApproximateNumberOfMessagesVisible", "RefreshQueue.QueueName"),
-        ("AWS/SQS", "ApproximateAgeOfOldestMessage", "RefreshQueue.QueueName"),
+        ("AWS/SQS", "ApproximateNumberOfMessagesVisible", "RefreshDeadLetterQueueName"),
+        ("AWS/SQS", "ApproximateNumberOfMessagesVisible", "RefreshQueueName"),
+        ("AWS/SQS", "ApproximateAgeOfOldestMessage", "RefreshQueueName"),
     }
     api = {("AWS/ApiGateway", name, "HttpApi") for name in ("Count", "4xx", "5xx", "Latency")}
     functions = {
@@ -162,6 +172,30 @@ def test_the_dashboard_shows_what_the_readme_lists() -> None:
         for function in FUNCTIONS
     }
     assert plotted == broker | queues | api | functions
+
+
+def test_the_monitoring_stack_watches_this_stacks_functions_queues_and_api() -> None:
+    # Given the nested stack's parameters, each a name the alarms or the dashboard use
+    declared = MONITORING["Parameters"]
+
+    # Then the broker's stack gives every one of them, and each is the resource of the same role here
+    assert set(WIRING) == set(declared)
+    assert {name: WIRING[name] for name in FUNCTIONS} == {name: {"Ref": name} for name in FUNCTIONS}
+    assert WIRING["HttpApi"] == {"Ref": "HttpApi"}
+    assert WIRING["RefreshQueueName"] == {"Fn::GetAtt": ["RefreshQueue", "QueueName"]}
+    assert WIRING["RefreshDeadLetterQueueName"] == {"Fn::GetAtt": ["RefreshDeadLetterQueue", "QueueName"]}
+    assert {name: WIRING[name] for name in ("MetricsNamespace", "AlarmEmail")} == {
+        name: {"Ref": name} for name in ("MetricsNamespace", "AlarmEmail")
+    }
+    # And the alarm topic and the dashboard reach the stack's outputs through the nested stack's outputs
+    outputs = TEMPLATE["Outputs"]
+    assert outputs["AlarmTopicArn"]["Value"] == {"Fn::GetAtt": ["Monitoring", "Outputs.AlarmTopicArn"]}
+    assert "${Monitoring.Outputs.DashboardName}" in outputs["DashboardUrl"]["Value"]["Fn::Sub"]
+    assert set(MONITORING["Outputs"]) == {"AlarmTopicArn", "DashboardName"}
+    # And the dashboard's name is the broker stack's, not the nested stack's generated one
+    assert resolve(MONITORED["Dashboard"]["Properties"]["DashboardName"], MONITORING_STACK) == (
+        f"zoho-broker-{MONITORING_STACK.region}"
+    )
 
 
 def test_the_access_log_records_requests_without_paths_or_query_strings() -> None:
