@@ -95,7 +95,16 @@ def stage(scope: list[str], tests: list[str]) -> Path:
     settings = {
         "source_paths": ["zoho_broker"],
         "only_mutate": [SCOPES[name] for name in scope],
-        "also_copy": ["local", "clients", "template.yaml", "functions", "events", "env.json", "docs"],
+        "also_copy": [
+            "local",
+            "clients",
+            "template.yaml",
+            "monitoring.yaml",
+            "functions",
+            "events",
+            "env.json",
+            "docs",
+        ],
         "pytest_add_cli_args_test_selection": tests,
         "pytest_add_cli_args": [
             "-p",
