@@ -79,6 +79,7 @@ def test_the_build_carries_the_monitoring_stack_that_sam_deploy_uploads(sam_buil
         "AWS::CloudWatch::Alarm",
         "AWS::CloudWatch::Alarm",
         "AWS::CloudWatch::Alarm",
+        "AWS::CloudWatch::Alarm",
         "AWS::CloudWatch::Dashboard",
         "AWS::SNS::Subscription",
         "AWS::SNS::Topic",

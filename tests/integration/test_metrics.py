@@ -12,6 +12,8 @@ from typing import Any
 
 import httpx
 import pytest
+from aws_calls import on_call
+from botocore.exceptions import ClientError
 from flow import connect
 from stored import expire_token
 
@@ -21,6 +23,7 @@ from broker_local.template import Stack
 from broker_local.zoho_standin import ZohoStandIn
 from tests.conftest import MONITORING, ROOT, TEMPLATE
 from zoho_broker.services import Services
+from zoho_broker.store import aws
 
 MONITORED = MONITORING["Resources"]
 NAMESPACE = TEMPLATE["Parameters"]["MetricsNamespace"]["Default"]
@@ -75,6 +78,10 @@ def _sweep() -> Any:
     )
 
 
+def _refused(**_: Any) -> None:
+    raise ClientError({"Error": {"Code": "InternalException", "Message": "injected"}}, "PutEvents")
+
+
 class Flows:
     """A flow per metric: what a running broker does that should count it."""
 
@@ -106,6 +113,11 @@ class Flows:
         self.zoho.revoke_all()
         assert _sweep() == {"due": 1, "refreshed_inline": 0, "queued": 0}
 
+    def announcement_failed(self) -> None:
+        """Re-authentication announced while EventBridge refuses every event."""
+        with on_call(aws.events(), "PutEvents", _refused, name="refused"):
+            self.needs_reauthentication()
+
     def recovered(self) -> None:
         sid = self._due()
         self.zoho.revoke_all()
@@ -119,11 +131,12 @@ FLOWS: dict[str, tuple[Callable[[Flows], None], float]] = {
     "RefreshesDue": (Flows.refresh_succeeded, 1),
     "SubscriptionNeedsReauthentication": (Flows.needs_reauthentication, 1),
     "SubscriptionRecovered": (Flows.recovered, 1),
+    "AnnouncementFailed": (Flows.announcement_failed, 1),
 }
 
 
 def test_every_metric_the_alarms_and_dashboard_watch_has_a_flow_here() -> None:
-    assert _alarm_metrics() == {"RefreshFailed", "SubscriptionNeedsReauthentication"}
+    assert _alarm_metrics() == {"RefreshFailed", "SubscriptionNeedsReauthentication", "AnnouncementFailed"}
     assert _alarm_metrics() | _dashboard_metrics() == set(FLOWS)
 
 

@@ -1,5 +1,5 @@
 """What "Operating" promises of the stack, checked on template.yaml and its nested monitoring.yaml
-themselves: the refresh queue's dead-letter queue after five receives (in moto, as SQS does it), the four
+themselves: the refresh queue's dead-letter queue after five receives (in moto, as SQS does it), the five
 alarms, the dashboard's widgets, what the broker's stack hands the monitoring stack, and an access log
 that never records paths or query strings."""
 
@@ -74,10 +74,11 @@ def _broker_metric(name: str) -> dict[str, Any]:
     }
 
 
-def test_the_four_alarms_fire_as_the_readme_says_and_notify_the_alarm_topic() -> None:
+def test_the_five_alarms_fire_as_the_docs_say_and_notify_the_alarm_topic() -> None:
     alarms = _alarms()
 
     assert sorted(alarms) == [
+        "zoho-broker-announcement-failures",
         "zoho-broker-function-errors",
         "zoho-broker-needs-reauthentication",
         "zoho-broker-refresh-dead-letters",
@@ -104,6 +105,16 @@ def test_the_four_alarms_fire_as_the_readme_says_and_notify_the_alarm_topic() ->
         "SubscriptionNeedsReauthentication"
     )
     assert (reauth["Statistic"], reauth["Period"], reauth["Threshold"], reauth["ComparisonOperator"]) == (
+        "Sum",
+        300,
+        1,
+        "GreaterThanOrEqualToThreshold",
+    )
+    lost = alarms["zoho-broker-announcement-failures"]
+    assert {k: lost[k] for k in ("Namespace", "MetricName", "Dimensions")} == _broker_metric(
+        "AnnouncementFailed"
+    )
+    assert (lost["Statistic"], lost["Period"], lost["Threshold"], lost["ComparisonOperator"]) == (
         "Sum",
         300,
         1,
@@ -147,6 +158,7 @@ def test_the_dashboard_shows_what_the_readme_lists() -> None:
     assert alarm_widget["properties"]["alarms"] == [
         "RefreshFailuresAlarm.Arn",
         "NeedsReauthenticationAlarm.Arn",
+        "AnnouncementFailuresAlarm.Arn",
         "RefreshDeadLetterAlarm.Arn",
         "FunctionErrorsAlarm.Arn",
     ]
@@ -158,6 +170,7 @@ def test_the_dashboard_shows_what_the_readme_lists() -> None:
             "RefreshesDue",
             "SubscriptionNeedsReauthentication",
             "SubscriptionRecovered",
+            "AnnouncementFailed",
         )
     }
     queues = {
