@@ -36,7 +36,7 @@ _GLOBALS = TEMPLATE["Globals"]["Function"]["Environment"]["Variables"]
 for _name in ("POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE"):
     os.environ.setdefault(_name, str(resolve(_GLOBALS[_name], Stack.from_template(TEMPLATE))))
 
-from tests import log_catalogue  # noqa: E402
+from tests import error_catalogue, log_catalogue  # noqa: E402
 from zoho_broker.services import reset_services  # noqa: E402
 
 
@@ -57,6 +57,15 @@ def log_lines_follow_the_catalogue() -> Iterator[None]:
     yield
     logging.getLogger().removeHandler(kept)
     problems = {found for record in kept.records if (found := log_catalogue.problem(record))}
+    assert not problems, "\n".join(sorted(problems))
+
+
+@pytest.fixture(autouse=True)
+def errors_follow_the_catalogue() -> Iterator[None]:
+    """Every error the broker makes in any test is in docs/errors.md: status, code and sentence."""
+    with error_catalogue.errors_made() as made:
+        yield
+    problems = {found for error in made if (found := error_catalogue.problem(error))}
     assert not problems, "\n".join(sorted(problems))
 
 
