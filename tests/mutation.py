@@ -42,9 +42,13 @@ SCOPES = {
 TESTS = ["tests/unit", "tests/integration", "tests/faults", "tests/standin", "tests/cli"]
 # Measures rates across four processes: timing that cannot hold while mutmut's trampolines slow every
 # call. The throttle is still reached in-process, by tests/unit/test_throttle.py and tests/integration/test_proxy.py.
-# Reads the source's logger calls, which mutmut's copy holds once per mutant; every test still checks
-# the lines really logged against the catalogue (tests/conftest.py).
-IGNORED = ["tests/integration/test_throttle_processes.py", "tests/unit/test_log_catalogue.py"]
+# Read the source's logger calls and errors, which mutmut's copy holds once per mutant; every test still
+# checks the lines really logged and the errors really made against the catalogues (tests/conftest.py).
+IGNORED = [
+    "tests/integration/test_throttle_processes.py",
+    "tests/unit/test_log_catalogue.py",
+    "tests/unit/test_error_catalogue.py",
+]
 # Run the `broker` console script that `make` installs into the project's .venv: mutmut's virtualenv has
 # none (an installed one would import the unmutated package, in a process of its own).
 DESELECTED = [
