@@ -17,6 +17,7 @@ STORED: dict[str, Any] = {
     "custom_fields": {"RedirectUrl": "", "OrganizationId": "12345"},
     "flags": [True, False, None, "x", 7],
     "last_error": None,
+    "digest": b"\x00\xff",
     "nested": {"empty": {}, "list": [], "deep": {"n": 0}},
 }
 
@@ -35,6 +36,7 @@ def test_read_numbers_are_int_or_float() -> None:
     written["ratio"] = serializer.serialize(Decimal("0.25"))
     written["tags"] = serializer.serialize({"a", "b"})
     written["sizes"] = serializer.serialize({Decimal(1), Decimal("1.5")})
+    written["digests"] = serializer.serialize({b"\x00", b"\xff"})
 
     read = from_item(written)
 
@@ -43,6 +45,7 @@ def test_read_numbers_are_int_or_float() -> None:
         "ratio": 0.25,
         "tags": {"a", "b"},
         "sizes": {1, 1.5},
+        "digests": {b"\x00", b"\xff"},
     }
     assert type(read["refresh_due_at"]) is int
     assert {key: deserializer.deserialize(value) for key, value in written.items()}.keys() == read.keys()

@@ -8,7 +8,7 @@ boto3 handler about a third of its cold start.
 from __future__ import annotations
 
 from functools import cache
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import botocore.session
 from botocore.config import Config
@@ -77,22 +77,26 @@ def _client(service: str) -> Any:
 
 @cache
 def dynamodb() -> DynamoDBClient:
-    return cast("DynamoDBClient", _client("dynamodb"))
+    client: DynamoDBClient = _client("dynamodb")
+    return client
 
 
 @cache
 def secretsmanager() -> SecretsManagerClient:
-    return cast("SecretsManagerClient", _client("secretsmanager"))
+    client: SecretsManagerClient = _client("secretsmanager")
+    return client
 
 
 @cache
 def sqs() -> SQSClient:
-    return cast("SQSClient", _client("sqs"))
+    client: SQSClient = _client("sqs")
+    return client
 
 
 @cache
 def events() -> EventBridgeClient:
-    return cast("EventBridgeClient", _client("events"))
+    client: EventBridgeClient = _client("events")
+    return client
 
 
 def reset() -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
@@ -200,7 +200,8 @@ class ThrottleStore:
         except ClientError as error:
             code = error.response["Error"]["Code"]
             if code == "ConditionalCheckFailedException":
-                raise _Refused(cast("dict[str, Any] | None", error.response.get("Item"))) from None
+                # ReturnValuesOnConditionCheckFailure: the item as it was (botocore types the answer as objects)
+                raise _Refused(error.response.get("Item")) from None  # type: ignore[arg-type]
             if code == "ValidationException" and "document path" in str(error):
                 raise _Refused(None) from None  # no item yet: no slots map to write into
             raise _unavailable(error) from error
