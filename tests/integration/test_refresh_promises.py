@@ -15,6 +15,7 @@ from stored import Announcements, expire_token, stored_secret
 from broker_local.zoho_standin import ZohoStandIn
 from tests.clocks import Jitter, VirtualClock
 from zoho_broker.logic import refresh, schedule
+from zoho_broker.models import RefreshResult
 from zoho_broker.services import Services
 from zoho_broker.store import aws
 
@@ -127,6 +128,24 @@ def test_invalid_client_on_refresh_needs_re_authentication_at_once(
     assert (event["detail"]["subscription_id"], event["detail"]["reason"]) == (sid, "invalid_client")
     assert event["detail"]["failing_days"] == 1
     assert admin.get(f"/admin/subscriptions/{sid}/token").json()["error"] == "needs_reauthentication"
+
+
+def test_a_subscription_needing_re_authentication_is_left_alone_until_a_person_reconnects(
+    zoho: ZohoStandIn, services: Services, connected: Callable[..., str]
+) -> None:
+    # Given a subscription Zoho refused, flagged for re-authentication, and Zoho working again
+    sid = connected()
+    expire_token(services, sid, seconds_left=60)
+    zoho.inject_fault("invalid_client")
+    refresh.refresh(services, sid)
+    calls = zoho.token_call_count
+
+    # When a refresher still reaches it (a queued message, a refresh due before it was flagged)
+    outcome = refresh.refresh(services, sid)
+
+    # Then it is skipped, saying why, and Zoho is not asked again with a token it refused
+    assert (outcome.result, outcome.error) == (RefreshResult.SKIPPED, "needs re-authentication")
+    assert zoho.token_call_count == calls
 
 
 @pytest.fixture
