@@ -1,6 +1,7 @@
 """Promises of the connect flow and the admin API checked end to end (moto, the stand-in over HTTP): the
 Secure binding cookie when deployed, `RedirectUrl` as the redirect URI of both the authorization URL and
-the code exchange, and the secret of a deleted subscription kept recoverable for seven days."""
+the code exchange, the secret of a deleted subscription kept recoverable for seven days, and what a
+consent without offline access (no refresh token from Zoho) does."""
 
 from __future__ import annotations
 
@@ -12,11 +13,24 @@ from urllib.parse import parse_qs, urlsplit, urlunsplit
 import boto3
 import httpx
 import pytest
-from flow import CLIENT_SECRET, connect_link, create_subscription, decide_at_zoho, open_link, page_title
+from aws_calls import failing_once
+from flow import (
+    CLIENT_SECRET,
+    connect,
+    connect_link,
+    connected,
+    create_subscription,
+    decide_at_zoho,
+    open_link,
+    page_message,
+    page_title,
+)
+from stored import stored_secret
 
 from broker_local.gateway import LocalApiGateway
 from broker_local.zoho_standin import ZohoStandIn
-from zoho_broker.services import reset_services
+from zoho_broker.services import Services, reset_services
+from zoho_broker.store import aws
 
 PORTAL_CALLBACK = "https://portal.example.com/oauth/callback"
 
@@ -90,3 +104,54 @@ def test_a_deleted_subscriptions_secret_can_be_restored_for_seven_days(admin: ht
     secrets.restore_secret(SecretId=created["secret_name"])
     restored = secrets.get_secret_value(SecretId=created["secret_name"])["SecretString"]
     assert json.loads(restored)["client_secret"] == CLIENT_SECRET
+
+
+def _asking_for_online_access(admin: httpx.Client, subscription_id: str) -> None:
+    """The subscription's version edited to ask Zoho for online access: its consents give no refresh token."""
+    version = admin.get(f"/admin/subscriptions/{subscription_id}").json()["version"]
+    path = f"/admin/integrations/zoho-crm/versions/{version}"
+    template = admin.get(path).json()["oauth_url_template"]
+    assert "access_type=offline" in template
+    online = template.replace("access_type=offline", "access_type=online")
+    assert admin.patch(path, json={"oauth_url_template": online}).status_code == 200
+
+
+def test_a_first_consent_that_yields_no_refresh_token_is_refused_and_says_so(
+    admin: httpx.Client, browser: httpx.Client
+) -> None:
+    sid = create_subscription(admin)["subscription_id"]
+    _asking_for_online_access(admin, sid)
+
+    answer = connect(admin, browser, sid, data_centre="eu")
+
+    assert (answer.status_code, page_message(answer)) == (
+        502,
+        "Zoho gave no refresh token, so the connection could not be kept.",
+    )
+    view = admin.get(f"/admin/subscriptions/{sid}").json()
+    assert (view["status"], view["last_error"]) == ("not_connected", "connect failed: no_refresh_token")
+
+
+def test_a_reconsent_without_a_new_refresh_token_keeps_the_working_one_even_when_a_write_fails(
+    admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn, services: Services
+) -> None:
+    # Given a connected subscription whose version now asks for online access (Zoho answers a consent
+    # with an access token only)
+    sid = connected(admin, browser)
+    working = stored_secret(services, sid)["refresh_token"]
+    client_id = admin.get(f"/admin/subscriptions/{sid}").json()["client_id"]
+    _asking_for_online_access(admin, sid)
+
+    # When a person consents again at the same data centre while Secrets Manager refuses the write
+    with failing_once(aws.secretsmanager(), "PutSecretValue", "ThrottlingException"):
+        refused = connect(admin, browser, sid, data_centre="eu")
+
+    # Then they are told to try again, and the refresh token in use is neither lost nor revoked
+    assert refused.status_code == 503
+    assert stored_secret(services, sid)["refresh_token"] == working
+    assert working in zoho.live_refresh_tokens(client_id)
+
+    # And when they try again the connection goes on with that same refresh token
+    assert connect(admin, browser, sid, data_centre="eu").status_code == 200
+    assert stored_secret(services, sid)["refresh_token"] == working
+    assert working in zoho.live_refresh_tokens(client_id)
