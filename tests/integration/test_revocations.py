@@ -57,6 +57,19 @@ def test_revoking_a_subscription_that_holds_no_token_schedules_no_refresher_visi
     assert sid not in set(services.subscriptions.due_for_refresh(due_before=far_ahead))
 
 
+def test_a_new_client_id_for_a_subscription_that_holds_no_token_schedules_no_refresher_visit(
+    admin: httpx.Client, services: Services
+) -> None:
+    sid = create_subscription(admin)["subscription_id"]
+
+    changed = admin.patch(f"/admin/subscriptions/{sid}", json={"client_id": "1000.OTHERCLIENT"})
+
+    assert changed.status_code == 200
+    assert (changed.json()["client_id"], changed.json()["next_refresh_at"]) == ("1000.OTHERCLIENT", None)
+    far_ahead = int(time.time()) + 30 * 86400
+    assert sid not in set(services.subscriptions.due_for_refresh(due_before=far_ahead))
+
+
 def test_revoking_again_after_zoho_confirmed_leaves_no_refresher_visit_scheduled(
     admin: httpx.Client, browser: httpx.Client, services: Services
 ) -> None:
