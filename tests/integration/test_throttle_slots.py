@@ -100,6 +100,23 @@ def test_a_slot_whose_caller_crashed_frees_itself_after_the_slot_seconds(
     assert _slots(stack) == {}
 
 
+def test_a_caller_waiting_under_a_second_gets_a_slot_that_frees_within_its_wait(
+    stack: Stack, instances: tuple[Throttle, Throttle], clock: VirtualClock
+) -> None:
+    # Given the only slot held by a caller whose Lambda died, half a second before it frees itself
+    crashed, survivor = instances
+    crashed.acquire(SUBSCRIPTION, ONE_SLOT, wait_seconds=0)
+    clock.sleep(SLOT_SECONDS - 0.5)
+    began = clock.now
+
+    # When a caller willing to wait one second asks
+    turn = survivor.acquire(SUBSCRIPTION, ONE_SLOT, wait_seconds=1)
+
+    # Then it waits for the slot rather than being refused at once, and gets it within its wait
+    assert 0.5 <= clock.now - began <= 1
+    assert list(_slots(stack)) == [turn.owner]
+
+
 def test_a_caller_whose_turn_lies_beyond_its_wait_is_told_the_rate_and_when_to_try_again(
     instances: tuple[Throttle, Throttle],
 ) -> None:
