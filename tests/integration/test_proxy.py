@@ -14,6 +14,7 @@ import pytest
 from broker_local.gateway import LocalApiGateway
 from broker_local.zoho_standin import ZohoStandIn
 from broker_local.zoho_standin_files import FilesApi
+from tests.clocks import VirtualClock
 from tests.integration.flow import assert_never_shown, create_subscription, logged_once
 from tests.integration.proxying import ORGANIZATION, connected
 from tests.integration.stored import age_connection
@@ -191,6 +192,30 @@ def test_a_token_zoho_invalidated_is_refreshed_once_and_the_call_retried_once(
         capfd=capfd,
         caplog=caplog,
     )
+
+
+def test_the_retry_after_a_refused_token_waits_for_the_next_turn_and_is_served(
+    gateway: LocalApiGateway,
+    admin: httpx.Client,
+    browser: httpx.Client,
+    zoho: ZohoStandIn,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a subscription allowed 30 calls a minute (a turn every 2 s), on a clock the test holds
+    clock = VirtualClock(time.time())
+    monkeypatch.setattr(get_services(), "clock", clock)
+    throttling = {"requests_per_minute": 30, "max_concurrent_requests": 2}
+    sid = connected(admin, browser, throttling=throttling)
+    age_connection(get_services(), sid, seconds=120)
+    zoho.expire_access_tokens()
+    began = clock.now
+
+    # When a call's token is refused by Zoho, and renewed at once
+    answer = admin.get(f"/proxy/{sid}/org")
+
+    # Then the same call is retried at the next turn, not refused for coming before it, and served
+    assert answer.status_code == 200, answer.text
+    assert 60.25 / 30 <= clock.now - began < 2.5
 
 
 def test_a_refused_token_already_replaced_by_another_refresh_is_retried_with_that_one(
