@@ -16,8 +16,10 @@ from broker_client import BrokerCallError, ProxyClient
 from broker_local.gateway import LocalApiGateway
 from broker_local.zoho_standin import ZohoStandIn
 from tests.aws_env import use_credentials
+from tests.clocks import VirtualClock
 from tests.integration.flow import create_subscription
 from tests.integration.proxying import ORGANIZATION, connected
+from zoho_broker.services import get_services
 
 
 def test_the_client_pages_creates_updates_and_deletes_records(
@@ -42,19 +44,29 @@ def test_the_client_pages_creates_updates_and_deletes_records(
 
 
 def test_the_client_retries_a_429_after_retry_after(
-    gateway: LocalApiGateway, admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn
+    gateway: LocalApiGateway,
+    admin: httpx.Client,
+    browser: httpx.Client,
+    zoho: ZohoStandIn,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # Time is a clock the test holds, for the broker and the client's waits alike: however slow the
+    # machine, the second call comes before its turn.
+    clock = VirtualClock(time.time())
+    monkeypatch.setattr(get_services(), "clock", clock)
     sid = connected(admin, browser, throttling={"requests_per_minute": 60, "max_concurrent_requests": 2})
     slept: list[float] = []
 
     def sleep(seconds: float) -> None:
         slept.append(seconds)
-        time.sleep(seconds)
+        clock.sleep(seconds)
 
     with ProxyClient(gateway.base_url, sid, max_wait_seconds=0, retries=2, sleep=sleep) as client:
         first, second = client.get("org"), client.get("org")
     assert (first.status_code, second.status_code) == (200, 200)
-    assert slept == [1.0]  # the broker's Retry-After: one start a second
+    # The broker's Retry-After: the second call's turn is 1.004 s away (one start a second, and a grace),
+    # said in whole seconds rounded up
+    assert slept == [2.0]
 
 
 def test_the_client_raises_the_brokers_own_refusals(
