@@ -314,6 +314,27 @@ def test_a_call_zoho_does_not_answer_in_time_says_it_may_have_been_carried_out(
     assert admin.get(f"/proxy/{sid}/org").status_code == 200  # its slot was released
 
 
+def test_a_call_zoho_cannot_be_reached_for_says_nothing_was_sent(
+    gateway: LocalApiGateway,
+    admin: httpx.Client,
+    browser: httpx.Client,
+    zoho: ZohoStandIn,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Given Zoho's servers gone from the network (connections refused)
+    caplog.set_level(logging.INFO)
+    sid = connected(admin, browser)
+    zoho.stop()
+
+    answer = admin.post(f"/proxy/{sid}/Leads", json={"data": [{"Last_Name": "Unsent"}]})
+
+    # Then the sync job is told that nothing was sent, so sending again is safe
+    assert (answer.status_code, answer.headers["x-broker-error"]) == (503, "zoho_error")
+    assert answer.json()["message"] == "Zoho could not be reached; nothing was sent: try again shortly."
+    line = logged_once(caplog, "proxy call refused")
+    assert (line["error"], line["zoho_code"]) == ("zoho_error", "unreachable")
+
+
 def test_zohos_too_many_requests_is_passed_back_and_slows_the_subscription_down(
     gateway: LocalApiGateway, admin: httpx.Client, browser: httpx.Client, zoho: ZohoStandIn
 ) -> None:
