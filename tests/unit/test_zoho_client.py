@@ -46,8 +46,9 @@ def zoho_error(call: Callable[[], Any]) -> ZohoError:
         httpx.Response(200, json={"status": "success"}),
         httpx.Response(200, json={}),
         httpx.Response(200, text="revoked"),  # not JSON, yet a success
+        httpx.Response(200, json=["revoked"]),  # JSON, but no object to read an error from
     ],
-    ids=["status", "empty-json", "plain-text"],
+    ids=["status", "empty-json", "plain-text", "json-list"],
 )
 def test_a_revocation_zoho_accepts_raises_nothing(answer: httpx.Response) -> None:
     seen: list[httpx.Request] = []

@@ -105,11 +105,8 @@ class ZohoClient:
     def revoke(self, *, revoke_url: str, refresh_token: str) -> None:
         """Revoke a refresh token (and its access tokens); Zoho takes it as a query parameter."""
         response = self._post(revoke_url, params={"token": refresh_token})
-        try:
-            body: Any = response.json()
-        except ValueError:
-            body = {}
-        if isinstance(body, dict) and body.get("error"):
+        body = _json_object(response)
+        if body.get("error"):
             raise _error_from(body, response.status_code)
         if not response.is_success:
             raise ZohoError(
@@ -199,6 +196,15 @@ class ZohoClient:
             raise ZohoError(
                 "Zoho's token answer was incomplete.", zoho_code="bad_response", transient=True
             ) from error
+
+
+def _json_object(response: httpx.Response) -> dict[str, Any]:
+    """The answer's JSON object; empty when it is none (Zoho confirms a revocation in plain text too)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
 
 
 def _error_from(body: dict[str, Any], status_code: int) -> ZohoError:
