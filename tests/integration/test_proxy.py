@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import http.client
 import logging
-import time
 from typing import Any
 
 import httpx
@@ -199,23 +198,21 @@ def test_the_retry_after_a_refused_token_waits_for_the_next_turn_and_is_served(
     admin: httpx.Client,
     browser: httpx.Client,
     zoho: ZohoStandIn,
-    monkeypatch: pytest.MonkeyPatch,
+    held_clock: VirtualClock,
 ) -> None:
     # Given a subscription allowed 30 calls a minute (a turn every 2 s), on a clock the test holds
-    clock = VirtualClock(time.time())
-    monkeypatch.setattr(get_services(), "clock", clock)
     throttling = {"requests_per_minute": 30, "max_concurrent_requests": 2}
     sid = connected(admin, browser, throttling=throttling)
     age_connection(get_services(), sid, seconds=120)
     zoho.expire_access_tokens()
-    began = clock.now
+    began = held_clock.now
 
     # When a call's token is refused by Zoho, and renewed at once
     answer = admin.get(f"/proxy/{sid}/org")
 
     # Then the same call is retried at the next turn, not refused for coming before it, and served
     assert answer.status_code == 200, answer.text
-    assert 60.25 / 30 <= clock.now - began < 2.5
+    assert 60.25 / 30 <= held_clock.now - began < 2.5
 
 
 def test_a_refused_token_already_replaced_by_another_refresh_is_retried_with_that_one(
@@ -361,24 +358,22 @@ def test_over_the_subscriptions_rate_the_broker_answers_429_with_retry_after_or_
     admin: httpx.Client,
     browser: httpx.Client,
     zoho: ZohoStandIn,
-    monkeypatch: pytest.MonkeyPatch,
+    held_clock: VirtualClock,
 ) -> None:
     # On a clock the test holds: however slow the machine, the second call comes before its turn
-    clock = VirtualClock(time.time())
-    monkeypatch.setattr(get_services(), "clock", clock)
     sid = connected(admin, browser, throttling={"requests_per_minute": 30, "max_concurrent_requests": 2})
     assert admin.get(f"/proxy/{sid}/org").status_code == 200
     calls = len(_api_calls(zoho))
-    clock.sleep(0.5)  # the next call comes half a second later; its turn is 2.008 s after the first's
+    held_clock.sleep(0.5)  # the next call comes half a second later; its turn is 2.008 s after the first's
     refused = admin.get(f"/proxy/{sid}/org")
     assert refused.status_code == 429
     assert refused.json()["error"] == "throttled"
     assert refused.headers["retry-after"] == "2"
     assert len(_api_calls(zoho)) == calls
-    started = clock.now
+    started = held_clock.now
     waited = admin.get(f"/proxy/{sid}/org", headers={"X-Broker-Max-Wait": "3"})
     assert waited.status_code == 200
-    assert clock.now - started == pytest.approx(60.25 / 30 - 0.5)  # it waited for its turn, no longer
+    assert held_clock.now - started == pytest.approx(60.25 / 30 - 0.5)  # it waited for its turn, no longer
 
 
 def test_calls_for_a_subscription_that_is_not_connected_or_unknown_are_refused(

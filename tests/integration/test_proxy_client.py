@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import time
 
 import httpx
 import pytest
@@ -19,7 +18,6 @@ from tests.aws_env import use_credentials
 from tests.clocks import VirtualClock
 from tests.integration.flow import create_subscription
 from tests.integration.proxying import ORGANIZATION, connected
-from zoho_broker.services import get_services
 
 
 def test_the_client_pages_creates_updates_and_deletes_records(
@@ -48,18 +46,16 @@ def test_the_client_retries_a_429_after_retry_after(
     admin: httpx.Client,
     browser: httpx.Client,
     zoho: ZohoStandIn,
-    monkeypatch: pytest.MonkeyPatch,
+    held_clock: VirtualClock,
 ) -> None:
     # Time is a clock the test holds, for the broker and the client's waits alike: however slow the
     # machine, the second call comes before its turn.
-    clock = VirtualClock(time.time())
-    monkeypatch.setattr(get_services(), "clock", clock)
     sid = connected(admin, browser, throttling={"requests_per_minute": 60, "max_concurrent_requests": 2})
     slept: list[float] = []
 
     def sleep(seconds: float) -> None:
         slept.append(seconds)
-        clock.sleep(seconds)
+        held_clock.sleep(seconds)
 
     with ProxyClient(gateway.base_url, sid, max_wait_seconds=0, retries=2, sleep=sleep) as client:
         first, second = client.get("org"), client.get("org")
