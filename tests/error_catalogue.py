@@ -61,7 +61,9 @@ class Construction:
 
     @property
     def status(self) -> int:
-        return 503 if self.transient and self.error.status_code == 502 else self.error.status_code
+        """ZohoError.answer_status, read from the code: a transient Zoho error answers 503."""
+        transient = self.transient and issubclass(self.error, ZohoError)
+        return 503 if transient else self.error.status_code
 
 
 def catalogue() -> list[Entry]:
@@ -80,15 +82,9 @@ def _pattern(template: str) -> re.Pattern[str]:
     return re.compile(".*?".join(re.escape(part) for part in template.split(HOLE)), re.DOTALL)
 
 
-def status_of(error: BrokerError) -> int:
-    """The status the broker answers with: a passing Zoho failure is 503 (retry), a refusal stays 502."""
-    transient = isinstance(error, ZohoError) and error.transient and error.status_code == 502
-    return 503 if transient else error.status_code
-
-
 def problem(error: BrokerError) -> str | None:
     """What is wrong with an error the broker made, by the catalogue; None if nothing is."""
-    status, zoho_code = status_of(error), getattr(error, "zoho_code", None)
+    status, zoho_code = error.answer_status, getattr(error, "zoho_code", None)
     if any(entry.matches(status, error.code, zoho_code, error.message) for entry in CATALOGUE):
         return None
     said = f"{status} {error.code}" + (f" ({zoho_code})" if zoho_code else "")

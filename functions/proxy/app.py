@@ -96,8 +96,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     except BrokerError as error:
         why = {"zoho_code": error.zoho_code} if isinstance(error, ZohoError) else {}
         logger.info("proxy call refused", extra={"error": error.code, "reason": error.message, **why})
-        transient = getattr(error, "transient", False) and error.status_code == 502
-        return _error(503 if transient else error.status_code, error.code, error.message)
+        return _error(error.answer_status, error.code, error.message)
     except Exception as error:
         if is_unavailable(error):
             return _error(

@@ -13,6 +13,11 @@ class BrokerError(Exception):
         super().__init__(message)
         self.message = message
 
+    @property
+    def answer_status(self) -> int:
+        """The HTTP status the broker answers this error with."""
+        return self.status_code
+
 
 class NotFound(BrokerError):
     status_code = 404
@@ -69,6 +74,11 @@ class ZohoError(BrokerError):
         super().__init__(message)
         self.zoho_code = zoho_code
         self.transient = transient
+
+    @property
+    def answer_status(self) -> int:
+        # Zoho slow or failing is a passing condition: 503 (retry); a refusal stays as it is (502).
+        return 503 if self.transient else self.status_code
 
 
 class OrganizationMismatch(Conflict):

@@ -22,7 +22,6 @@ from zoho_broker.errors import (
     InvalidInput,
     PayloadTooLarge,
     UnsupportedMediaType,
-    ZohoError,
 )
 from zoho_broker.observability import logger
 from zoho_broker.page_routes import unavailable, validation_details
@@ -159,10 +158,8 @@ def install_json_errors(app: APIGatewayHttpResolver) -> None:
     @app.exception_handler(BrokerError)
     def _broker_error(error: BrokerError) -> Response[Any]:
         logger.info("request refused", extra={"error": error.code, "reason": error.message})
-        # Zoho slow or failing is a passing condition: 503 (retry); a refusal stays 502.
-        transient = isinstance(error, ZohoError) and error.transient
         details = error.details if isinstance(error, InvalidInput) else None
-        return json_error(503 if transient else error.status_code, error.code, error.message, details)
+        return json_error(error.answer_status, error.code, error.message, details)
 
     @app.exception_handler(RequestValidationError)
     def _invalid(error: RequestValidationError) -> Response[Any]:
